@@ -1,0 +1,45 @@
+# kdindex — PGXS build.  `make demo` and `make test` do all set-up (see README.md).
+EXTENSION = kdindex
+EXTVERSION = 0.1.0
+MODULE_big = kdindex
+DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+
+OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
+       src/pages.o src/vector.o src/distance.o src/info.o \
+       src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o
+
+REGRESS = operators bad_input build scan vacuum info pgvector
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+ISOLATION = insert_scan
+ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+OPENBLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/aarch64-linux-gnu/openblas-pthread /usr/include/openblas))
+PG_CPPFLAGS = -I$(srcdir)/src $(if $(OPENBLAS_INC),-I$(OPENBLAS_INC))
+SHLIB_LINK = -lopenblas -lm
+PG_CFLAGS = -std=gnu99
+
+EXTRA_CLEAN = results regression.diffs regression.out output_iso tmp_check log
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The distance kernels are compiled for a baseline x86-64 and for AVX2+FMA;
+# the best clone is picked at load time (ifunc), never with -march=native.
+# Reassociation lets the compiler vectorise the float reductions.
+src/distance.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
+
+.PHONY: deps test demo bench
+deps:
+	test/scripts/deps.sh
+
+test: deps
+	test/scripts/test.sh
+
+demo: deps
+	test/scripts/demo.sh
+
+bench: deps
+	test/scripts/bench.sh $(SUITE)

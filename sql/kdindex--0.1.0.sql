@@ -1,0 +1,105 @@
+-- kdindex: compressed vector index trained by knowledge distillation
+\echo Use "CREATE EXTENSION kdindex" to load this file. \quit
+
+-- Distances on real[], with pgvector's semantics and operators
+CREATE FUNCTION kdindex_l2_distance(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION kdindex_negative_inner_product(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION kdindex_cosine_distance(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR <-> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_l2_distance,
+	COMMUTATOR = '<->'
+);
+CREATE OPERATOR <#> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_negative_inner_product,
+	COMMUTATOR = '<#>'
+);
+CREATE OPERATOR <=> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_cosine_distance,
+	COMMUTATOR = '<=>'
+);
+
+-- The access method
+CREATE FUNCTION kdindex_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+CREATE ACCESS METHOD kdindex TYPE INDEX HANDLER kdindex_handler;
+COMMENT ON ACCESS METHOD kdindex IS 'compressed vector index (PQ codes, exact re-rank)';
+
+-- Support function 1 of every opclass: the metric its operator computes
+CREATE FUNCTION kdindex_l2_metric(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION kdindex_ip_metric(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION kdindex_cosine_metric(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS float4_l2_ops
+	DEFAULT FOR TYPE real[] USING kdindex AS
+	OPERATOR 1 <-> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 kdindex_l2_metric(internal);
+CREATE OPERATOR CLASS float4_ip_ops
+	FOR TYPE real[] USING kdindex AS
+	OPERATOR 1 <#> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 kdindex_ip_metric(internal);
+CREATE OPERATOR CLASS float4_cosine_ops
+	FOR TYPE real[] USING kdindex AS
+	OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 kdindex_cosine_metric(internal);
+
+CREATE FUNCTION kdindex_info(idx regclass,
+	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
+	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
+	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
+	OUT train_mse float8, OUT train_seconds float8)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+-- pgvector's vector: opclasses for kdindex on its operators.  Run at CREATE
+-- EXTENSION when pgvector is already there, and by hand after installing it.
+CREATE FUNCTION kdindex_enable_pgvector() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	vtype regtype := to_regtype('vector');
+	nsp text;
+	c record;
+BEGIN
+	IF vtype IS NULL THEN
+		RAISE EXCEPTION 'type "vector" does not exist'
+			USING ERRCODE = 'undefined_object',
+			      HINT = 'Install pgvector first: CREATE EXTENSION vector.';
+	END IF;
+	SELECT quote_ident(n.nspname) INTO nsp
+	  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+	 WHERE t.oid = vtype;
+	FOR c IN SELECT * FROM (VALUES
+		('vector_l2_ops', '<->', 'kdindex_l2_metric', ' DEFAULT'),
+		('vector_ip_ops', '<#>', 'kdindex_ip_metric', ''),
+		('vector_cosine_ops', '<=>', 'kdindex_cosine_metric', '')) AS v(opclass, op, metric, dflt)
+	LOOP
+		CONTINUE WHEN EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+							   WHERE am.amname = 'kdindex' AND oc.opcname = c.opclass);
+		EXECUTE format('CREATE OPERATOR CLASS %I%s FOR TYPE %s.vector USING kdindex AS '
+					   'OPERATOR 1 OPERATOR(%s.%s) (%s.vector, %s.vector) FOR ORDER BY float_ops, '
+					   'FUNCTION 1 %s(internal)',
+					   c.opclass, c.dflt, nsp, nsp, c.op, nsp, nsp, c.metric);
+		-- created after CREATE EXTENSION: make it part of the extension
+		IF NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_opclass oc ON d.objid = oc.oid
+						JOIN pg_am am ON am.oid = oc.opcmethod
+					   WHERE d.classid = 'pg_opclass'::regclass AND d.deptype = 'e'
+						 AND am.amname = 'kdindex' AND oc.opcname = c.opclass) THEN
+			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR CLASS %I USING kdindex', c.opclass);
+			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR FAMILY %I USING kdindex', c.opclass);
+		END IF;
+	END LOOP;
+END
+$$;
+
+DO $$
+BEGIN
+	IF to_regtype('vector') IS NOT NULL THEN
+		PERFORM kdindex_enable_pgvector();
+	END IF;
+END
+$$;

@@ -1,0 +1,374 @@
+/*
+ * build.c — ambuild: sample -> train -> encode -> write pages.
+ *
+ * Two passes over the table.  The first validates every row and keeps a
+ * reservoir sample (PostgreSQL's own reservoir sampling, seeded so that a
+ * rebuild of the same table gives the same index) within
+ * maintenance_work_mem; the quantizer is trained on it and its parameters are
+ * written.  The second pass encodes rows in blocks (one sgemm per block and
+ * sub-quantizer) and packs (TID, code) tuples into pages.  The meta page is
+ * written last, so the index only points at complete data.
+ *
+ * A table with fewer rows than codewords gives an untrained index: tuples
+ * hold TIDs only and scans compute exact distances on the heap until the
+ * index is rebuilt with enough rows.
+ */
+#include "postgres.h"
+
+#include "access/tableam.h"
+#include "access/xloginsert.h"
+#include "catalog/index.h"
+#include "commands/progress.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "storage/smgr.h"
+#include "utils/memutils.h"
+#include "utils/sampling.h"
+
+#include "kdindex.h"
+#include "vector.h"
+
+/* Rows encoded together */
+#define KD_ENCODE_BATCH 1024
+/* Fixed seed of the sampler: the same table gives the same index */
+#define KD_SAMPLE_SEED 0x6B64
+
+typedef struct KdBuildState
+{
+	Relation	index;
+	KdMetric	metric;
+	Oid			typid;
+	int			dim;			/* 0 until the first row */
+	MemoryContext tmpcxt;		/* reset per row */
+
+	/* sampling */
+	float	   *sample;
+	int64		sample_cap;
+	int64		nsample;
+	double		seen;
+	double		rowstoskip;
+	ReservoirStateData rstate;
+
+	/* encoding */
+	KdQuantizer *quantizer;		/* NULL: untrained, TIDs only */
+	float	   *batch;
+	ItemPointerData *batch_tids;
+	int			nbatch;
+	uint8	   *codes;
+
+	/* page writing */
+	int			tupsize;
+	Buffer		buf;			/* allocated page being filled, locked */
+	Page		page;			/* its contents, built locally */
+	BlockNumber head;
+	BlockNumber tail;
+	int64		ntuples;
+} KdBuildState;
+
+/* m = 0: the largest divisor of dim not above 16 (16 bytes at nbits = 8) */
+static int
+choose_m(int dim, int m)
+{
+	if (m != 0)
+		return m;
+	for (m = Min(16, dim); m > 1; m--)
+		if (dim % m == 0)
+			return m;
+	return 1;
+}
+
+static void
+check_m(int dim, int m)
+{
+	if (m > dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("m = %d exceeds the vector dimension %d", m, dim)));
+	if (dim % m != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vector dimension %d is not divisible by m = %d", dim, m),
+				 errhint("Choose m dividing the dimension, or m = 0 to let kdindex choose.")));
+}
+
+static float *
+row_vector(KdBuildState *bs, Datum *values)
+{
+	int			dim;
+	float	   *x = kd_index_vector(values[0], bs->typid, bs->metric, bs->dim, &dim);
+
+	bs->dim = dim;
+	return x;
+}
+
+static void
+sample_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+				bool tupleIsAlive, void *state)
+{
+	KdBuildState *bs = (KdBuildState *) state;
+	MemoryContext old;
+	float	   *x;
+	int64		slot = -1;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpcxt);
+	x = row_vector(bs, values);
+	MemoryContextSwitchTo(old);
+
+	if (bs->sample == NULL)
+	{
+		Size		rowbytes = sizeof(float) * bs->dim;
+
+		bs->sample_cap = Min(bs->sample_cap, (int64) maintenance_work_mem * 1024 / rowbytes);
+		bs->sample_cap = Max(bs->sample_cap, 1);
+		bs->sample = palloc_extended(rowbytes * bs->sample_cap, MCXT_ALLOC_HUGE);
+		reservoir_init_selection_state(&bs->rstate, (int) bs->sample_cap);
+		sampler_random_init_state(KD_SAMPLE_SEED, &bs->rstate.randstate);
+	}
+
+	/* Vitter's algorithm Z, as ANALYZE does */
+	if (bs->nsample < bs->sample_cap)
+		slot = bs->nsample++;
+	else
+	{
+		if (bs->rowstoskip < 0)
+			bs->rowstoskip = reservoir_get_next_S(&bs->rstate, bs->seen, (int) bs->sample_cap);
+		if (bs->rowstoskip <= 0)
+			slot = (int64) (bs->sample_cap * sampler_random_fract(&bs->rstate.randstate));
+		bs->rowstoskip -= 1;
+	}
+	if (slot >= 0)
+		memcpy(bs->sample + slot * bs->dim, x, sizeof(float) * bs->dim);
+	bs->seen += 1;
+	MemoryContextReset(bs->tmpcxt);
+}
+
+/* Flush the page being filled; if more follow, allocate and link the next one */
+static void
+finish_page(KdBuildState *bs, bool more)
+{
+	GenericXLogState *state;
+	Page		page;
+	Buffer		next = InvalidBuffer;
+
+	if (more)
+	{
+		next = kd_new_buffer(bs->index, MAIN_FORKNUM);
+		bs->tail = BufferGetBlockNumber(next);
+		KdPageGetOpaque(bs->page)->nextblkno = bs->tail;
+	}
+	state = GenericXLogStart(bs->index);
+	page = GenericXLogRegisterBuffer(state, bs->buf, GENERIC_XLOG_FULL_IMAGE);
+	memcpy(page, bs->page, BLCKSZ);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(bs->buf);
+
+	bs->buf = next;
+	if (more)
+		kd_init_page(bs->page, KDINDEX_PAGE_DATA);
+}
+
+static void
+append_tuple(KdBuildState *bs, ItemPointer tid, const uint8 *code)
+{
+	KdPageOpaque opaque;
+	char	   *tup;
+
+	if (!BufferIsValid(bs->buf))
+	{
+		bs->buf = kd_new_buffer(bs->index, MAIN_FORKNUM);
+		bs->head = bs->tail = BufferGetBlockNumber(bs->buf);
+		kd_init_page(bs->page, KDINDEX_PAGE_DATA);
+	}
+	opaque = KdPageGetOpaque(bs->page);
+	if (opaque->ntuples >= KdPageCapacity(bs->tupsize))
+	{
+		finish_page(bs, true);
+		opaque = KdPageGetOpaque(bs->page);
+	}
+	tup = KdPageTuple(bs->page, bs->tupsize, opaque->ntuples);
+	memcpy(tup, tid, sizeof(ItemPointerData));
+	if (bs->tupsize > sizeof(ItemPointerData))
+		memcpy(KdTupleCode(tup), code, bs->tupsize - sizeof(ItemPointerData));
+	opaque->ntuples++;
+	((PageHeader) bs->page)->pd_lower += bs->tupsize;
+	bs->ntuples++;
+}
+
+static void
+flush_batch(KdBuildState *bs)
+{
+	KdQuantizer *q = bs->quantizer;
+
+	if (bs->nbatch == 0)
+		return;
+	if (q)
+		q->ops->encode(q, bs->batch, bs->nbatch, bs->codes);
+	for (int i = 0; i < bs->nbatch; i++)
+		append_tuple(bs, &bs->batch_tids[i], q ? bs->codes + (Size) i * q->code_size : NULL);
+	bs->nbatch = 0;
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, bs->ntuples);
+}
+
+static void
+encode_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+				bool tupleIsAlive, void *state)
+{
+	KdBuildState *bs = (KdBuildState *) state;
+	MemoryContext old;
+	float	   *x;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpcxt);
+	x = row_vector(bs, values);
+	MemoryContextSwitchTo(old);
+	memcpy(bs->batch + (Size) bs->nbatch * bs->dim, x, sizeof(float) * bs->dim);
+	bs->batch_tids[bs->nbatch++] = *tid;
+	MemoryContextReset(bs->tmpcxt);
+	if (bs->nbatch == KD_ENCODE_BATCH)
+		flush_batch(bs);
+}
+
+/* Train on the sample and write the parameters; the meta records where */
+static void
+train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
+{
+	KdQuantizer *trained;
+	instr_time	start,
+				duration;
+	char	   *blob;
+	Size		size;
+
+	INSTR_TIME_SET_CURRENT(start);
+	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
+	trained->ops->train(trained, bs->sample, bs->nsample);
+	blob = kd_quantizer_serialize(trained, &size);
+	meta->blob_head = kd_write_blob(bs->index, blob, size);
+	meta->blob_size = size;
+
+	/* encode with exactly what the pages hold (parameters may be half floats) */
+	bs->quantizer = kd_quantizer_deserialize(blob, size);
+	meta->train_mse = kd_quantizer_mse(bs->quantizer, bs->sample, bs->nsample);
+	kd_quantizer_free(trained);
+	pfree(blob);
+
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	meta->train_seconds = INSTR_TIME_GET_DOUBLE(duration);
+	meta->train_rows = bs->nsample;
+	meta->trained = true;
+	meta->code_size = bs->quantizer->code_size;
+}
+
+static void
+write_meta(Relation index, Buffer metabuf, const KdMetaPageData *meta)
+{
+	GenericXLogState *state = GenericXLogStart(index);
+	Page		page = GenericXLogRegisterBuffer(state, metabuf, GENERIC_XLOG_FULL_IMAGE);
+
+	kd_write_meta_page(page, meta);
+	GenericXLogFinish(state);
+}
+
+IndexBuildResult *
+kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
+{
+	IndexBuildResult *result;
+	KdBuildState bs;
+	KdMetaPageData meta;
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	int			nbits = opts ? opts->nbits : 8;
+	int			ksub = 1 << nbits;
+	double		reltuples;
+	Buffer		metabuf;
+
+	if (RelationGetNumberOfBlocks(index) != 0)
+		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+
+	memset(&bs, 0, sizeof(bs));
+	bs.index = index;
+	bs.metric = kd_index_metric(index);
+	bs.typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
+	bs.tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
+									  ALLOCSET_DEFAULT_SIZES);
+	bs.sample_cap = (opts && opts->sample > 0) ? opts->sample : 256 * ksub;
+	bs.rowstoskip = -1;
+	bs.head = bs.tail = InvalidBlockNumber;
+	bs.page = palloc(BLCKSZ);
+
+	kd_init_meta(&meta, bs.metric, kd_options_quantizer(index), opts ? opts->m : 0, nbits);
+	metabuf = kd_new_buffer(index, MAIN_FORKNUM);
+	Assert(BufferGetBlockNumber(metabuf) == KDINDEX_METAPAGE_BLKNO);
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_SAMPLE);
+	reltuples = table_index_build_scan(heap, index, indexInfo, true, true,
+									   sample_callback, &bs, NULL);
+
+	meta.dim = bs.dim;
+	if (bs.dim > 0)
+	{
+		meta.m = choose_m(bs.dim, meta.m);
+		check_m(bs.dim, meta.m);
+	}
+	if (bs.nsample >= ksub)
+	{
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_TRAIN);
+		train_quantizer(&bs, &meta);
+	}
+	else
+		ereport(NOTICE,
+				(errmsg("kdindex \"%s\" has %.0f rows, fewer than the %d needed to train its quantizer",
+						RelationGetRelationName(index), bs.seen, ksub),
+				 errdetail("Until it is trained the index answers with exact distances from the table."),
+				 errhint("REINDEX the index once the table holds at least %d rows.", ksub)));
+	if (bs.sample)
+		pfree(bs.sample);
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs.seen);
+	bs.tupsize = KdTupleSize(meta.code_size);
+	bs.batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs.dim, 1), MCXT_ALLOC_HUGE);
+	bs.batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs.codes = palloc(KD_ENCODE_BATCH * Max(meta.code_size, 1));
+	if (bs.seen > 0)
+		table_index_build_scan(heap, index, indexInfo, true, true, encode_callback, &bs, NULL);
+	flush_batch(&bs);
+	if (BufferIsValid(bs.buf))
+		finish_page(&bs, false);
+
+	meta.data_head = bs.head;
+	meta.data_tail = bs.tail;
+	write_meta(index, metabuf, &meta);
+	UnlockReleaseBuffer(metabuf);
+
+	if (bs.quantizer)
+		kd_quantizer_free(bs.quantizer);
+	MemoryContextDelete(bs.tmpcxt);
+
+	result = palloc(sizeof(IndexBuildResult));
+	result->heap_tuples = reltuples;
+	result->index_tuples = bs.ntuples;
+	return result;
+}
+
+/* The init fork of an unlogged index: an empty, untrained meta page */
+void
+kd_buildempty(Relation index)
+{
+	Page		page = (Page) palloc(BLCKSZ);
+	KdMetaPageData meta;
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+
+	kd_init_meta(&meta, kd_index_metric(index), kd_options_quantizer(index),
+				 opts ? opts->m : 0, opts ? opts->nbits : 8);
+	kd_write_meta_page(page, &meta);
+	PageSetChecksumInplace(page, KDINDEX_METAPAGE_BLKNO);
+	smgrwrite(RelationGetSmgr(index), INIT_FORKNUM, KDINDEX_METAPAGE_BLKNO, (char *) page, true);
+	log_newpage(&(RelationGetSmgr(index))->smgr_rnode.node, INIT_FORKNUM,
+				KDINDEX_METAPAGE_BLKNO, page, true);
+	smgrimmedsync(RelationGetSmgr(index), INIT_FORKNUM);
+	pfree(page);
+}

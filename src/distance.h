@@ -1,0 +1,16 @@
+/*
+ * distance.h — float kernels shared by the operators, the quantizers and the
+ * scan.  distance.c compiles them for baseline x86-64 and for AVX2/AVX-512,
+ * picking a clone at load time.
+ */
+#ifndef KDINDEX_DISTANCE_H
+#define KDINDEX_DISTANCE_H
+
+#include "c.h"
+
+extern float kd_l2sq(const float *a, const float *b, int n);
+extern float kd_dot(const float *a, const float *b, int n);
+extern void kd_adc_scan(const float *lut, int m, int nbits, const uint8 *codes, int stride,
+						int n, float *out);
+
+#endif							/* KDINDEX_DISTANCE_H */

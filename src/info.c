@@ -1,0 +1,106 @@
+/*
+ * info.c — kdindex_info(regclass): what an index holds and what it costs.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_am.h"
+#include "commands/defrem.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#include "kdindex.h"
+
+PG_FUNCTION_INFO_V1(kdindex_info);
+
+static const char *
+metric_name(KdMetric metric)
+{
+	switch (metric)
+	{
+		case KD_METRIC_L2:
+			return "l2";
+		case KD_METRIC_IP:
+			return "inner_product";
+		case KD_METRIC_COSINE:
+			return "cosine";
+	}
+	return "unknown";
+}
+
+static int64
+count_tuples(Relation index, const KdMetaPageData *meta)
+{
+	BlockNumber blkno = meta->data_head;
+	int64		n = 0;
+
+	while (blkno != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(index, blkno);
+		Page		page;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		n += KdPageGetOpaque(page)->ntuples;
+		blkno = KdPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+	}
+	return n;
+}
+
+Relation
+kd_open_index(Oid relid, LOCKMODE lockmode)
+{
+	Relation	index = index_open(relid, lockmode);
+
+	if (index->rd_rel->relam != get_index_am_oid("kdindex", false))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a kdindex index", RelationGetRelationName(index))));
+	return index;
+}
+
+Datum
+kdindex_info(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	index = kd_open_index(relid, AccessShareLock);
+	TupleDesc	tupdesc;
+	KdMetaPageData meta;
+	Datum		values[14];
+	bool		nulls[14] = {0};
+	int64		rows;
+	int64		total;
+	int			i = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	kd_read_meta(index, &meta);
+	rows = count_tuples(index, &meta);
+	total = (int64) RelationGetNumberOfBlocks(index) * BLCKSZ;
+
+	values[i++] = CStringGetTextDatum(kd_quantizer_name((KdQuantizerKind) meta.quantizer));
+	values[i++] = CStringGetTextDatum(metric_name((KdMetric) meta.metric));
+	values[i++] = Int32GetDatum(meta.dim);
+	values[i++] = Int32GetDatum(meta.m);
+	values[i++] = Int32GetDatum(meta.nbits);
+	values[i++] = Int32GetDatum(meta.code_size);
+	values[i++] = BoolGetDatum(meta.trained);
+	values[i++] = Int64GetDatum(rows);
+	values[i++] = Int64GetDatum(total);
+	nulls[i] = rows == 0;
+	values[i++] = Float8GetDatum(rows > 0 ? (double) total / rows : 0);
+	values[i++] = Int64GetDatum(meta.blob_size);
+	nulls[i] = !meta.trained;
+	values[i++] = Int64GetDatum(meta.train_rows);
+	nulls[i] = !meta.trained;
+	values[i++] = Float8GetDatum(meta.train_mse);
+	nulls[i] = !meta.trained;
+	values[i++] = Float8GetDatum(meta.train_seconds);
+	Assert(i == lengthof(values));
+
+	index_close(index, AccessShareLock);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

@@ -1,0 +1,183 @@
+/*
+ * insert.c — aminsert: encode one row with the current codebooks and append
+ * its (TID, code) tuple.
+ *
+ * The row is encoded before any lock is taken; the meta page is then locked
+ * exclusively for the append, which serialises inserts (appends are short)
+ * and lets the generation be re-checked: if a retrain switched codebooks in
+ * between, the row is encoded again.  The tuple goes to a page vacuum found
+ * room on, else to the chain's tail, else to a new page linked after it.
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "kdindex.h"
+#include "vector.h"
+
+typedef struct KdEncoded
+{
+	uint32		generation;
+	bool		trained;
+	int			dim;
+	uint8		code[FLEXIBLE_ARRAY_MEMBER];
+} KdEncoded;
+
+static void
+put_tuple(Page page, int tupsize, ItemPointer tid, const KdEncoded *enc)
+{
+	KdPageOpaque opaque = KdPageGetOpaque(page);
+	char	   *tup = KdPageTuple(page, tupsize, opaque->ntuples);
+
+	memcpy(tup, tid, sizeof(ItemPointerData));
+	memcpy(KdTupleCode(tup), enc->code, tupsize - sizeof(ItemPointerData));
+	opaque->ntuples++;
+	((PageHeader) page)->pd_lower += tupsize;
+}
+
+/* Add the tuple to the data chain; the meta page is locked exclusively */
+static void
+append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *enc)
+{
+	Page		metapage = BufferGetPage(metabuf);
+	KdMetaPage meta = KdPageGetMeta(metapage);
+	int			tupsize = KdTupleSize(meta->code_size);
+
+	for (;;)
+	{
+		GenericXLogState *state;
+		BlockNumber blkno;
+		Buffer		buf;
+		Buffer		newbuf;
+		Page		page;
+		Page		newpage;
+		KdMetaPage wmeta;
+		bool		from_free_list = meta->nfree > 0;
+
+		blkno = from_free_list ? meta->free_pages[meta->nfree - 1] : meta->data_tail;
+		if (blkno == InvalidBlockNumber)
+		{
+			/* first tuple of an empty index */
+			newbuf = kd_new_buffer(index, MAIN_FORKNUM);
+			state = GenericXLogStart(index);
+			wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+			newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
+			kd_init_page(newpage, KDINDEX_PAGE_DATA);
+			put_tuple(newpage, tupsize, tid, enc);
+			wmeta->data_head = wmeta->data_tail = BufferGetBlockNumber(newbuf);
+			GenericXLogFinish(state);
+			UnlockReleaseBuffer(newbuf);
+			return;
+		}
+
+		buf = ReadBuffer(index, blkno);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		if (KdPageGetOpaque(BufferGetPage(buf))->ntuples < KdPageCapacity(tupsize))
+		{
+			state = GenericXLogStart(index);
+			page = GenericXLogRegisterBuffer(state, buf, 0);
+			put_tuple(page, tupsize, tid, enc);
+			GenericXLogFinish(state);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+
+		if (from_free_list)
+		{
+			/* refilled meanwhile: forget it and try the next */
+			UnlockReleaseBuffer(buf);
+			state = GenericXLogStart(index);
+			wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+			wmeta->nfree--;
+			GenericXLogFinish(state);
+			continue;
+		}
+
+		/* the tail is full: link a new page after it */
+		newbuf = kd_new_buffer(index, MAIN_FORKNUM);
+		state = GenericXLogStart(index);
+		wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+		page = GenericXLogRegisterBuffer(state, buf, 0);
+		newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
+		kd_init_page(newpage, KDINDEX_PAGE_DATA);
+		put_tuple(newpage, tupsize, tid, enc);
+		KdPageGetOpaque(page)->nextblkno = BufferGetBlockNumber(newbuf);
+		wmeta->data_tail = BufferGetBlockNumber(newbuf);
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(newbuf);
+		UnlockReleaseBuffer(buf);
+		return;
+	}
+}
+
+/* Encode x for the index as meta describes it */
+static KdEncoded *
+encode_row(Relation index, const KdMetaPageData *meta, Datum value)
+{
+	KdMetric	metric = (KdMetric) meta->metric;
+	Oid			typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
+	KdEncoded  *enc = palloc0(offsetof(KdEncoded, code) + Max(meta->code_size, 1));
+	float	   *x = kd_index_vector(value, typid, metric, meta->dim, &enc->dim);
+
+	enc->generation = meta->generation;
+	enc->trained = meta->trained;
+	if (meta->trained)
+	{
+		KdQuantizer *q = kd_get_quantizer(index, meta);
+
+		q->ops->encode(q, x, 1, enc->code);
+	}
+	return enc;
+}
+
+bool
+kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
+		  Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
+		  IndexInfo *indexInfo)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex insert",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	KdMetaPageData snapshot;
+	KdEncoded  *enc;
+	Buffer		metabuf;
+
+	if (isnull[0])
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		return false;
+	}
+
+	kd_read_meta(index, &snapshot);
+	enc = encode_row(index, &snapshot, values[0]);
+
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	for (;;)
+	{
+		KdMetaPage meta = KdPageGetMeta(BufferGetPage(metabuf));
+
+		if (meta->generation == enc->generation && meta->trained == enc->trained &&
+			(meta->dim == 0 || meta->dim == enc->dim))
+			break;
+		/* codebooks changed while we encoded: encode again under the lock */
+		memcpy(&snapshot, meta, sizeof(snapshot));
+		enc = encode_row(index, &snapshot, values[0]);
+	}
+	if (KdPageGetMeta(BufferGetPage(metabuf))->dim == 0)
+	{
+		/* the first row of an index built on an empty table fixes its dimension */
+		GenericXLogState *state = GenericXLogStart(index);
+		KdMetaPage wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+
+		wmeta->dim = enc->dim;
+		GenericXLogFinish(state);
+	}
+	append_tuple(index, metabuf, heap_tid, enc);
+	UnlockReleaseBuffer(metabuf);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return false;
+}

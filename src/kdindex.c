@@ -1,0 +1,306 @@
+/*
+ * kdindex.c — the access method handler: capabilities, reloptions, GUCs,
+ * cost estimate and opclass validation.
+ */
+#include "postgres.h"
+
+#include <cblas.h>
+#include <float.h>
+
+#include "access/amvalidate.h"
+#include "access/htup_details.h"
+#include "catalog/pg_amop.h"
+#include "catalog/pg_amproc.h"
+#include "catalog/pg_opclass.h"
+#include "catalog/pg_type.h"
+#include "commands/progress.h"
+#include "commands/vacuum.h"
+#include "fmgr.h"
+#include "optimizer/optimizer.h"
+#include "utils/float.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/selfuncs.h"
+#include "utils/syscache.h"
+
+#include "kdindex.h"
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(kdindex_handler);
+
+int			kdindex_rerank = 100;
+
+static relopt_kind kd_relopt_kind;
+
+/* openblas_set_num_threads is OpenBLAS's own, not part of cblas.h everywhere */
+extern void openblas_set_num_threads(int num_threads);
+
+static void
+validate_quantizer(const char *value)
+{
+	if (value == NULL || strcmp(value, "pq") == 0)
+		return;
+	if (strcmp(value, "opq") == 0 || strcmp(value, "aq") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("quantizer \"%s\" is not supported yet", value),
+				 errhint("Use quantizer = 'pq'.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for quantizer: \"%s\"", value),
+			 errdetail("Valid values are \"pq\", \"opq\" and \"aq\".")));
+}
+
+void
+_PG_init(void)
+{
+	/*
+	 * A backend must not run OpenBLAS's thread pool behind PostgreSQL's back
+	 * (signals, fork, cores shared with other backends).
+	 */
+	openblas_set_num_threads(1);
+
+	kd_relopt_kind = add_reloption_kind();
+	add_string_reloption(kd_relopt_kind, "quantizer",
+						 "Quantizer: pq, opq or aq",
+						 "pq", validate_quantizer, AccessExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "m",
+					  "Number of sub-quantizers (0: the largest divisor of the dimension up to 16)",
+					  0, 0, KDINDEX_MAX_DIM, AccessExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "nbits",
+					  "Bits per sub-quantizer code (4 or 8)",
+					  8, 1, 16, AccessExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "sample",
+					  "Rows sampled to train the quantizer (0: 256 per codeword)",
+					  0, 0, INT_MAX, AccessExclusiveLock);
+
+	DefineCustomIntVariable("kdindex.rerank",
+							"Candidates re-scored with the exact distance per batch (0: codes only).",
+							"The best candidates by code distance are re-ranked on the heap's vectors "
+							"and returned in exact order.",
+							&kdindex_rerank, 100, 0, 100000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("kdindex");
+}
+
+static bytea *
+kd_options(Datum reloptions, bool validate)
+{
+	static const relopt_parse_elt tab[] = {
+		{"quantizer", RELOPT_TYPE_STRING, offsetof(KdOptions, quantizer_offset)},
+		{"m", RELOPT_TYPE_INT, offsetof(KdOptions, m)},
+		{"nbits", RELOPT_TYPE_INT, offsetof(KdOptions, nbits)},
+		{"sample", RELOPT_TYPE_INT, offsetof(KdOptions, sample)},
+	};
+	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
+										sizeof(KdOptions), tab, lengthof(tab));
+
+	if (validate && opts && opts->nbits != 4 && opts->nbits != 8)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nbits must be 4 or 8, not %d", opts->nbits)));
+	return (bytea *) opts;
+}
+
+KdQuantizerKind
+kd_options_quantizer(Relation index)
+{
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	const char *name;
+
+	if (opts == NULL || opts->quantizer_offset == 0)
+		return KD_QUANT_PQ;
+	name = (const char *) opts + opts->quantizer_offset;
+	if (strcmp(name, "opq") == 0)
+		return KD_QUANT_OPQ;
+	if (strcmp(name, "aq") == 0)
+		return KD_QUANT_AQ;
+	return KD_QUANT_PQ;
+}
+
+/* The metric of the index's opclass, from its support function 1 */
+KdMetric
+kd_index_metric(Relation index)
+{
+	FmgrInfo   *proc = index_getprocinfo(index, 1, KDINDEX_METRIC_PROC);
+
+	return (KdMetric) DatumGetInt32(FunctionCall1(proc, PointerGetDatum(NULL)));
+}
+
+/*
+ * The first row costs a pass over every code (cheap, sequential) plus the
+ * re-rank of the first batch; every further row one more heap fetch.  An
+ * ORDER BY without LIMIT, or any use without an ordering operator, therefore
+ * loses to a sequential scan.
+ */
+static void
+kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
+				Cost *indexStartupCost, Cost *indexTotalCost,
+				Selectivity *indexSelectivity, double *indexCorrelation,
+				double *indexPages)
+{
+	IndexOptInfo *index = path->indexinfo;
+	double		ntuples = Max(index->tuples, 1);
+	double		rerank = Min(Max(kdindex_rerank, 1), ntuples);
+	/* a re-rank fetch: a heap tuple, mostly cached, and its detoast */
+	double		fetch_cost = 0.1 * random_page_cost + cpu_tuple_cost;
+
+	*indexSelectivity = 1.0;
+	*indexCorrelation = 0;
+	*indexPages = index->pages;
+	if (path->indexorderbys == NIL)
+	{
+		*indexStartupCost = get_float8_infinity();
+		*indexTotalCost = get_float8_infinity();
+		return;
+	}
+	*indexStartupCost = index->pages * seq_page_cost
+		+ ntuples * (cpu_index_tuple_cost + cpu_operator_cost)
+		+ rerank * fetch_cost;
+	*indexTotalCost = *indexStartupCost + (ntuples - rerank) * fetch_cost;
+}
+
+static char *
+kd_buildphasename(int64 phasenum)
+{
+	switch (phasenum)
+	{
+		case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+			return "initializing";
+		case KDINDEX_PHASE_SAMPLE:
+			return "sampling rows";
+		case KDINDEX_PHASE_TRAIN:
+			return "training quantizer";
+		case KDINDEX_PHASE_ENCODE:
+			return "encoding rows";
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * An opclass has one ordering operator (strategy 1, returning float8) and
+ * one support function (1: the metric, int4 of internal).
+ */
+static bool
+kd_validate(Oid opclassoid)
+{
+	bool		result = true;
+	HeapTuple	classtup;
+	Form_pg_opclass classform;
+	Oid			opfamilyoid;
+	CatCList   *oprlist;
+	CatCList   *proclist;
+	bool		has_op = false;
+	bool		has_proc = false;
+
+	classtup = SearchSysCache1(CLAOID, ObjectIdGetDatum(opclassoid));
+	if (!HeapTupleIsValid(classtup))
+		elog(ERROR, "cache lookup failed for operator class %u", opclassoid);
+	classform = (Form_pg_opclass) GETSTRUCT(classtup);
+	opfamilyoid = classform->opcfamily;
+
+	oprlist = SearchSysCacheList1(AMOPSTRATEGY, ObjectIdGetDatum(opfamilyoid));
+	proclist = SearchSysCacheList1(AMPROCNUM, ObjectIdGetDatum(opfamilyoid));
+
+	for (int i = 0; i < proclist->n_members; i++)
+	{
+		Form_pg_amproc procform = (Form_pg_amproc) GETSTRUCT(&proclist->members[i]->tuple);
+
+		if (procform->amprocnum != KDINDEX_METRIC_PROC ||
+			!check_amproc_signature(procform->amproc, INT4OID, true, 1, 1, INTERNALOID))
+		{
+			ereport(INFO,
+					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+					 errmsg("kdindex operator class \"%s\" has an invalid support function %d",
+							NameStr(classform->opcname), procform->amprocnum)));
+			result = false;
+		}
+		else
+			has_proc = true;
+	}
+	for (int i = 0; i < oprlist->n_members; i++)
+	{
+		Form_pg_amop oprform = (Form_pg_amop) GETSTRUCT(&oprlist->members[i]->tuple);
+
+		if (oprform->amopstrategy != KDINDEX_DISTANCE_STRATEGY ||
+			oprform->amoppurpose != AMOP_ORDER ||
+			!check_amop_signature(oprform->amopopr, FLOAT8OID,
+								  oprform->amoplefttype, oprform->amoprighttype))
+		{
+			ereport(INFO,
+					(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+					 errmsg("kdindex operator class \"%s\" has an invalid operator %s",
+							NameStr(classform->opcname),
+							format_operator(oprform->amopopr))));
+			result = false;
+		}
+		else
+			has_op = true;
+	}
+	if (!has_op || !has_proc)
+	{
+		ereport(INFO,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("kdindex operator class \"%s\" needs an ordering operator and support function 1",
+						NameStr(classform->opcname))));
+		result = false;
+	}
+	ReleaseCatCacheList(proclist);
+	ReleaseCatCacheList(oprlist);
+	ReleaseSysCache(classtup);
+	return result;
+}
+
+Datum
+kdindex_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *amroutine = makeNode(IndexAmRoutine);
+
+	amroutine->amstrategies = 0;
+	amroutine->amsupport = KDINDEX_NPROCS;
+	amroutine->amoptsprocnum = 0;
+	amroutine->amcanorder = false;
+	amroutine->amcanorderbyop = true;
+	amroutine->amcanbackward = false;
+	amroutine->amcanunique = false;
+	amroutine->amcanmulticol = false;
+	amroutine->amoptionalkey = true;
+	amroutine->amsearcharray = false;
+	amroutine->amsearchnulls = false;
+	amroutine->amstorage = false;
+	amroutine->amclusterable = false;
+	amroutine->ampredlocks = false;
+	amroutine->amcanparallel = false;
+	amroutine->amcaninclude = false;
+	amroutine->amusemaintenanceworkmem = true;
+	amroutine->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
+	amroutine->amkeytype = InvalidOid;
+
+	amroutine->ambuild = kd_build;
+	amroutine->ambuildempty = kd_buildempty;
+	amroutine->aminsert = kd_insert;
+	amroutine->ambulkdelete = kd_bulkdelete;
+	amroutine->amvacuumcleanup = kd_vacuumcleanup;
+	amroutine->amcanreturn = NULL;
+	amroutine->amcostestimate = kd_costestimate;
+	amroutine->amoptions = kd_options;
+	amroutine->amproperty = NULL;
+	amroutine->ambuildphasename = kd_buildphasename;
+	amroutine->amvalidate = kd_validate;
+	amroutine->amadjustmembers = NULL;
+	amroutine->ambeginscan = kd_beginscan;
+	amroutine->amrescan = kd_rescan;
+	amroutine->amgettuple = kd_gettuple;
+	amroutine->amgetbitmap = NULL;
+	amroutine->amendscan = kd_endscan;
+	amroutine->ammarkpos = NULL;
+	amroutine->amrestrpos = NULL;
+	amroutine->amestimateparallelscan = NULL;
+	amroutine->aminitparallelscan = NULL;
+	amroutine->amparallelrescan = NULL;
+
+	PG_RETURN_POINTER(amroutine);
+}

@@ -1,0 +1,165 @@
+/*
+ * kdindex.h — page layouts, options and shared declarations of the kdindex
+ * access method.
+ *
+ * An index is: a meta page (block 0), a chain of codebook pages holding the
+ * quantizer's parameters as one blob, and a chain of data pages holding
+ * fixed-size (heap TID, code) tuples packed densely after the page header, the
+ * way contrib/bloom packs its signatures.  Every page change is WAL-logged with
+ * GenericXLog (or log_newpage_range after a bulk build).
+ */
+#ifndef KDINDEX_H
+#define KDINDEX_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "access/reloptions.h"
+#include "nodes/execnodes.h"
+#include "storage/bufmgr.h"
+#include "utils/relcache.h"
+
+#include "quant/quantizer.h"
+
+#define KDINDEX_MAGIC			0x4B44494E	/* "KDIN" */
+#define KDINDEX_LAYOUT_VERSION	1
+
+#define KDINDEX_METAPAGE_BLKNO	0
+
+/* Support function numbers (one: the metric of the opclass) */
+#define KDINDEX_METRIC_PROC		1
+#define KDINDEX_NPROCS			1
+
+/* Strategy: the one ordering operator of an opclass */
+#define KDINDEX_DISTANCE_STRATEGY	1
+
+/* pgvector's upper bound, and ours */
+#define KDINDEX_MAX_DIM			16000
+
+/* Page flags */
+#define KDINDEX_PAGE_META		(1 << 0)
+#define KDINDEX_PAGE_BLOB		(1 << 1)
+#define KDINDEX_PAGE_DATA		(1 << 2)
+
+#define KDINDEX_PAGE_ID			0xFF8A
+
+/* Opaque area at the end of every kdindex page */
+typedef struct KdPageOpaqueData
+{
+	BlockNumber nextblkno;		/* next page of this chain */
+	uint16		ntuples;		/* data page: tuples stored */
+	uint16		flags;
+	uint16		unused;
+	uint16		page_id;		/* for pg_filedump and friends */
+} KdPageOpaqueData;
+
+typedef KdPageOpaqueData *KdPageOpaque;
+
+#define KdPageGetOpaque(page) ((KdPageOpaque) PageGetSpecialPointer(page))
+
+/*
+ * Pages with free space that vacuum found, so inserts refill them before
+ * extending the chain (as contrib/bloom's notFullPage).
+ */
+#define KDINDEX_MAX_FREE_PAGES	64
+
+typedef struct KdMetaPageData
+{
+	uint32		magic;
+	uint32		version;
+	uint32		generation;		/* bumped whenever codebooks and codes change */
+	int32		dim;			/* 0 until the first vector is seen */
+	int16		metric;			/* KdMetric */
+	int16		quantizer;		/* KdQuantizerKind */
+	int16		m;				/* sub-quantizers */
+	int16		nbits;			/* bits per sub-quantizer code */
+	int16		code_size;		/* bytes per code; 0 while untrained */
+	bool		trained;		/* false: tuples hold TIDs only, scans are exact */
+	BlockNumber blob_head;		/* first codebook page, or InvalidBlockNumber */
+	uint32		blob_size;		/* bytes of the codebook blob */
+	BlockNumber data_head;		/* first data page */
+	BlockNumber data_tail;		/* last data page: inserts append here */
+	uint16		nfree;			/* entries of free_pages in use */
+	BlockNumber free_pages[KDINDEX_MAX_FREE_PAGES];
+	float8		train_seconds;	/* training statistics for kdindex_info */
+	float8		train_mse;		/* mean squared reconstruction error */
+	int64		train_rows;		/* rows in the training sample */
+} KdMetaPageData;
+
+typedef KdMetaPageData *KdMetaPage;
+
+#define KdPageGetMeta(page) ((KdMetaPage) PageGetContents(page))
+
+/* Data tuples: a heap TID followed by the code, no alignment padding */
+#define KdTupleSize(code_size)	(sizeof(ItemPointerData) + (code_size))
+#define KdTupleCode(tup)		((uint8 *) (tup) + sizeof(ItemPointerData))
+
+#define KdPageUsable \
+	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(KdPageOpaqueData)))
+#define KdPageCapacity(tupsize)	((int) (KdPageUsable / (tupsize)))
+#define KdPageTuple(page, tupsize, i) \
+	((char *) PageGetContents(page) + (size_t) (i) * (tupsize))
+
+/* Bytes of blob payload per codebook page */
+#define KdBlobPageCapacity	((int) KdPageUsable)
+
+/* Reloptions */
+typedef struct KdOptions
+{
+	int32		vl_len_;		/* varlena header (do not touch directly!) */
+	int			quantizer_offset;	/* offset of the quantizer name string */
+	int			m;				/* 0: choose from the dimension */
+	int			nbits;
+	int			sample;			/* training sample rows; 0: 256 per codeword */
+} KdOptions;
+
+/* GUCs */
+extern int	kdindex_rerank;
+
+/* Progress subphases of CREATE INDEX */
+#define KDINDEX_PHASE_SAMPLE	2
+#define KDINDEX_PHASE_TRAIN		3
+#define KDINDEX_PHASE_ENCODE	4
+
+/* kdindex.c */
+extern void _PG_init(void);
+extern KdMetric kd_index_metric(Relation index);
+extern KdQuantizerKind kd_options_quantizer(Relation index);
+
+/* info.c */
+extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
+
+/* build.c */
+extern IndexBuildResult *kd_build(Relation heap, Relation index, IndexInfo *indexInfo);
+extern void kd_buildempty(Relation index);
+
+/* insert.c */
+extern bool kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
+					  Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
+					  IndexInfo *indexInfo);
+
+/* scan.c */
+extern IndexScanDesc kd_beginscan(Relation index, int nkeys, int norderbys);
+extern void kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int norderbys);
+extern bool kd_gettuple(IndexScanDesc scan, ScanDirection dir);
+extern void kd_endscan(IndexScanDesc scan);
+
+/* vacuum.c */
+extern IndexBulkDeleteResult *kd_bulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+											IndexBulkDeleteCallback callback, void *callback_state);
+extern IndexBulkDeleteResult *kd_vacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
+
+/* pages.c */
+extern void kd_init_page(Page page, uint16 flags);
+extern Buffer kd_new_buffer(Relation index, ForkNumber fork);
+extern void kd_read_meta(Relation index, KdMetaPageData *meta);
+extern void kd_write_meta_page(Page page, const KdMetaPageData *meta);
+extern void kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer,
+						 int m, int nbits);
+extern char *kd_read_blob(Relation index, BlockNumber head, Size size);
+extern BlockNumber kd_write_blob(Relation index, const char *data, Size size);
+
+extern KdQuantizer *kd_get_quantizer(Relation index, const KdMetaPageData *meta);
+
+#endif							/* KDINDEX_H */

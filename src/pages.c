@@ -1,0 +1,211 @@
+/*
+ * pages.c — page initialisation, the meta page, and the codebook blob that
+ * spans a chain of pages.  Every page written here goes through GenericXLog.
+ */
+#include "postgres.h"
+
+#include "storage/lmgr.h"
+
+#include "kdindex.h"
+
+void
+kd_init_page(Page page, uint16 flags)
+{
+	KdPageOpaque opaque;
+
+	PageInit(page, BLCKSZ, sizeof(KdPageOpaqueData));
+	opaque = KdPageGetOpaque(page);
+	opaque->nextblkno = InvalidBlockNumber;
+	opaque->ntuples = 0;
+	opaque->flags = flags;
+	opaque->page_id = KDINDEX_PAGE_ID;
+}
+
+/* A new page at the end of the relation, returned exclusively locked */
+Buffer
+kd_new_buffer(Relation index, ForkNumber fork)
+{
+	Buffer		buf;
+	bool		lock = !RELATION_IS_LOCAL(index);
+
+	if (lock)
+		LockRelationForExtension(index, ExclusiveLock);
+	buf = ReadBufferExtended(index, fork, P_NEW, RBM_NORMAL, NULL);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	if (lock)
+		UnlockRelationForExtension(index, ExclusiveLock);
+	return buf;
+}
+
+void
+kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer, int m, int nbits)
+{
+	memset(meta, 0, sizeof(*meta));
+	meta->magic = KDINDEX_MAGIC;
+	meta->version = KDINDEX_LAYOUT_VERSION;
+	meta->metric = metric;
+	meta->quantizer = quantizer;
+	meta->m = m;
+	meta->nbits = nbits;
+	meta->blob_head = InvalidBlockNumber;
+	meta->data_head = InvalidBlockNumber;
+	meta->data_tail = InvalidBlockNumber;
+}
+
+/* Lay meta out on a page, with pd_lower past it so the hole compresses */
+void
+kd_write_meta_page(Page page, const KdMetaPageData *meta)
+{
+	kd_init_page(page, KDINDEX_PAGE_META);
+	memcpy(KdPageGetMeta(page), meta, sizeof(KdMetaPageData));
+	((PageHeader) page)->pd_lower =
+		((char *) KdPageGetMeta(page) + sizeof(KdMetaPageData)) - (char *) page;
+}
+
+void
+kd_read_meta(Relation index, KdMetaPageData *meta)
+{
+	Buffer		buf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	Page		page;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	memcpy(meta, KdPageGetMeta(page), sizeof(KdMetaPageData));
+	UnlockReleaseBuffer(buf);
+
+	if (meta->magic != KDINDEX_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" is not a kdindex index", RelationGetRelationName(index))));
+	if (meta->version != KDINDEX_LAYOUT_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has layout version %u, this kdindex reads version %d",
+						RelationGetRelationName(index), meta->version, KDINDEX_LAYOUT_VERSION),
+				 errhint("REINDEX the index.")));
+}
+
+/*
+ * Write size bytes as a chain of new pages; returns the first block.  Each
+ * page is registered before its successor exists, so the link to the next
+ * page is set when that page is allocated.
+ */
+BlockNumber
+kd_write_blob(Relation index, const char *data, Size size)
+{
+	BlockNumber head = InvalidBlockNumber;
+	Buffer		buf = kd_new_buffer(index, MAIN_FORKNUM);
+	Size		off = 0;
+
+	head = BufferGetBlockNumber(buf);
+	for (;;)
+	{
+		Size		chunk = Min(size - off, (Size) KdBlobPageCapacity);
+		Buffer		next = InvalidBuffer;
+		GenericXLogState *state;
+		Page		page;
+
+		if (off + chunk < size)
+			next = kd_new_buffer(index, MAIN_FORKNUM);
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+		kd_init_page(page, KDINDEX_PAGE_BLOB);
+		memcpy(PageGetContents(page), data + off, chunk);
+		((PageHeader) page)->pd_lower += chunk;
+		if (BufferIsValid(next))
+			KdPageGetOpaque(page)->nextblkno = BufferGetBlockNumber(next);
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+		off += chunk;
+		if (!BufferIsValid(next))
+			break;
+		buf = next;
+	}
+	return head;
+}
+
+char *
+kd_read_blob(Relation index, BlockNumber head, Size size)
+{
+	char	   *data = palloc_extended(size, MCXT_ALLOC_HUGE);
+	BlockNumber blkno = head;
+	Size		off = 0;
+
+	while (off < size)
+	{
+		Buffer		buf;
+		Page		page;
+		Size		chunk = Min(size - off, (Size) KdBlobPageCapacity);
+
+		if (blkno == InvalidBlockNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("codebook chain of index \"%s\" ends early",
+							RelationGetRelationName(index))));
+		buf = ReadBuffer(index, blkno);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		memcpy(data + off, PageGetContents(page), chunk);
+		blkno = KdPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+		off += chunk;
+	}
+	return data;
+}
+
+/*
+ * Decoded quantizers of recently used indexes, so a scan or an insert does
+ * not re-read the codebook pages.  Keyed by relfilenode and generation, so
+ * REINDEX, TRUNCATE and retraining all miss.  Callers use the quantizer right
+ * away (to build a lookup table or encode a row) and never hold it across
+ * another kd_get_quantizer call, so eviction is safe.
+ */
+#define KD_CACHE_SIZE 4
+
+typedef struct KdCacheEntry
+{
+	RelFileNode node;
+	uint32		generation;
+	uint64		last_used;
+	KdQuantizer *quantizer;
+} KdCacheEntry;
+
+static KdCacheEntry kd_cache[KD_CACHE_SIZE];
+static uint64 kd_cache_clock;
+
+/* The quantizer described by meta (which must be trained) */
+KdQuantizer *
+kd_get_quantizer(Relation index, const KdMetaPageData *meta)
+{
+	KdCacheEntry *victim = &kd_cache[0];
+	char	   *blob;
+	MemoryContext old;
+
+	Assert(meta->trained);
+	for (int i = 0; i < KD_CACHE_SIZE; i++)
+	{
+		KdCacheEntry *e = &kd_cache[i];
+
+		if (e->quantizer && RelFileNodeEquals(e->node, index->rd_node) &&
+			e->generation == meta->generation)
+		{
+			e->last_used = ++kd_cache_clock;
+			return e->quantizer;
+		}
+		if (e->last_used < victim->last_used)
+			victim = e;
+	}
+
+	blob = kd_read_blob(index, meta->blob_head, meta->blob_size);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (victim->quantizer)
+		kd_quantizer_free(victim->quantizer);
+	victim->quantizer = NULL;
+	victim->quantizer = kd_quantizer_deserialize(blob, meta->blob_size);
+	MemoryContextSwitchTo(old);
+	pfree(blob);
+	victim->node = index->rd_node;
+	victim->generation = meta->generation;
+	victim->last_used = ++kd_cache_clock;
+	return victim->quantizer;
+}

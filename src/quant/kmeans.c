@@ -1,0 +1,217 @@
+/*
+ * kmeans.c — k-means with k-means++ seeding; distances through OpenBLAS sgemm.
+ *
+ * ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: the cross term for a block of rows
+ * against all centroids is one sgemm, which is where the time goes.  Empty
+ * clusters are split off large ones as Faiss does.
+ */
+#include "postgres.h"
+
+#include <cblas.h>
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+
+#include "distance.h"
+#include "quant/quantizer.h"
+
+/* Rows per sgemm block: 1024 x k floats of scratch */
+#define KD_KMEANS_BLOCK 1024
+
+static void
+squared_norms(const float *x, int64 n, int d, float *norms)
+{
+	for (int64 i = 0; i < n; i++)
+		norms[i] = kd_dot(x + i * d, x + i * d, d);
+}
+
+/*
+ * For each of n rows of x (d floats, ldx apart), the nearest of k centroids
+ * and its squared distance (dist may be NULL).  cnorms holds the centroids'
+ * squared norms.
+ */
+void
+kd_nearest(const float *x, int64 n, int d, int ldx, const float *centroids, int k,
+		   const float *cnorms, int32 *assign, float *dist)
+{
+	int64		block = Min(n, KD_KMEANS_BLOCK);
+	float	   *dots = palloc_extended(sizeof(float) * block * k, MCXT_ALLOC_HUGE);
+
+	for (int64 start = 0; start < n; start += block)
+	{
+		int64		nb = Min(block, n - start);
+
+		CHECK_FOR_INTERRUPTS();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, k, d,
+					1.0f, x + start * ldx, ldx, centroids, d, 0.0f, dots, k);
+		for (int64 i = 0; i < nb; i++)
+		{
+			const float *row = dots + i * k;
+			float		best = cnorms[0] - 2 * row[0];
+			int			bestj = 0;
+
+			for (int j = 1; j < k; j++)
+			{
+				float		v = cnorms[j] - 2 * row[j];
+
+				if (v < best)
+				{
+					best = v;
+					bestj = j;
+				}
+			}
+			assign[start + i] = bestj;
+			if (dist)
+			{
+				const float *xi = x + (start + i) * ldx;
+				float		xn = kd_dot(xi, xi, d);
+
+				dist[start + i] = Max(best + xn, 0.0f);
+			}
+		}
+	}
+	pfree(dots);
+}
+
+/* k-means++: each next centroid drawn with probability ~ D(x)^2 */
+static void
+kmeanspp_init(const float *x, int64 n, int d, int k, pg_prng_state *rng, float *centroids)
+{
+	float	   *mind = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
+	int64		first = (int64) pg_prng_uint64_range(rng, 0, n - 1);
+
+	memcpy(centroids, x + first * d, sizeof(float) * d);
+	for (int64 i = 0; i < n; i++)
+		mind[i] = kd_l2sq(x + i * d, centroids, d);
+
+	for (int c = 1; c < k; c++)
+	{
+		double		total = 0;
+		double		target;
+		int64		pick = n - 1;
+		const float *newc = centroids + (int64) c * d;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int64 i = 0; i < n; i++)
+			total += mind[i];
+		target = pg_prng_double(rng) * total;
+		for (int64 i = 0; i < n; i++)
+		{
+			target -= mind[i];
+			if (target < 0)
+			{
+				pick = i;
+				break;
+			}
+		}
+		memcpy(centroids + (int64) c * d, x + pick * d, sizeof(float) * d);
+		for (int64 i = 0; i < n; i++)
+		{
+			float		dd = kd_l2sq(x + i * d, newc, d);
+
+			if (dd < mind[i])
+				mind[i] = dd;
+		}
+	}
+	pfree(mind);
+}
+
+/*
+ * Give every empty cluster half of a large one: pick a cluster with
+ * probability proportional to its size, copy its centroid with a small
+ * symmetric perturbation (Faiss's split_clusters).
+ */
+static void
+split_empty_clusters(int64 n, int d, int k, int64 *sizes, pg_prng_state *rng, float *centroids)
+{
+	const float eps = 1.0f / 1024;
+
+	for (int ci = 0; ci < k; ci++)
+	{
+		int			cj;
+
+		if (sizes[ci] != 0)
+			continue;
+		for (cj = 0;; cj = (cj + 1) % k)
+		{
+			double		p = n > k ? (double) (sizes[cj] - 1) / (double) (n - k) : sizes[cj] > 1;
+
+			if (pg_prng_double(rng) < p)
+				break;
+		}
+		memcpy(centroids + (int64) ci * d, centroids + (int64) cj * d, sizeof(float) * d);
+		for (int j = 0; j < d; j++)
+		{
+			float	   *a = centroids + (int64) ci * d + j;
+			float	   *b = centroids + (int64) cj * d + j;
+
+			if (j % 2 == 0)
+			{
+				*a *= 1 + eps;
+				*b *= 1 - eps;
+			}
+			else
+			{
+				*a *= 1 - eps;
+				*b *= 1 + eps;
+			}
+		}
+		sizes[ci] = sizes[cj] / 2;
+		sizes[cj] -= sizes[ci];
+	}
+}
+
+/*
+ * Cluster n rows of dimension d into k centroids (n >= k).  Returns the mean
+ * squared distance of the rows to their centroids.
+ */
+float
+kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed, float *centroids)
+{
+	pg_prng_state rng;
+	int32	   *assign = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	float	   *dist = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
+	float	   *cnorms = palloc(sizeof(float) * k);
+	double	   *sums = palloc(sizeof(double) * k * d);
+	int64	   *sizes = palloc(sizeof(int64) * k);
+	double		obj = 0;
+
+	Assert(n >= k);
+	pg_prng_seed(&rng, seed);
+	kmeanspp_init(x, n, d, k, &rng, centroids);
+
+	for (int it = 0; it <= niter; it++)
+	{
+		squared_norms(centroids, k, d, cnorms);
+		kd_nearest(x, n, d, d, centroids, k, cnorms, assign, dist);
+		obj = 0;
+		for (int64 i = 0; i < n; i++)
+			obj += dist[i];
+		if (it == niter)
+			break;
+
+		memset(sums, 0, sizeof(double) * k * d);
+		memset(sizes, 0, sizeof(int64) * k);
+		for (int64 i = 0; i < n; i++)
+		{
+			double	   *s = sums + (int64) assign[i] * d;
+			const float *row = x + i * d;
+
+			for (int j = 0; j < d; j++)
+				s[j] += row[j];
+			sizes[assign[i]]++;
+		}
+		for (int c = 0; c < k; c++)
+			if (sizes[c] > 0)
+				for (int j = 0; j < d; j++)
+					centroids[(int64) c * d + j] = (float) (sums[(int64) c * d + j] / sizes[c]);
+		split_empty_clusters(n, d, k, sizes, &rng, centroids);
+	}
+
+	pfree(assign);
+	pfree(dist);
+	pfree(cnorms);
+	pfree(sums);
+	pfree(sizes);
+	return (float) (obj / n);
+}

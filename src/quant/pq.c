@@ -1,0 +1,166 @@
+/*
+ * pq.c — product quantization: the vector is cut into m sub-vectors of
+ * dim/m floats, each replaced by the nearest of 2^nbits codewords learned by
+ * k-means on that sub-space (Jégou et al.; Faiss's ProductQuantizer).
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "distance.h"
+#include "quant/quantizer.h"
+
+/* Lloyd iterations per sub-space, as Faiss's default */
+#define KD_PQ_NITER 25
+#define KD_PQ_SEED 1234
+/* rows encoded per sgemm block */
+#define KD_PQ_BLOCK 1024
+
+typedef struct PqState
+{
+	int			dsub;
+	float	   *centroids;		/* m x ksub x dsub */
+	float	   *cnorms;			/* m x ksub squared norms */
+} PqState;
+
+static inline PqState *
+pq_state(const KdQuantizer *q)
+{
+	return (PqState *) q->state;
+}
+
+static void
+pq_prepare(KdQuantizer *q)
+{
+	PqState    *s = pq_state(q);
+
+	for (int i = 0; i < q->m * q->ksub; i++)
+	{
+		const float *c = s->centroids + (int64) i * s->dsub;
+
+		s->cnorms[i] = kd_dot(c, c, s->dsub);
+	}
+}
+
+static void
+pq_init(KdQuantizer *q)
+{
+	PqState    *s = palloc0(sizeof(PqState));
+
+	Assert(q->dim % q->m == 0);
+	s->dsub = q->dim / q->m;
+	s->centroids = palloc_extended(sizeof(float) * q->m * q->ksub * s->dsub,
+									MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	s->cnorms = palloc0(sizeof(float) * q->m * q->ksub);
+	q->state = s;
+}
+
+static void
+pq_train(KdQuantizer *q, const float *x, int64 n)
+{
+	PqState    *s = pq_state(q);
+	float	   *sub = palloc_extended(sizeof(float) * n * s->dsub, MCXT_ALLOC_HUGE);
+	double		err = 0;
+
+	for (int j = 0; j < q->m; j++)
+	{
+		for (int64 i = 0; i < n; i++)
+			memcpy(sub + i * s->dsub, x + i * q->dim + j * s->dsub, sizeof(float) * s->dsub);
+		err += kd_kmeans(sub, n, s->dsub, q->ksub, KD_PQ_NITER, KD_PQ_SEED + j,
+						 s->centroids + (int64) j * q->ksub * s->dsub);
+	}
+	pfree(sub);
+	pq_prepare(q);
+	q->train_mse = (float) (err / q->dim);
+}
+
+static void
+pq_encode(const KdQuantizer *q, const float *x, int64 n, uint8 *codes)
+{
+	PqState    *s = pq_state(q);
+	int32	   *assign = palloc(sizeof(int32) * Min(n, KD_PQ_BLOCK));
+
+	memset(codes, 0, n * q->code_size);
+	for (int64 start = 0; start < n; start += KD_PQ_BLOCK)
+	{
+		int64		nb = Min(KD_PQ_BLOCK, n - start);
+
+		for (int j = 0; j < q->m; j++)
+		{
+			kd_nearest(x + start * q->dim + j * s->dsub, nb, s->dsub, q->dim,
+					   s->centroids + (int64) j * q->ksub * s->dsub, q->ksub,
+					   s->cnorms + j * q->ksub, assign, NULL);
+			for (int64 i = 0; i < nb; i++)
+				kd_code_set(codes + (start + i) * q->code_size, q->nbits, j, assign[i]);
+		}
+	}
+	pfree(assign);
+}
+
+static void
+pq_decode(const KdQuantizer *q, const uint8 *codes, int64 n, float *x)
+{
+	PqState    *s = pq_state(q);
+
+	for (int64 i = 0; i < n; i++)
+		for (int j = 0; j < q->m; j++)
+		{
+			int			w = kd_code_get(codes + i * q->code_size, q->nbits, j);
+
+			memcpy(x + i * q->dim + j * s->dsub,
+				   s->centroids + ((int64) j * q->ksub + w) * s->dsub,
+				   sizeof(float) * s->dsub);
+		}
+}
+
+/*
+ * L2: lut[j][w] = ||q_j - c_jw||^2.  Inner product and cosine (rows and query
+ * normalised): lut[j][w] = -<q_j, c_jw>, so smaller is nearer for all metrics.
+ */
+static void
+pq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float *lut, float *bias)
+{
+	PqState    *s = pq_state(q);
+
+	for (int j = 0; j < q->m; j++)
+	{
+		const float *qj = query + j * s->dsub;
+
+		for (int w = 0; w < q->ksub; w++)
+		{
+			const float *c = s->centroids + ((int64) j * q->ksub + w) * s->dsub;
+
+			if (metric == KD_METRIC_L2)
+				lut[j * q->ksub + w] = kd_l2sq(qj, c, s->dsub);
+			else
+				lut[j * q->ksub + w] = -kd_dot(qj, c, s->dsub);
+		}
+	}
+	*bias = 0;
+}
+
+static int
+pq_nparams(const KdQuantizer *q)
+{
+	return 1;
+}
+
+static float *
+pq_param(KdQuantizer *q, int i, Size *nfloats)
+{
+	PqState    *s = pq_state(q);
+
+	*nfloats = (Size) q->m * q->ksub * s->dsub;
+	return s->centroids;
+}
+
+const KdQuantizerOps kd_pq_ops = {
+	.init = pq_init,
+	.train = pq_train,
+	.encode = pq_encode,
+	.decode = pq_decode,
+	.prepare = pq_prepare,
+	.compute_lut = pq_compute_lut,
+	.nparams = pq_nparams,
+	.param = pq_param,
+};

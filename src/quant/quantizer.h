@@ -1,0 +1,85 @@
+/*
+ * quantizer.h — the one interface every kdindex quantizer implements.
+ *
+ * Build, insert, scan (and later distillation) see only this: train on a
+ * sample, encode rows to codes, decode codes, and build a query's ADC lookup
+ * table so that the distance of a code is the sum of one table entry per
+ * sub-quantizer (plus the table's bias).  Parameters travel to and from index
+ * pages as one blob (serialize / deserialize).
+ */
+#ifndef KDINDEX_QUANTIZER_H
+#define KDINDEX_QUANTIZER_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/memutils.h"
+
+typedef enum KdMetric
+{
+	KD_METRIC_L2 = 1,			/* <-> : Euclidean */
+	KD_METRIC_IP = 2,			/* <#> : negative inner product */
+	KD_METRIC_COSINE = 3		/* <=> : cosine distance; rows normalised */
+} KdMetric;
+
+typedef enum KdQuantizerKind
+{
+	KD_QUANT_PQ = 1,
+	KD_QUANT_OPQ = 2,
+	KD_QUANT_AQ = 3
+} KdQuantizerKind;
+
+typedef struct KdQuantizer KdQuantizer;
+
+typedef struct KdQuantizerOps
+{
+	/* allocate zeroed parameters */
+	void		(*init) (KdQuantizer *q);
+	/* learn parameters from n rows x (row-major, n x dim); sets train_mse */
+	void		(*train) (KdQuantizer *q, const float *x, int64 n);
+	/* codes: n x code_size bytes */
+	void		(*encode) (const KdQuantizer *q, const float *x, int64 n, uint8 *codes);
+	void		(*decode) (const KdQuantizer *q, const uint8 *codes, int64 n, float *x);
+	/* derive cached values (norms) after parameters were set */
+	void		(*prepare) (KdQuantizer *q);
+	/* lut: m x ksub entries; distance(code) = bias + sum_j lut[j][code_j] */
+	void		(*compute_lut) (const KdQuantizer *q, const float *query, KdMetric metric,
+								float *lut, float *bias);
+	/* parameters as float arrays, for the blob */
+	int			(*nparams) (const KdQuantizer *q);
+	float	   *(*param) (KdQuantizer *q, int i, Size *nfloats);
+} KdQuantizerOps;
+
+struct KdQuantizer
+{
+	KdQuantizerKind kind;
+	int			dim;
+	int			m;				/* sub-quantizers */
+	int			nbits;			/* 4 or 8 */
+	int			ksub;			/* 2^nbits codewords per sub-quantizer */
+	int			code_size;		/* bytes per encoded row */
+	const KdQuantizerOps *ops;
+	MemoryContext cxt;			/* holds the quantizer and its parameters */
+	float		train_mse;		/* reconstruction error per dimension on the sample */
+	void	   *state;			/* kind-specific parameters */
+};
+
+extern const char *kd_quantizer_name(KdQuantizerKind kind);
+extern KdQuantizer *kd_quantizer_create(KdQuantizerKind kind, int dim, int m, int nbits);
+extern void kd_quantizer_free(KdQuantizer *q);
+extern char *kd_quantizer_serialize(KdQuantizer *q, Size *size);
+extern KdQuantizer *kd_quantizer_deserialize(const char *blob, Size size);
+extern double kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n);
+extern int	kd_code_get(const uint8 *code, int nbits, int j);
+extern void kd_code_set(uint8 *code, int nbits, int j, int value);
+
+/* kmeans.c */
+extern float kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed,
+					   float *centroids);
+extern void kd_nearest(const float *x, int64 n, int d, int ldx, const float *centroids, int k,
+					   const float *cnorms, int32 *assign, float *dist);
+
+/* pq.c */
+extern const KdQuantizerOps kd_pq_ops;
+
+#endif							/* KDINDEX_QUANTIZER_H */

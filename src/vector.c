@@ -1,0 +1,220 @@
+/*
+ * vector.c — from SQL values to float arrays, and the distance operators.
+ *
+ * Two input types: real[] (always) and pgvector's vector, whose datum is read
+ * directly (varlena header, int16 dim, int16 unused, float4 values) so that
+ * kdindex needs nothing from pgvector but its type.  The operators on real[]
+ * follow pgvector's semantics and error messages.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/array.h"
+
+#include "distance.h"
+#include "kdindex.h"
+#include "vector.h"
+
+PG_FUNCTION_INFO_V1(kdindex_l2_distance);
+PG_FUNCTION_INFO_V1(kdindex_negative_inner_product);
+PG_FUNCTION_INFO_V1(kdindex_cosine_distance);
+PG_FUNCTION_INFO_V1(kdindex_l2_metric);
+PG_FUNCTION_INFO_V1(kdindex_ip_metric);
+PG_FUNCTION_INFO_V1(kdindex_cosine_metric);
+
+/* pgvector's on-disk vector */
+typedef struct PgVector
+{
+	int32		vl_len_;
+	int16		dim;
+	int16		unused;
+	float		x[FLEXIBLE_ARRAY_MEMBER];
+} PgVector;
+
+/*
+ * The floats of a real[] or vector datum, without copying when the datum is
+ * already detoasted.  Arrays must be one-dimensional, non-empty, without NULL
+ * elements.
+ */
+float *
+kd_datum_floats(Datum value, Oid typid, int *dim)
+{
+	if (typid == FLOAT4ARRAYOID)
+	{
+		ArrayType  *a = DatumGetArrayTypeP(value);
+
+		if (ARR_NDIM(a) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("vector must have at least 1 dimension")));
+		if (ARR_NDIM(a) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("array must be 1-D")));
+		if (ARR_ELEMTYPE(a) != FLOAT4OID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("array must be of type real[]")));
+		if (ARR_HASNULL(a) && array_contains_nulls(a))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("array must not contain nulls")));
+		*dim = ARR_DIMS(a)[0];
+		return (float *) ARR_DATA_PTR(a);
+	}
+	else
+	{
+		PgVector   *v = (PgVector *) PG_DETOAST_DATUM(value);
+
+		*dim = v->dim;
+		return v->x;
+	}
+}
+
+void
+kd_check_finite(const float *x, int dim)
+{
+	for (int i = 0; i < dim; i++)
+	{
+		if (isnan(x[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("NaN not allowed in vector")));
+		if (isinf(x[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("infinite value not allowed in vector")));
+	}
+}
+
+static void
+check_same_dim(int a, int b)
+{
+	if (a != b)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different vector dimensions %d and %d", a, b)));
+}
+
+/* Scale x to unit length; false for a zero vector */
+bool
+kd_normalize(float *x, int dim)
+{
+	float		norm = sqrtf(kd_dot(x, x, dim));
+
+	if (norm == 0)
+		return false;
+	for (int i = 0; i < dim; i++)
+		x[i] /= norm;
+	return true;
+}
+
+/*
+ * A palloc'd copy of an indexed value, ready for the quantizer: validated,
+ * of dimension expect_dim when that is not 0, normalised under cosine.
+ */
+float *
+kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim)
+{
+	float	   *src = kd_datum_floats(value, typid, dim);
+	float	   *x;
+
+	if (*dim > KDINDEX_MAX_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("vector cannot have more than %d dimensions for kdindex index",
+						KDINDEX_MAX_DIM)));
+	if (expect_dim != 0 && *dim != expect_dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %d dimensions, not %d", expect_dim, *dim)));
+	kd_check_finite(src, *dim);
+	x = palloc(sizeof(float) * *dim);
+	memcpy(x, src, sizeof(float) * *dim);
+	if (metric == KD_METRIC_COSINE && !kd_normalize(x, *dim))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("zero vector cannot be indexed with cosine distance")));
+	return x;
+}
+
+/* The exact distance the opclass's operator returns, from raw floats */
+double
+kd_exact_distance(KdMetric metric, const float *a, const float *b, int dim)
+{
+	switch (metric)
+	{
+		case KD_METRIC_L2:
+			return sqrt((double) kd_l2sq(a, b, dim));
+		case KD_METRIC_IP:
+			return -(double) kd_dot(a, b, dim);
+		case KD_METRIC_COSINE:
+			{
+				double		na = kd_dot(a, a, dim);
+				double		nb = kd_dot(b, b, dim);
+				double		sim = kd_dot(a, b, dim) / sqrt(na * nb);
+
+				/* zero vectors give NaN, as pgvector */
+				if (sim > 1)
+					sim = 1;
+				else if (sim < -1)
+					sim = -1;
+				return 1 - sim;
+			}
+	}
+	return 0;
+}
+
+static double
+real_array_distance(FunctionCallInfo fcinfo, KdMetric metric)
+{
+	int			da,
+				db;
+	float	   *a = kd_datum_floats(PG_GETARG_DATUM(0), FLOAT4ARRAYOID, &da);
+	float	   *b = kd_datum_floats(PG_GETARG_DATUM(1), FLOAT4ARRAYOID, &db);
+
+	check_same_dim(da, db);
+	kd_check_finite(a, da);
+	kd_check_finite(b, db);
+	return kd_exact_distance(metric, a, b, da);
+}
+
+Datum
+kdindex_l2_distance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(real_array_distance(fcinfo, KD_METRIC_L2));
+}
+
+Datum
+kdindex_negative_inner_product(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(real_array_distance(fcinfo, KD_METRIC_IP));
+}
+
+Datum
+kdindex_cosine_distance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(real_array_distance(fcinfo, KD_METRIC_COSINE));
+}
+
+/* Support function 1 of each opclass: which metric its operator computes */
+Datum
+kdindex_l2_metric(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(KD_METRIC_L2);
+}
+
+Datum
+kdindex_ip_metric(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(KD_METRIC_IP);
+}
+
+Datum
+kdindex_cosine_metric(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(KD_METRIC_COSINE);
+}
