@@ -378,6 +378,9 @@ kd_beginscan(Relation index, int nkeys, int norderbys)
 	so->tmpcxt = AllocSetContextCreate(so->scancxt, "kdindex scan tuple",
 									   ALLOCSET_DEFAULT_SIZES);
 	scan->opaque = so;
+	/* the AM provides the order-by value arrays (as GiST does) */
+	scan->xs_orderbyvals = palloc0(sizeof(Datum) * Max(norderbys, 1));
+	scan->xs_orderbynulls = palloc(sizeof(bool) * Max(norderbys, 1));
 	return scan;
 }
 
