@@ -81,7 +81,7 @@ BEGIN
 		CONTINUE WHEN EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
 							   WHERE am.amname = 'kdindex' AND oc.opcname = c.opclass);
 		EXECUTE format('CREATE OPERATOR CLASS %I%s FOR TYPE %s.vector USING kdindex AS '
-					   'OPERATOR 1 OPERATOR(%s.%s) (%s.vector, %s.vector) FOR ORDER BY float_ops, '
+					   'OPERATOR 1 %s.%s (%s.vector, %s.vector) FOR ORDER BY float_ops, '
 					   'FUNCTION 1 %s(internal)',
 					   c.opclass, c.dflt, nsp, nsp, c.op, nsp, nsp, c.metric);
 		-- created after CREATE EXTENSION: make it part of the extension

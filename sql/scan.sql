@@ -1,0 +1,87 @@
+-- Ordered scans: plans, re-rank, continuation past the re-rank depth,
+-- filters, visibility, NULL and zero queries.  Uses items from build.sql.
+CREATE INDEX items_kd ON items USING kdindex (v) WITH (m = 8);
+ANALYZE items;
+
+-- The planner uses the index for ORDER BY ... LIMIT, and only then
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY v <-> '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16}' LIMIT 10;
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY v <-> '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16}';
+EXPLAIN (COSTS OFF) SELECT id FROM items WHERE id = 5;
+EXPLAIN (COSTS OFF) SELECT id FROM items WHERE v <-> '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16}' < 1;
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY v <#> '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16}' LIMIT 10;
+
+SET enable_seqscan = off;
+
+-- re-rank: the rows come back in exact distance order
+SET kdindex.rerank = 50;
+SELECT bool_and(d >= prev) AS ordered, count(*)
+  FROM (SELECT v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' AS d,
+			   lag(v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}', 1, 0::float8) OVER () AS prev
+		  FROM (SELECT v FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 50) s) t;
+
+-- a LIMIT past the re-rank depth, and a full walk, still get every row once
+SET kdindex.rerank = 10;
+SELECT count(*), count(DISTINCT id)
+  FROM (SELECT id FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 500) s;
+SELECT count(*), count(DISTINCT id)
+  FROM (SELECT id FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 100000) s;
+SELECT count(*) FROM items WHERE v IS NOT NULL;
+SET kdindex.rerank = 0;
+SELECT count(*), count(DISTINCT id)
+  FROM (SELECT id FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 100000) s;
+
+-- codes only vs re-ranked recall
+SELECT knn_recall('items', '<->', 0) >= 0.4 AS codes_ok, knn_recall('items', '<->', 100) >= 0.98 AS rerank_ok;
+
+-- filters that reject most candidates: the scan keeps going until 10 rows pass
+SET kdindex.rerank = 100;
+SELECT count(*) FROM
+	(SELECT id FROM items WHERE id % 50 = 0 ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 10) s;
+CREATE TEMP TABLE filtered AS
+	SELECT id FROM items WHERE id % 10 = 0 ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 10;
+SELECT count(*) FROM filtered;
+SET enable_seqscan = on;
+SET enable_indexscan = off;
+SELECT count(*) >= 9 AS filtered_recall_ok
+  FROM (SELECT id FROM items WHERE id % 10 = 0 ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 10) e
+  JOIN filtered USING (id);
+RESET enable_indexscan;
+SET enable_seqscan = off;
+
+-- deleted and uncommitted rows are not returned; own inserts are
+BEGIN;
+DELETE FROM items WHERE id IN (SELECT id FROM items ORDER BY v <-> make_vec(7) LIMIT 3);
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> make_vec(7) LIMIT 3) s WHERE id IN (7, 17, 27);
+INSERT INTO items VALUES (100001, make_vec(7));
+SELECT id FROM items ORDER BY v <-> make_vec(7) LIMIT 1;
+ROLLBACK;
+SELECT id FROM items ORDER BY v <-> make_vec(7) LIMIT 1;
+
+-- a NULL query returns rows in no particular order, as a sequential scan would
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> NULL LIMIT 5) s;
+-- a query of the wrong dimension is an error, as with a sequential scan
+SELECT id FROM items ORDER BY v <-> '{1,2,3}' LIMIT 1;
+
+-- rescans: one index scan per outer row
+SET kdindex.rerank = 100;
+EXPLAIN (COSTS OFF) SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL
+	(SELECT id FROM items i ORDER BY i.v <-> q.v LIMIT 1) f;
+SELECT count(*), count(DISTINCT qid) FROM queries q CROSS JOIN LATERAL
+	(SELECT id FROM items i ORDER BY i.v <-> q.v LIMIT 3) f;
+
+-- cosine: a zero query has no distance to anything, so no rows
+CREATE INDEX items_cos ON items USING kdindex (v float4_cosine_ops) WITH (m = 8);
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> array_fill(0::real, ARRAY[16]) LIMIT 5) s;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v <=> make_vec(3) LIMIT 5) s;
+DROP INDEX items_cos;
+
+-- prepared statements (generic plans) use the index too
+SET plan_cache_mode = force_generic_plan;
+PREPARE knn(real[]) AS SELECT id FROM items ORDER BY v <-> $1 LIMIT 3;
+EXPLAIN (COSTS OFF) EXECUTE knn(make_vec(7));
+SELECT count(*) FROM (SELECT 1 FROM items WHERE id IN (SELECT id FROM items ORDER BY v <-> make_vec(7) LIMIT 3)) s;
+DEALLOCATE knn;
+RESET plan_cache_mode;
+RESET kdindex.rerank;
+RESET enable_seqscan;
+DROP INDEX items_kd;

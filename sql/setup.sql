@@ -1,0 +1,42 @@
+-- Shared by the suites that follow: deterministic data and a recall probe.
+
+-- Clustered rows: 10 clusters, values rounded so every machine computes the
+-- same ones.
+CREATE FUNCTION make_vec(seed int, dim int DEFAULT 16) RETURNS real[] LANGUAGE sql IMMUTABLE AS $$
+	SELECT array_agg(round((((seed % 10) * 3 + j) % 7 + sin(seed * 7.31 + j * 3.17))::numeric, 3)::real ORDER BY j)
+	  FROM generate_series(1, dim) j
+$$;
+
+-- 20 queries from a different formula than the rows
+CREATE TABLE queries AS
+	SELECT q AS qid, array_agg(round((((q % 10) * 3 + j) % 7 + cos(q * 5.1 + j))::numeric, 3)::real ORDER BY j) AS v
+	  FROM generate_series(1, 20) q, generate_series(1, 16) j GROUP BY q;
+
+-- recall@10 of tbl's kdindex against an exact scan over the 20 queries; fails
+-- unless the plan really uses the index
+CREATE FUNCTION knn_recall(tbl regclass, op text, rerank int) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+	knn text := format('SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL '
+					   '(SELECT id FROM %s i ORDER BY i.v %s q.v LIMIT 10) f', tbl, op);
+	plan text := '';
+	line text;
+	r numeric;
+BEGIN
+	PERFORM set_config('enable_indexscan', 'off', true);
+	EXECUTE 'CREATE TEMP TABLE exact_knn AS ' || knn;
+	PERFORM set_config('enable_indexscan', 'on', true);
+	PERFORM set_config('enable_seqscan', 'off', true);
+	PERFORM set_config('kdindex.rerank', rerank::text, true);
+	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || knn LOOP
+		plan := plan || line;
+	END LOOP;
+	IF plan NOT LIKE '%Index Scan using%' THEN
+		RAISE EXCEPTION 'the kNN query does not use an index: %', plan;
+	END IF;
+	EXECUTE 'SELECT count(*) / (SELECT 10.0 * count(*) FROM queries) FROM (' || knn ||
+			') f JOIN exact_knn e USING (qid, id)' INTO r;
+	DROP TABLE exact_knn;
+	PERFORM set_config('enable_seqscan', 'on', true);
+	RETURN r;
+END
+$$;
