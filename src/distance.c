@@ -56,11 +56,19 @@ kd_adc_scan(const float *lut, int m, int nbits, const uint8 *codes, int stride,
 		{
 			const uint8 *code = codes + (size_t) t * stride;
 			const float *l = lut;
-			float		s = 0;
+			float		s0 = 0,
+						s1 = 0;
+			int			j;
 
-			for (int j = 0; j < m; j++, l += 256)
-				s += l[code[j]];
-			out[t] = s;
+			/* two chains of additions: the sum is latency-bound, not load-bound */
+			for (j = 0; j + 1 < m; j += 2, l += 512)
+			{
+				s0 += l[code[j]];
+				s1 += l[256 + code[j + 1]];
+			}
+			if (j < m)
+				s0 += l[code[j]];
+			out[t] = s0 + s1;
 		}
 	}
 	else

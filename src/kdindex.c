@@ -30,7 +30,7 @@ PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(kdindex_handler);
 
-int			kdindex_rerank = 100;
+int			kdindex_rerank = 200;
 
 static relopt_kind kd_relopt_kind;
 
@@ -80,7 +80,7 @@ _PG_init(void)
 							"Candidates re-scored with the exact distance per batch (0: codes only).",
 							"The best candidates by code distance are re-ranked on the heap's vectors "
 							"and returned in exact order.",
-							&kdindex_rerank, 100, 0, 100000,
+							&kdindex_rerank, 200, 0, 100000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }

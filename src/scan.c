@@ -185,8 +185,11 @@ run_pass(IndexScanDesc scan)
 		{
 			KdCandidate c;
 
-			memcpy(&c.tid, KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
 			c.dist = use_codes ? dists[i] + so->bias : 0;
+			/* most codes lose to the worst kept candidate: reject before anything else */
+			if (n == so->cap && c.dist > so->cands[0].dist)
+				continue;
+			memcpy(&c.tid, KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
 			if (so->have_cursor && cand_cmp(&c, &so->cursor) <= 0)
 				continue;
 			heap_push(so->cands, &n, so->cap, &c);

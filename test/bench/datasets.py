@@ -1,0 +1,301 @@
+#!/usr/bin/python3
+"""Benchmark data sets for kdindex: loaders, exact ground truth, PostgreSQL bulk load.
+
+A data set is a `Dataset(name, train, test, metric)`: float32 matrices (rows =
+vectors) and a metric name ('l2', 'ip' or 'cosine').  `load(name)` returns one by
+name; `ground_truth(ds, k)` returns the exact top-k neighbour ids of every test
+vector among the train vectors (cached as .npy files); `load_table(conn, ...)`
+copies a matrix into a table `(id int primary key, embedding real[])` with
+COPY FROM STDIN.
+
+Cached files live outside the repository in ${KDINDEX_CACHE:-/var/tmp/kdindex-cache}.
+
+Only numpy and psycopg2 are needed (faiss is not).
+"""
+
+import gzip
+import hashlib
+import io
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+
+METRICS = ("l2", "ip", "cosine")
+
+
+def cache_dir():
+    d = os.environ.get("KDINDEX_CACHE") or "/var/tmp/kdindex-cache"
+    try:
+        os.makedirs(d, exist_ok=True)
+    except OSError:
+        pass            # read-only / foreign cache: ground_truth() then just recomputes
+    return d
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: np.ndarray   # (n, d) float32, C-contiguous
+    test: np.ndarray    # (nq, d) float32, C-contiguous
+    metric: str = "l2"
+
+    @property
+    def dim(self):
+        return self.train.shape[1]
+
+    def __repr__(self):
+        return (f"Dataset({self.name!r}, train={self.train.shape}, "
+                f"test={self.test.shape}, metric={self.metric!r})")
+
+
+# --------------------------------------------------------------------------
+# IDX (MNIST / Fashion-MNIST) reader
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
+               0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path):
+    """Read an IDX file (optionally gzip-compressed) into a numpy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic {data[:4].hex()})")
+    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=_IDX_DTYPES[dtype_code], offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: expected {np.prod(shape)} values, found {arr.size}")
+    return arr.reshape(shape)
+
+
+def fashion_mnist(directory=FASHION_MNIST_DIR):
+    """Fashion-MNIST as in ann-benchmarks' fashion-mnist-784-euclidean:
+    raw pixel values 0..255 as float32, 60,000 train and 10,000 test vectors."""
+    def images(stem):
+        a = read_idx(os.path.join(directory, stem + "-images-idx3-ubyte.gz"))
+        return np.ascontiguousarray(a.reshape(a.shape[0], -1), dtype=np.float32)
+    return Dataset("fashion-mnist-784-euclidean", images("train"), images("t10k"), "l2")
+
+
+def synthetic_gaussian(n=10000, nq=1000, dim=64, seed=0, metric="l2"):
+    """Example synthetic set (i.i.d. Gaussian); more can be added alongside."""
+    rng = np.random.default_rng(seed)
+    train = rng.standard_normal((n, dim), dtype=np.float32)
+    test = rng.standard_normal((nq, dim), dtype=np.float32)
+    return Dataset(f"gaussian-{dim}-{n}-{metric}-s{seed}", train, test, metric)
+
+
+DATASETS = {
+    "fashion-mnist": fashion_mnist,
+    "fashion-mnist-784-euclidean": fashion_mnist,
+    "gaussian": synthetic_gaussian,
+}
+
+
+def load(name, **kwargs):
+    """Return a Dataset by name (see DATASETS)."""
+    try:
+        factory = DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return factory(**kwargs)
+
+
+# --------------------------------------------------------------------------
+# exact ground truth
+
+def _fingerprint(ds):
+    h = hashlib.sha1()
+    for a in (ds.train, ds.test):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).data)
+    h.update(ds.metric.encode())
+    return h.hexdigest()[:12]
+
+
+def exact_knn(train, test, k, metric="l2", block=512):
+    """Exact top-k ids (nq, k) int32 and distances (nq, k) float32, computed
+    blockwise with numpy (float64 accumulation for L2 to keep ties honest).
+
+    Distances: squared L2 for 'l2', negative inner product for 'ip',
+    1 - cosine similarity for 'cosine'.  Ties are broken by smaller id."""
+    train = np.asarray(train, dtype=np.float32)
+    test = np.asarray(test, dtype=np.float32)
+    n = train.shape[0]
+    k = min(k, n)
+    if metric == "cosine":
+        tn = np.linalg.norm(train, axis=1, keepdims=True)
+        train = train / np.where(tn == 0, 1, tn)
+        qn = np.linalg.norm(test, axis=1, keepdims=True)
+        test = test / np.where(qn == 0, 1, qn)
+    elif metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}")
+    t64 = train.astype(np.float64)
+    tnorm = (t64 * t64).sum(axis=1)
+    ids = np.empty((test.shape[0], k), dtype=np.int32)
+    dists = np.empty((test.shape[0], k), dtype=np.float32)
+    for s in range(0, test.shape[0], block):
+        q = test[s:s + block].astype(np.float64)
+        ip = q @ t64.T
+        if metric == "l2":
+            d = tnorm[None, :] - 2.0 * ip + (q * q).sum(axis=1)[:, None]
+            np.maximum(d, 0, out=d)
+        elif metric == "ip":
+            d = -ip
+        else:
+            d = 1.0 - ip
+        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n else \
+            np.tile(np.arange(n), (d.shape[0], 1))
+        pd = np.take_along_axis(d, part, axis=1)
+        order = np.lexsort((part, pd), axis=1)   # by distance, then id
+        ids[s:s + block] = np.take_along_axis(part, order, axis=1)
+        dists[s:s + block] = np.take_along_axis(pd, order, axis=1)
+    return ids, dists
+
+
+def ground_truth(ds, k=100):
+    """Exact top-k neighbour ids (nq, k) int32 of ds.test in ds.train, cached."""
+    base = os.path.join(cache_dir(), f"{ds.name}-{_fingerprint(ds)}-gt{k}")
+    ids_path, dist_path = base + "-ids.npy", base + "-dist.npy"
+    if os.path.exists(ids_path):
+        return np.load(ids_path)
+    ids, dists = exact_knn(ds.train, ds.test, k, ds.metric)
+    # write atomically so concurrent runs never read half a file
+    try:
+        for path, arr in ((dist_path, dists), (ids_path, ids)):
+            tmp = f"{path}.{os.getpid()}.tmp.npy"
+            np.save(tmp, arr)
+            os.replace(tmp, path)
+    except OSError as e:
+        print(f"note: ground truth not cached ({e})")
+    return ids
+
+
+def recall(found, truth, k):
+    """Mean recall@k: |found[:, :k] ∩ truth[:, :k]| / k over queries.
+    `found` may be a list of lists of varying length (short results count as misses)."""
+    total = 0
+    for f, t in zip(found, truth):
+        total += len(set(list(f)[:k]) & set(t[:k].tolist()))
+    return total / (k * len(truth))
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL
+
+def pg_array_text(row):
+    """One vector as a PostgreSQL array literal '{...}' that reads back as the same float4s."""
+    return "{" + ",".join(_fmt32(v) for v in np.asarray(row, dtype=np.float32).tolist()) + "}"
+
+
+def _copy_lines(data, start_id, batch):
+    """Yield COPY text chunks of `batch` rows: 'id\t{v,v,...}\n'."""
+    integral = bool(np.all(np.mod(data, 1) == 0)) and np.all(np.abs(data) < 2**24)
+    for s in range(0, data.shape[0], batch):
+        block = data[s:s + batch]
+        if integral:
+            rows = block.astype(np.int64).tolist()
+            lines = [f"{start_id + s + i}\t{{{','.join(map(str, r))}}}\n"
+                     for i, r in enumerate(rows)]
+        else:
+            # float32 -> shortest repr that round-trips through float4 input
+            rows = block.astype(np.float32).tolist()   # python floats (exact float32 values)
+            lines = [f"{start_id + s + i}\t{{{','.join(_fmt32(v) for v in r)}}}\n"
+                     for i, r in enumerate(rows)]
+        yield "".join(lines)
+
+
+def _fmt32(v):
+    s = repr(v)
+    # '%.9g' always round-trips float32; use the shorter one when it also does
+    short = f"{v:.9g}"
+    if len(short) < len(s):
+        s = short
+    return s[:-2] if s.endswith(".0") else s
+
+
+class _ChunkReader(io.TextIOBase):
+    """File-like object over an iterator of strings, for cursor.copy_expert."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._buf = ""
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            out, self._buf = self._buf, ""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+    def readline(self, size=-1):
+        return self.read(size)
+
+
+def table_rows(conn, table):
+    """Row count of `table`, or None if it does not exist."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(f"SELECT count(*) FROM {table}")
+        return cur.fetchone()[0]
+
+
+def load_table(conn, table, data, drop=True, id_type="int", batch=2000, unlogged=False,
+               analyze=True, verbose=False):
+    """Create `table (id <id_type> primary key, embedding real[])` and fill it with
+    the rows of `data` (ids 0..n-1 = row index) by COPY FROM STDIN.
+    The primary key is added after the copy (faster).  Commits.  Returns seconds."""
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError("data must be a 2-D matrix")
+    t0 = time.perf_counter()
+    with conn.cursor() as cur:
+        if drop:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE {table} "
+                    f"(id {id_type} NOT NULL, embedding real[])")
+        cur.copy_expert(f"COPY {table} (id, embedding) FROM STDIN",
+                        _ChunkReader(_copy_lines(data, 0, batch)), size=1 << 20)
+        cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+    conn.commit()
+    if analyze:
+        old = conn.autocommit
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"VACUUM ANALYZE {table}")
+        conn.autocommit = old
+    secs = time.perf_counter() - t0
+    if verbose:
+        print(f"loaded {data.shape[0]} rows x {data.shape[1]} dims into {table} in {secs:.1f} s")
+    return secs
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(description="load a data set and compute/cache its ground truth")
+    ap.add_argument("name", nargs="?", default="fashion-mnist")
+    ap.add_argument("-k", type=int, default=100)
+    a = ap.parse_args()
+    t = time.perf_counter()
+    ds = load(a.name)
+    print(ds, f"loaded in {time.perf_counter() - t:.2f} s")
+    t = time.perf_counter()
+    gt = ground_truth(ds, a.k)
+    print(f"ground truth {gt.shape} in {time.perf_counter() - t:.2f} s (cache: {cache_dir()})")
