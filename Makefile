@@ -5,7 +5,7 @@ MODULE_big = kdindex
 DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
-       src/pages.o src/vector.o src/distance.o src/info.o \
+       src/pages.o src/heap.o src/vector.o src/distance.o src/info.o \
        src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o
 
 REGRESS = setup operators bad_input build scan vacuum info pgvector
@@ -25,6 +25,9 @@ EXTRA_CLEAN = results regression.diffs regression.out output_iso tmp_check log
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS knows nothing of our headers: every object depends on all of them
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/quant/*.h)
 
 # The distance kernels are compiled for a baseline x86-64 and for AVX2+FMA;
 # the best clone is picked at load time (ifunc), never with -march=native.

@@ -13,7 +13,20 @@ SELECT round(knn_recall('items', '<->', 0), 2) AS untrained_recall, round(knn_re
 REINDEX INDEX items_kd;
 SELECT trained, rows FROM kdindex_info('items_kd');
 
--- 3. Enough rows: REINDEX trains it.  NULL vectors are not indexed.
+-- 3. An untrained index trains itself, in the insert that brings it to
+-- 39 rows per codeword (9,984 at nbits = 8); rows inserted later use the codes
+CREATE TABLE grow (id int PRIMARY KEY, v real[]);
+CREATE INDEX grow_kd ON grow USING kdindex (v) WITH (m = 8);
+INSERT INTO grow SELECT i, make_vec(i) FROM generate_series(1, 9983) i;
+SELECT trained, rows FROM kdindex_info('grow_kd');
+INSERT INTO grow VALUES (9984, make_vec(9984));
+SELECT trained, rows, train_rows, m, code_bytes FROM kdindex_info('grow_kd');
+INSERT INTO grow SELECT i, make_vec(i) FROM generate_series(9985, 10500) i;
+SELECT rows FROM kdindex_info('grow_kd');
+SELECT knn_recall('grow', '<->', 0) >= 0.2 AS codes_recall_ok, knn_recall('grow', '<->', 100) >= 0.95 AS rerank_recall_ok;
+DROP TABLE grow;
+
+-- 4. Enough rows: REINDEX trains it.  NULL vectors are not indexed.
 INSERT INTO items SELECT i, make_vec(i) FROM generate_series(51, 3000) i;
 INSERT INTO items VALUES (3001, NULL), (3002, NULL);
 REINDEX INDEX items_kd;
@@ -27,7 +40,7 @@ SELECT rows FROM kdindex_info('items_kd');
 SELECT knn_recall('items', '<->', 100) >= 0.98 AS rerank_recall_after_inserts;
 DROP INDEX items_kd;
 
--- 4. Options: m, nbits = 4, sample
+-- 5. Options: m, nbits = 4, sample
 CREATE INDEX items_kd ON items USING kdindex (v) WITH (m = 8, nbits = 4, sample = 1000);
 SELECT m, nbits, code_bytes, trained, train_rows FROM kdindex_info('items_kd');
 SELECT knn_recall('items', '<->', 0) >= 0.1 AS codes_recall_ok, knn_recall('items', '<->', 1000) >= 0.95 AS rerank_recall_ok;
@@ -47,7 +60,7 @@ SELECT i.relname, k.dim, k.m, k.code_bytes
   FROM pg_class i, kdindex_info(i.oid) k WHERE i.relname LIKE 'dims%' AND i.relkind = 'i' ORDER BY k.dim;
 DROP TABLE dims;
 
--- 5. The other opclasses
+-- 6. The other opclasses
 CREATE INDEX items_ip ON items USING kdindex (v float4_ip_ops) WITH (m = 8);
 SELECT metric FROM kdindex_info('items_ip');
 -- (inner products of clustered rows are near ties: re-rank deeper)
@@ -58,7 +71,7 @@ SELECT metric FROM kdindex_info('items_cos');
 SELECT knn_recall('items', '<=>', 0) >= 0.2 AS cosine_codes_ok, knn_recall('items', '<=>', 100) >= 0.95 AS cosine_recall_ok;
 DROP INDEX items_cos;
 
--- 6. An expression index
+-- 7. An expression index
 CREATE INDEX items_head ON items USING kdindex ((v[1:8])) WITH (m = 4);
 SELECT dim, m FROM kdindex_info('items_head');
 SET enable_seqscan = off;
@@ -73,7 +86,7 @@ SELECT count(*) >= 9 AS expr_recall_ok
 RESET enable_indexscan;
 DROP INDEX items_head;
 
--- 7. Unlogged tables (the index gets an init fork) and CREATE INDEX CONCURRENTLY
+-- 8. Unlogged tables (the index gets an init fork) and CREATE INDEX CONCURRENTLY
 CREATE UNLOGGED TABLE scratch AS SELECT * FROM items WHERE id <= 1000;
 CREATE INDEX scratch_kd ON scratch USING kdindex (v) WITH (m = 4);
 SET enable_seqscan = off;
@@ -85,7 +98,7 @@ SELECT trained, rows FROM kdindex_info('items_cc');
 SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_cc'::regclass;
 DROP INDEX items_cc;
 
--- 8. A rebuild of the same table gives the same index (seeded sampling and k-means)
+-- 9. A rebuild of the same table gives the same index (seeded sampling and k-means)
 CREATE INDEX a_kd ON items USING kdindex (v) WITH (m = 4, sample = 500);
 CREATE INDEX b_kd ON items USING kdindex (v) WITH (m = 4, sample = 500);
 SELECT (SELECT train_mse FROM kdindex_info('a_kd')) = (SELECT train_mse FROM kdindex_info('b_kd')) AS same_training;

@@ -25,6 +25,7 @@
 #include "storage/smgr.h"
 #include "utils/memutils.h"
 #include "utils/sampling.h"
+#include "utils/snapmgr.h"
 
 #include "kdindex.h"
 #include "vector.h"
@@ -34,9 +35,19 @@
 /* Fixed seed of the sampler: the same table gives the same index */
 #define KD_SAMPLE_SEED 0x6B64
 
-typedef struct KdBuildState
+typedef struct KdBuildState KdBuildState;
+
+/* Where rows come from: the table (CREATE INDEX), or the index's own TIDs */
+typedef void (*KdRowSource) (KdBuildState *bs, IndexBuildCallback callback);
+
+struct KdBuildState
 {
 	Relation	index;
+	Relation	heap;
+	IndexInfo  *indexInfo;
+	KdRowSource source;
+	BlockNumber old_head;		/* in-place training: the chain being replaced */
+	double		reltuples;		/* live table rows, NULLs included */
 	KdMetric	metric;
 	Oid			typid;
 	int			dim;			/* 0 until the first row */
@@ -64,7 +75,7 @@ typedef struct KdBuildState
 	BlockNumber head;
 	BlockNumber tail;
 	int64		ntuples;
-} KdBuildState;
+};
 
 /* m = 0: the largest divisor of dim not above 16 (16 bytes at nbits = 8) */
 static int
@@ -273,6 +284,127 @@ write_meta(Relation index, Buffer metabuf, const KdMetaPageData *meta)
 	GenericXLogFinish(state);
 }
 
+static void
+heap_rows(KdBuildState *bs, IndexBuildCallback callback)
+{
+	bs->reltuples = table_index_build_scan(bs->heap, bs->index, bs->indexInfo, true, true,
+										   callback, bs, NULL);
+}
+
+/*
+ * The rows an index holds, read back from the table by TID.  Any version
+ * will do (SnapshotAny): the indexed value is the same along a HOT chain, and
+ * a TID with no tuple left is dead, so its entry is dropped.
+ */
+static void
+index_rows(KdBuildState *bs, IndexBuildCallback callback)
+{
+	KdHeapFetch *hf = kd_heap_fetch_begin(bs->heap, bs->index);
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * KdPageCapacity(sizeof(ItemPointerData)));
+	int			tupsize = KdTupleSize(0);
+	BlockNumber blkno = bs->old_head;
+
+	while (blkno != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(bs->index, blkno);
+		Page		page;
+		int			ntup;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		ntup = KdPageGetOpaque(page)->ntuples;
+		for (int i = 0; i < ntup; i++)
+			memcpy(&tids[i], KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
+		blkno = KdPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+
+		for (int i = 0; i < ntup; i++)
+		{
+			Datum		value;
+			bool		isnull = false;
+
+			CHECK_FOR_INTERRUPTS();
+			if (kd_heap_fetch_value(hf, &tids[i], SnapshotAny, &value))
+				callback(bs->index, &tids[i], &value, &isnull, true, bs);
+		}
+	}
+	pfree(tids);
+	kd_heap_fetch_end(hf);
+}
+
+static void
+init_build_state(KdBuildState *bs, Relation index, Relation heap, int nbits, int sample)
+{
+	memset(bs, 0, sizeof(*bs));
+	bs->index = index;
+	bs->heap = heap;
+	bs->metric = kd_index_metric(index);
+	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
+	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
+									   ALLOCSET_DEFAULT_SIZES);
+	bs->sample_cap = sample > 0 ? sample : 256 * (1 << nbits);
+	bs->rowstoskip = -1;
+	bs->head = bs->tail = InvalidBlockNumber;
+	bs->page = palloc(BLCKSZ);
+}
+
+/*
+ * Sample, train when there are enough rows, encode every row into a new data
+ * chain; meta gets the parameters and the chain.  Returns whether it trained.
+ */
+static bool
+build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
+{
+	bool		trained = false;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_SAMPLE);
+	bs->source(bs, sample_callback);
+
+	meta->dim = bs->dim;
+	if (bs->dim > 0)
+	{
+		meta->m = choose_m(bs->dim, meta->m);
+		check_m(bs->dim, meta->m);
+	}
+	if (bs->nsample >= min_train_rows)
+	{
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_TRAIN);
+		train_quantizer(bs, meta);
+		trained = true;
+	}
+	if (bs->sample)
+		pfree(bs->sample);
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs->seen);
+	bs->tupsize = KdTupleSize(meta->code_size);
+	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
+	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs->codes = palloc(KD_ENCODE_BATCH * Max(meta->code_size, 1));
+	if (bs->seen > 0)
+		bs->source(bs, encode_callback);
+	flush_batch(bs);
+	if (BufferIsValid(bs->buf))
+		finish_page(bs, false);
+
+	meta->data_head = bs->head;
+	meta->data_tail = bs->tail;
+	if (bs->quantizer)
+		kd_quantizer_free(bs->quantizer);
+	MemoryContextDelete(bs->tmpcxt);
+	return trained;
+}
+
+/*
+ * Rows an untrained index collects before it trains itself: 39 per codeword,
+ * Faiss's minimum for a k-means worth having (9,984 at nbits = 8).
+ */
+int
+kd_autotrain_rows(int nbits)
+{
+	return 39 * (1 << nbits);
+}
+
 IndexBuildResult *
 kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 {
@@ -282,76 +414,80 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 	KdOptions  *opts = (KdOptions *) index->rd_options;
 	int			nbits = opts ? opts->nbits : 8;
 	int			ksub = 1 << nbits;
-	double		reltuples;
 	Buffer		metabuf;
 
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
 
-	memset(&bs, 0, sizeof(bs));
-	bs.index = index;
-	bs.metric = kd_index_metric(index);
-	bs.typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
-	bs.tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
-									  ALLOCSET_DEFAULT_SIZES);
-	bs.sample_cap = (opts && opts->sample > 0) ? opts->sample : 256 * ksub;
-	bs.rowstoskip = -1;
-	bs.head = bs.tail = InvalidBlockNumber;
-	bs.page = palloc(BLCKSZ);
-
+	init_build_state(&bs, index, heap, nbits, opts ? opts->sample : 0);
+	bs.indexInfo = indexInfo;
+	bs.source = heap_rows;
 	kd_init_meta(&meta, bs.metric, kd_options_quantizer(index), opts ? opts->m : 0, nbits);
 	metabuf = kd_new_buffer(index, MAIN_FORKNUM);
 	Assert(BufferGetBlockNumber(metabuf) == KDINDEX_METAPAGE_BLKNO);
 
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_SAMPLE);
-	reltuples = table_index_build_scan(heap, index, indexInfo, true, true,
-									   sample_callback, &bs, NULL);
-
-	meta.dim = bs.dim;
-	if (bs.dim > 0)
+	if (!build_data(&bs, &meta, ksub))
 	{
-		meta.m = choose_m(bs.dim, meta.m);
-		check_m(bs.dim, meta.m);
-	}
-	if (bs.nsample >= ksub)
-	{
-		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_TRAIN);
-		train_quantizer(&bs, &meta);
-	}
-	else
+		meta.untrained_rows = bs.ntuples;
 		ereport(NOTICE,
-				(errmsg("kdindex \"%s\" has %.0f rows, fewer than the %d needed to train its quantizer",
-						RelationGetRelationName(index), bs.seen, ksub),
+				(errmsg("kdindex \"%s\" has %lld rows, fewer than the %d needed to train its quantizer",
+						RelationGetRelationName(index), (long long) bs.ntuples, ksub),
 				 errdetail("Until it is trained the index answers with exact distances from the table."),
-				 errhint("REINDEX the index once the table holds at least %d rows.", ksub)));
-	if (bs.sample)
-		pfree(bs.sample);
-
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs.seen);
-	bs.tupsize = KdTupleSize(meta.code_size);
-	bs.batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs.dim, 1), MCXT_ALLOC_HUGE);
-	bs.batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
-	bs.codes = palloc(KD_ENCODE_BATCH * Max(meta.code_size, 1));
-	if (bs.seen > 0)
-		table_index_build_scan(heap, index, indexInfo, true, true, encode_callback, &bs, NULL);
-	flush_batch(&bs);
-	if (BufferIsValid(bs.buf))
-		finish_page(&bs, false);
-
-	meta.data_head = bs.head;
-	meta.data_tail = bs.tail;
+				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
+						 kd_autotrain_rows(nbits))));
+	}
 	write_meta(index, metabuf, &meta);
 	UnlockReleaseBuffer(metabuf);
 
-	if (bs.quantizer)
-		kd_quantizer_free(bs.quantizer);
-	MemoryContextDelete(bs.tmpcxt);
-
 	result = palloc(sizeof(IndexBuildResult));
-	result->heap_tuples = reltuples;
+	result->heap_tuples = bs.reltuples;
 	result->index_tuples = bs.ntuples;
 	return result;
+}
+
+/*
+ * Train an untrained index on the rows it holds and re-encode them into a new
+ * chain.  The caller holds the meta page exclusively, so no row arrives
+ * meanwhile; scans keep reading the old chain until the meta page switches
+ * to the new one in a single WAL record, so a crash or an error leaves the
+ * old index complete.  (The old chain's pages are left unused.)
+ */
+void
+kd_train_in_place(Relation index, Relation heap, Buffer metabuf)
+{
+	bool		trained;
+	KdMetaPageData meta;
+	KdBuildState bs;
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	GenericXLogState *state;
+
+	memcpy(&meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(meta));
+	Assert(!meta.trained);
+	init_build_state(&bs, index, heap, meta.nbits, opts ? opts->sample : 0);
+	bs.source = index_rows;
+	bs.old_head = meta.data_head;
+	trained = build_data(&bs, &meta, kd_autotrain_rows(meta.nbits));
+
+
+	state = GenericXLogStart(index);
+	if (trained)
+	{
+		/* switch to the new parameters and chain */
+		meta.generation++;
+		meta.nfree = 0;
+		meta.untrained_rows = 0;
+		memcpy(KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0)), &meta, sizeof(meta));
+	}
+	else
+	{
+		/* too many of the rows were dead: keep the old chain, count the live ones */
+		KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->untrained_rows = bs.ntuples;
+	}
+	GenericXLogFinish(state);
+	if (trained)
+		ereport(NOTICE,
+				(errmsg("kdindex \"%s\" trained its quantizer on %lld rows",
+						RelationGetRelationName(index), (long long) meta.train_rows)));
 }
 
 /* The init fork of an unlogged index: an empty, untrained meta page */

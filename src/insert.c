@@ -130,6 +130,24 @@ encode_row(Relation index, const KdMetaPageData *meta, Datum value)
 	return enc;
 }
 
+/*
+ * An untrained index counts its rows and trains itself, in this insert, when
+ * it has enough of them.
+ */
+static void
+count_untrained_row(Relation index, Relation heap, Buffer metabuf)
+{
+	GenericXLogState *state = GenericXLogStart(index);
+	KdMetaPage wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+	bool		train;
+
+	wmeta->untrained_rows++;
+	train = wmeta->untrained_rows >= kd_autotrain_rows(wmeta->nbits);
+	GenericXLogFinish(state);
+	if (train)
+		kd_train_in_place(index, heap, metabuf);
+}
+
 bool
 kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		  Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
@@ -175,6 +193,8 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		GenericXLogFinish(state);
 	}
 	append_tuple(index, metabuf, heap_tid, enc);
+	if (!enc->trained)
+		count_untrained_row(index, heap, metabuf);
 	UnlockReleaseBuffer(metabuf);
 
 	MemoryContextSwitchTo(old);

@@ -85,6 +85,7 @@ typedef struct KdMetaPageData
 	float8		train_seconds;	/* training statistics for kdindex_info */
 	float8		train_mse;		/* mean squared reconstruction error */
 	int64		train_rows;		/* rows in the training sample */
+	int64		untrained_rows; /* rows inserted while untrained, for auto-training */
 } KdMetaPageData;
 
 typedef KdMetaPageData *KdMetaPage;
@@ -127,11 +128,26 @@ extern void _PG_init(void);
 extern KdMetric kd_index_metric(Relation index);
 extern KdQuantizerKind kd_options_quantizer(Relation index);
 
+/* heap.c */
+typedef struct KdHeapFetch
+{
+	struct IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	EState	   *estate;
+	IndexInfo  *indexInfo;
+} KdHeapFetch;
+
+extern KdHeapFetch *kd_heap_fetch_begin(Relation heap, Relation index);
+extern bool kd_heap_fetch_value(KdHeapFetch *hf, ItemPointer tid, Snapshot snapshot, Datum *value);
+extern void kd_heap_fetch_end(KdHeapFetch *hf);
+
 /* info.c */
 extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 
 /* build.c */
 extern IndexBuildResult *kd_build(Relation heap, Relation index, IndexInfo *indexInfo);
+extern void kd_train_in_place(Relation index, Relation heap, Buffer metabuf);
+extern int	kd_autotrain_rows(int nbits);
 extern void kd_buildempty(Relation index);
 
 /* insert.c */

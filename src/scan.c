@@ -71,10 +71,7 @@ typedef struct KdScanOpaqueData
 	bool		exact;			/* batch holds exact distances */
 
 	/* heap access for the re-rank */
-	IndexFetchTableData *fetch;
-	TupleTableSlot *slot;
-	EState	   *estate;
-	IndexInfo  *indexInfo;
+	KdHeapFetch *heapfetch;
 
 	MemoryContext scancxt;		/* lives across rescans */
 	MemoryContext querycxt;		/* reset per rescan */
@@ -237,43 +234,28 @@ static bool
 exact_distance(IndexScanDesc scan, ItemPointer tid, float *dist)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	bool		call_again = false;
-	bool		all_dead = false;
-	Datum		values[INDEX_MAX_KEYS];
-	bool		isnull[INDEX_MAX_KEYS];
-	bool		found;
 	MemoryContext old;
+	Datum		value;
+	bool		found;
 
-	if (so->fetch == NULL)
+	if (so->heapfetch == NULL)
 	{
 		old = MemoryContextSwitchTo(so->scancxt);
-		so->fetch = table_index_fetch_begin(scan->heapRelation);
-		so->slot = table_slot_create(scan->heapRelation, NULL);
-		so->estate = CreateExecutorState();
-		so->indexInfo = BuildIndexInfo(scan->indexRelation);
+		so->heapfetch = kd_heap_fetch_begin(scan->heapRelation, scan->indexRelation);
 		MemoryContextSwitchTo(old);
 	}
 
+	MemoryContextReset(so->tmpcxt);
 	old = MemoryContextSwitchTo(so->tmpcxt);
-	found = table_index_fetch_tuple(so->fetch, tid, scan->xs_snapshot, so->slot,
-									&call_again, &all_dead);
+	found = kd_heap_fetch_value(so->heapfetch, tid, scan->xs_snapshot, &value);
 	if (found)
 	{
-		GetPerTupleExprContext(so->estate)->ecxt_scantuple = so->slot;
-		FormIndexDatum(so->indexInfo, so->slot, so->estate, values, isnull);
-		found = !isnull[0];
-		if (found)
-		{
-			int			dim;
-			float	   *x = kd_datum_floats(values[0], so->typid, &dim);
+		int			dim;
+		float	   *x = kd_datum_floats(value, so->typid, &dim);
 
-			*dist = (float) kd_exact_distance(so->metric, so->query, x, dim);
-		}
-		ResetPerTupleExprContext(so->estate);
-		ExecClearTuple(so->slot);
+		*dist = (float) kd_exact_distance(so->metric, so->query, x, dim);
 	}
 	MemoryContextSwitchTo(old);
-	MemoryContextReset(so->tmpcxt);
 	return found;
 }
 
@@ -472,12 +454,8 @@ kd_endscan(IndexScanDesc scan)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 
-	if (so->fetch)
-	{
-		table_index_fetch_end(so->fetch);
-		ExecDropSingleTupleTableSlot(so->slot);
-		FreeExecutorState(so->estate);
-	}
+	if (so->heapfetch)
+		kd_heap_fetch_end(so->heapfetch);
 	MemoryContextDelete(so->scancxt);
 	pfree(so);
 	scan->opaque = NULL;

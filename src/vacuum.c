@@ -104,14 +104,28 @@ scan_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	}
 }
 
+/*
+ * An untrained index can train itself in an insert that runs alongside, and
+ * copy TIDs this pass has not reached yet into its new chain: when the
+ * generation changed, the new chain is cleaned too.
+ */
 IndexBulkDeleteResult *
 kd_bulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			  IndexBulkDeleteCallback callback, void *callback_state)
 {
+	KdMetaPageData meta;
+	uint32		generation;
+
 	if (stats == NULL)
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
-	stats->num_index_tuples = 0;
-	scan_chain(info, stats, callback, callback_state);
+	do
+	{
+		kd_read_meta(info->index, &meta);
+		generation = meta.generation;
+		stats->num_index_tuples = 0;
+		scan_chain(info, stats, callback, callback_state);
+		kd_read_meta(info->index, &meta);
+	} while (meta.generation != generation);
 	stats->num_pages = RelationGetNumberOfBlocks(info->index);
 	return stats;
 }

@@ -92,10 +92,112 @@ def synthetic_gaussian(n=10000, nq=1000, dim=64, seed=0, metric="l2"):
     return Dataset(f"gaussian-{dim}-{n}-{metric}-s{seed}", train, test, metric)
 
 
+def _random_rotation(rng, d, amount=None):
+    """A d x d orthogonal matrix: Haar-random (amount None), or a partial rotation
+    close to the identity, QR of (I + amount * G / sqrt(d)) with signs fixed."""
+    g = rng.standard_normal((d, d))
+    if amount is not None:
+        g = np.eye(d) + amount * g / np.sqrt(d)
+    q, r = np.linalg.qr(g)
+    return (q * np.sign(np.diag(r))[None, :]).astype(np.float32)
+
+
+def _mixture(rng, n, centers, scales, rotations, assign_p=None, block=65536):
+    """n draws of a Gaussian mixture: x = c_j + (z * s_j) @ R_(j mod len(R)),
+    z ~ N(0, I), cluster j drawn with probabilities assign_p."""
+    k, d = centers.shape
+    labels = rng.choice(k, size=n, p=assign_p)
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, block):
+        lab = labels[s:s + block]
+        z = rng.standard_normal((len(lab), d), dtype=np.float32) * scales[lab]
+        x = np.empty_like(z)
+        for r in range(len(rotations)):
+            sel = (lab % len(rotations)) == r
+            if sel.any():
+                x[sel] = z[sel] @ rotations[r]
+        out[s:s + block] = x + centers[lab]
+    return out
+
+
+def synthetic_mixture(n=1_000_000, nq=10_000, dim=128, clusters=None, seed=42, metric="l2"):
+    """Seeded clustered Gaussian mixture with anisotropic covariance, for scale tests.
+
+    `clusters` centres (default ~sqrt(n)/4, at least 16) drawn N(0, I) in `dim`
+    dimensions; cluster sizes follow a Zipf-like law; within a cluster the
+    standard deviation along direction i decays as (1 + i)^-0.6 (a few strong
+    directions, a long tail, as in learned embeddings), jittered per cluster and
+    rotated by one of 8 random rotations.  Queries are fresh draws from the same
+    mixture (metric 'l2')."""
+    rng = np.random.default_rng(seed)
+    k = clusters or max(16, int(np.sqrt(n) / 4))
+    centers = rng.standard_normal((k, dim)).astype(np.float32)
+    spectrum = (1.0 + np.arange(dim)) ** -0.6
+    scales = (0.6 * spectrum[None, :] *
+              rng.lognormal(0.0, 0.25, size=(k, dim))).astype(np.float32)
+    rotations = [_random_rotation(rng, dim) for _ in range(8)]
+    p = 1.0 / (1.0 + np.arange(k)) ** 0.5
+    p /= p.sum()
+    train = _mixture(rng, n, centers, scales, rotations, p)
+    test = _mixture(rng, nq, centers, scales, rotations, p)
+    return Dataset(f"mixture-{metric}-{dim}d-{n}-s{seed}", train, test, metric)
+
+
+def synthetic_asymmetric_ip(n=200_000, nq=10_000, dim=256, clusters=None, seed=7):
+    """Seeded inner-product set whose queries come from another distribution than
+    its rows, like queries and passages of text retrieval under a dual encoder.
+
+    Rows ("documents"): an anisotropic Gaussian mixture as in synthetic_mixture,
+    with norms varying by a log-normal factor (so inner product differs from cosine).
+    Queries: a different mixture: centres are a random subset of the document
+    centres passed through a partial random rotation plus a common offset, with
+    tighter, differently shaped clusters and unit-scale norms; their covariance is
+    rotated differently too.  Metric 'ip' (larger inner product = nearer)."""
+    rng = np.random.default_rng(seed)
+    k = clusters or max(16, int(np.sqrt(n) / 4))
+    centers = rng.standard_normal((k, dim)).astype(np.float32) / np.sqrt(dim) * 4
+    spectrum = (1.0 + np.arange(dim)) ** -0.5
+    scales = (0.8 * spectrum[None, :] *
+              rng.lognormal(0.0, 0.3, size=(k, dim))).astype(np.float32)
+    rotations = [_random_rotation(rng, dim) for _ in range(8)]
+    p = 1.0 / (1.0 + np.arange(k)) ** 0.5
+    p /= p.sum()
+    train = _mixture(rng, n, centers, scales, rotations, p)
+    train *= rng.lognormal(0.0, 0.2, size=(n, 1)).astype(np.float32)
+    # queries: shifted, partially rotated centres; other covariance shape and rotations
+    kq = max(8, k // 2)
+    qsel = rng.choice(k, size=kq, replace=False)
+    shift = _random_rotation(rng, dim, amount=0.6)
+    offset = rng.standard_normal(dim).astype(np.float32) / np.sqrt(dim) * 1.5
+    qcenters = centers[qsel] @ shift + offset
+    qspectrum = (1.0 + np.arange(dim)) ** -0.3
+    qscales = (1.0 * qspectrum[None, :] *
+               rng.lognormal(0.0, 0.3, size=(kq, dim))).astype(np.float32)
+    qrot = [_random_rotation(rng, dim) for _ in range(4)]
+    test = _mixture(rng, nq, qcenters, qscales, qrot)
+    test /= np.linalg.norm(test, axis=1, keepdims=True)
+    return Dataset(f"asym-ip-{dim}d-{n}-s{seed}", train, test, "ip")
+
+
+def synth_l2_128(n=1_000_000, **kw):
+    return synthetic_mixture(n=n, dim=128, **kw)
+
+
+def synth_l2_960(n=100_000, **kw):
+    return synthetic_mixture(n=n, dim=960, **kw)
+
+
+def synth_ip_256(n=200_000, **kw):
+    return synthetic_asymmetric_ip(n=n, dim=256, **kw)
+
+
 DATASETS = {
     "fashion-mnist": fashion_mnist,
     "fashion-mnist-784-euclidean": fashion_mnist,
     "gaussian": synthetic_gaussian,
+    "synth-l2-128": synth_l2_128,      # scale suite: 1M x 128 L2 (n= to change)
+    "synth-l2-960": synth_l2_960,      # scale suite: 100k x 960 L2
+    "synth-ip-256": synth_ip_256,      # ip suite: 200k x 256, asymmetric queries
 }
 
 
@@ -120,7 +222,7 @@ def _fingerprint(ds):
     return h.hexdigest()[:12]
 
 
-def exact_knn(train, test, k, metric="l2", block=512):
+def exact_knn(train, test, k, metric="l2", block=None):
     """Exact top-k ids (nq, k) int32 and distances (nq, k) float32, computed
     blockwise with numpy (float64 accumulation for L2 to keep ties honest).
 
@@ -130,6 +232,8 @@ def exact_knn(train, test, k, metric="l2", block=512):
     test = np.asarray(test, dtype=np.float32)
     n = train.shape[0]
     k = min(k, n)
+    if block is None:     # keep the float64 distance block near 400 MB
+        block = int(max(16, min(512, 5e7 // max(n, 1))))
     if metric == "cosine":
         tn = np.linalg.norm(train, axis=1, keepdims=True)
         train = train / np.where(tn == 0, 1, tn)
@@ -292,9 +396,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="load a data set and compute/cache its ground truth")
     ap.add_argument("name", nargs="?", default="fashion-mnist")
     ap.add_argument("-k", type=int, default=100)
+    ap.add_argument("--rows", type=int, default=0, help="rows of a synthetic set (0 = its default)")
     a = ap.parse_args()
     t = time.perf_counter()
-    ds = load(a.name)
+    ds = load(a.name, **({"n": a.rows} if a.rows else {}))
     print(ds, f"loaded in {time.perf_counter() - t:.2f} s")
     t = time.perf_counter()
     gt = ground_truth(ds, a.k)

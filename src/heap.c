@@ -1,0 +1,59 @@
+/*
+ * heap.c — reading an index's value back from the table by TID.
+ *
+ * The re-rank needs the exact vector of each candidate and an in-place
+ * retrain needs the vectors of the rows an index already holds; both fetch the
+ * heap tuple and recompute the indexed value with FormIndexDatum, so
+ * expression indexes work the same way as plain ones.
+ */
+#include "postgres.h"
+
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "executor/executor.h"
+
+#include "kdindex.h"
+
+KdHeapFetch *
+kd_heap_fetch_begin(Relation heap, Relation index)
+{
+	KdHeapFetch *hf = palloc0(sizeof(KdHeapFetch));
+
+	hf->fetch = table_index_fetch_begin(heap);
+	hf->slot = table_slot_create(heap, NULL);
+	hf->estate = CreateExecutorState();
+	hf->indexInfo = BuildIndexInfo(index);
+	return hf;
+}
+
+/*
+ * The indexed value of the row at tid visible to snapshot; false when there
+ * is none or it is NULL.  *value stays valid until the next call.
+ */
+bool
+kd_heap_fetch_value(KdHeapFetch *hf, ItemPointer tid, Snapshot snapshot, Datum *value)
+{
+	bool		call_again = false;
+	bool		all_dead = false;
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+
+	ExecClearTuple(hf->slot);
+	ResetPerTupleExprContext(hf->estate);
+	if (!table_index_fetch_tuple(hf->fetch, tid, snapshot, hf->slot, &call_again, &all_dead))
+		return false;
+	GetPerTupleExprContext(hf->estate)->ecxt_scantuple = hf->slot;
+	FormIndexDatum(hf->indexInfo, hf->slot, hf->estate, values, isnull);
+	*value = values[0];
+	return !isnull[0];
+}
+
+void
+kd_heap_fetch_end(KdHeapFetch *hf)
+{
+	ExecClearTuple(hf->slot);
+	table_index_fetch_end(hf->fetch);
+	ExecDropSingleTupleTableSlot(hf->slot);
+	FreeExecutorState(hf->estate);
+	pfree(hf);
+}

@@ -1,0 +1,735 @@
+#!/usr/bin/python3
+"""kdindex benchmark harness: kdindex, Faiss and pgvector side by side on the same queries.
+
+    bench.py [--suite fmnist|scale|ip] [--queries N] [--reps R] ...
+
+Run by `make bench [SUITE=...]` through test/scripts/bench.sh, which builds and
+installs kdindex and starts a throwaway cluster; bench.py itself only needs the
+libpq environment (PGHOST, PGPORT, PGUSER, PGDATABASE) of a server where kdindex is
+installed.  It prints tables and draws plots; it never asserts timings.
+
+Suites (data sets in datasets.py; exact top-100 ground truth cached outside the repo):
+
+    fmnist  Fashion-MNIST, 60,000 x 784, 10,000 queries, L2 (the default; ~10 min
+            once the Faiss cache is warm, see below)
+    scale   synthetic anisotropic Gaussian mixtures: 1M x 128 and 100k x 960, L2
+            (--rows N shrinks both)
+    ip      synthetic 200k x 256 inner-product set whose queries come from another
+            distribution than its rows (asymmetric query/document retrieval)
+
+For every data set:
+
+  kdindex   CREATE INDEX ... USING kdindex (embedding <opclass>) WITH (quantizer = 'pq',
+            m = 8 | 16, nbits = 8): build time, training time (kdindex_info), index size
+            (pg_relation_size) and bytes per row, codes-only recall@10 over all
+            --recall-queries (kdindex.rerank = 0), then a kdindex.rerank sweep
+  Faiss     PQ, OPQ, RQ (beam 8), LSQ at 8 and 16 bytes, codes only, and IVF-PQ with
+            exact refinement over an nprobe x k_factor sweep (bench_faiss.py; trained
+            indexes are cached, so only the first run pays the long trainings)
+  pgvector  HNSW (m = 16, ef_construction = 64; hnsw.ef_search sweep) and IVFFlat
+            (lists = sqrt(rows); ivfflat.probes sweep), when the `vector` extension is
+            available on the server; otherwise skipped with a notice
+  exact     a sequential scan on a few queries: checks that table ids and ground truth
+            agree (its recall must be 1)
+
+Sweep points are timed from one client, one query at a time: kdindex and pgvector
+through a prepared statement `SELECT id FROM t ORDER BY embedding <op> $1 LIMIT 10`
+with the query vector as a real[] / vector parameter; Faiss with one search() call
+per query in-process (so Faiss figures carry no SQL or client round trip).  Each
+point runs the first --queries test vectors --reps times after a warm-up; QPS is the
+median over repetitions with its min-max spread, p50 / p99 latency are over all
+repetitions, and recall@10 = |returned ∩ exact top-10| / 10 over those queries
+(identical results across repetitions are checked).  Codes-only recall (the
+"bytes" table and plot) uses all --recall-queries.
+
+Output: tables on stdout; under --out (default <repo>/bench-results/<suite>, not in
+git) results.md, results.json and the plots; a short summary <suite>.md and the
+plots are copied to test/bench/results/ (committed) unless --no-commit-results.
+"""
+
+import os
+import sys
+
+# Pin BLAS / OpenMP to one thread before numpy or faiss is imported: one client,
+# one core, for every method.  (Ground truth is computed by bench.sh beforehand.)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import psycopg2  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import datasets  # noqa: E402
+from demo import fmt_table  # noqa: E402
+
+try:
+    import bench_faiss  # noqa: E402
+except Exception as _e:  # noqa: BLE001
+    bench_faiss = None
+    _faiss_err = _e
+
+K = 10
+RERANKS = [0, 25, 50, 100, 200, 400, 800]
+HNSW_EF = [10, 20, 40, 80, 160, 400]
+IVF_PROBES = [1, 2, 4, 8, 16, 32]
+FAISS_CODES = ["PQ8", "PQ16", "OPQ8", "OPQ16", "RQ8", "RQ16", "LSQ8", "LSQ16"]
+FAISS_NPROBE = [4, 16, 64]
+FAISS_KFACTOR = [1, 5, 20, 80]
+
+# suite -> list of (dataset name, default rows or None, kdindex configs, faiss codes specs)
+SUITES = {
+    "fmnist": [("fashion-mnist", None, ["pq:8", "pq:16"], FAISS_CODES)],
+    "scale": [("synth-l2-128", 1_000_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"]),
+              ("synth-l2-960", 100_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"])],
+    "ip": [("synth-ip-256", 200_000, ["pq:8", "pq:16"], FAISS_CODES)],
+}
+
+OPS = {"l2": ("<->", "float4_l2_ops", "vector_l2_ops"),
+       "ip": ("<#>", "float4_ip_ops", "vector_ip_ops"),
+       "cosine": ("<=>", "float4_cosine_ops", "vector_cosine_ops")}
+
+notices = []      # printed again at the end
+
+
+def say(msg=""):
+    print(msg, flush=True)
+
+
+def notice(msg):
+    notices.append(msg)
+    say("NOTICE: " + msg)
+
+
+def ints(s):
+    return [int(x) for x in s.split(",") if x.strip()]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("suite", nargs="?", default=None, help="same as --suite")
+    ap.add_argument("--suite", dest="suite_opt", default=None, choices=sorted(SUITES))
+    ap.add_argument("--rows", type=int, default=0,
+                    help="rows of each synthetic data set (0 = suite default)")
+    ap.add_argument("--queries", type=int, default=1000,
+                    help="queries per timed sweep point (default 1000); recall of sweep "
+                         "points is over these")
+    ap.add_argument("--recall-queries", type=int, default=10000,
+                    help="queries for codes-only recall (default 10000 = all)")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per point (default 3)")
+    ap.add_argument("--warmup", type=int, default=50, help="untimed queries before each point")
+    ap.add_argument("--kdindex", default=None,
+                    help="kdindex configs 'quantizer:m[:nbits]', comma-separated "
+                         "(default per suite: pq:8,pq:16)")
+    ap.add_argument("--rerank", default=",".join(map(str, RERANKS)),
+                    help=f"kdindex.rerank sweep (default {','.join(map(str, RERANKS))})")
+    ap.add_argument("--faiss", default=None,
+                    help="Faiss codes-only specs, comma-separated (e.g. PQ8,OPQ16,RQ16,LSQ16)")
+    ap.add_argument("--faiss-nprobe", default=",".join(map(str, FAISS_NPROBE)))
+    ap.add_argument("--faiss-kfactor", default=",".join(map(str, FAISS_KFACTOR)))
+    ap.add_argument("--faiss-train", type=int, default=65536,
+                    help="Faiss training sample (rows; 0 = all), like kdindex's default sample")
+    ap.add_argument("--hnsw-ef", default=",".join(map(str, HNSW_EF)))
+    ap.add_argument("--ivf-probes", default=",".join(map(str, IVF_PROBES)))
+    ap.add_argument("--exact-queries", type=int, default=10,
+                    help="queries for the exact sequential-scan check (0 = skip)")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated parts to skip: kdindex, faiss, faiss-ivf, pgvector, "
+                         "hnsw, ivfflat, exact")
+    ap.add_argument("--out", default=None, help="results folder (default bench-results/<suite>)")
+    ap.add_argument("--no-commit-results", action="store_true",
+                    help="do not copy the summary and plots to test/bench/results/")
+    a = ap.parse_args(argv)
+    a.suite = a.suite_opt or a.suite or "fmnist"
+    if a.suite not in SUITES:
+        ap.error(f"unknown suite {a.suite!r}; known: {', '.join(sorted(SUITES))}")
+    a.skip = {s.strip() for s in a.skip.split(",") if s.strip()}
+    a.out = a.out or os.path.join(ROOT, "bench-results", a.suite)
+    return a
+
+
+# ---------------------------------------------------------------------------- SQL helpers
+
+def vec_text(v):
+    return datasets.pg_array_text(v)
+
+
+def vector_text(v):
+    """pgvector literal '[...]' (same float4 values as vec_text)."""
+    return "[" + vec_text(v)[1:-1] + "]"
+
+
+def plan_lines(cur, arg):
+    cur.execute("EXPLAIN (COSTS OFF) EXECUTE knn(%s)", (arg,))
+    return [r[0] for r in cur.fetchall()]
+
+
+def short_plan(lines):
+    return " / ".join(re.sub(r"'[\[{][^'\]}]*[\]}]'(::\w+(\[\])?)?", "$1", x.strip()) for x in lines)
+
+
+def prepare(cur, table, op, argtype, k=K):
+    cur.execute("DEALLOCATE ALL")
+    cur.execute(f"PREPARE knn({argtype}) AS SELECT id FROM {table} "
+                f"ORDER BY embedding {op} $1 LIMIT {k}")
+
+
+def run_sql_point(cur, qargs, reps, warmup):
+    """EXECUTE knn once per query, `reps` times over qargs.  Returns (ids of the first
+    repetition, per-repetition QPS list, pooled latencies in ms, identical-across-reps)."""
+    for q in qargs[:warmup]:
+        cur.execute("EXECUTE knn(%s)", (q,))
+        cur.fetchall()
+    first, same, qps, lats = None, True, [], []
+    for _ in range(reps):
+        lat = np.empty(len(qargs))
+        found = []
+        for i, q in enumerate(qargs):
+            t = time.perf_counter()
+            cur.execute("EXECUTE knn(%s)", (q,))
+            rows = cur.fetchall()
+            lat[i] = time.perf_counter() - t
+            found.append([r[0] for r in rows])
+        if first is None:
+            first = found
+        elif found != first:
+            same = False
+        qps.append(len(qargs) / lat.sum())
+        lats.append(lat * 1000.0)
+    return first, qps, np.concatenate(lats), same
+
+
+def run_sql_recall(cur, qargs):
+    found = []
+    for q in qargs:
+        cur.execute("EXECUTE knn(%s)", (q,))
+        found.append([r[0] for r in cur.fetchall()])
+    return found
+
+
+def rel_size(cur, name):
+    cur.execute("SELECT pg_relation_size(%s)", (name,))
+    return cur.fetchone()[0]
+
+
+# ---------------------------------------------------------------------------- one data set
+
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40]
+
+
+def ensure_table(conn, table, ds, fp, kind="real[]"):
+    """Load ds.train into `table` unless it already holds exactly this data set
+    (fingerprint in the table comment).  Returns load seconds (0 when reused)."""
+    cur = conn.cursor()
+    cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (table,))
+    row = cur.fetchone()
+    if row and row[0] == fp:
+        return 0.0
+    if kind == "real[]":
+        secs = datasets.load_table(conn, table, ds.train, analyze=False)
+    else:   # pgvector copy of the real[] table
+        t = time.perf_counter()
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} AS SELECT id, embedding::vector({ds.dim}) AS embedding "
+                    f"FROM {kind}")
+        cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+        secs = time.perf_counter() - t
+    cur.execute(f"COMMENT ON TABLE {table} IS %s", (fp,))
+    cur.execute(f"VACUUM ANALYZE {table}")
+    return secs
+
+
+def result(**kw):
+    base = dict(family=None, method=None, config=None, param=None, rerank=None,
+                bytes_per_vec=None, index_bytes=None, bytes_per_row=None, build_s=None,
+                train_s=None, recall=None, recall_queries=None, qps=None, lat=None,
+                time_queries=None, codes_only=False)
+    base.update(kw)
+    return base
+
+
+def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep):
+    op, opclass, _ = OPS[ds.metric]
+    out = []
+    n = ds.train.shape[0]
+    for cfg in cfgs:
+        parts = cfg.split(":")
+        quant, m = parts[0], int(parts[1])
+        nbits = int(parts[2]) if len(parts) > 2 else 8
+        idx = f"{table}_kd"
+        label = f"{quant.upper()}{m}" + ("" if nbits == 8 else f"x{nbits}")
+        with_ = f"quantizer = '{quant}', m = {m}, nbits = {nbits}"
+        sql = f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) WITH ({with_})"
+        cur.execute(f"DROP INDEX IF EXISTS {idx}")
+        say(f"kdindex {label}: {sql}")
+        try:
+            t = time.perf_counter()
+            cur.execute(sql)
+            build_s = time.perf_counter() - t
+        except psycopg2.Error as e:
+            notice(f"kdindex {label}: build failed: `{sql}`: {e.pgcode} {str(e).strip()}")
+            continue
+        cur.execute("ANALYZE " + table)
+        cur.execute("SELECT * FROM kdindex_info(%s)", (idx,))
+        info = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+        size = rel_size(cur, idx)
+        say(f"  built in {build_s:.1f} s (train {info['train_seconds']:.1f} s on "
+            f"{info['train_rows']} rows), {size / 2**20:.2f} MB, {size / n:.1f} B/row, "
+            f"code {info['code_bytes']} B")
+        common = dict(family="kdindex", method=f"kdindex {quant.upper()}", config=label,
+                      bytes_per_vec=info["code_bytes"], index_bytes=size,
+                      bytes_per_row=size / n, build_s=build_s, train_s=info["train_seconds"])
+        prepare(cur, table, op, "real[]")
+        try:
+            # codes-only recall over all recall queries
+            cur.execute("SET kdindex.rerank = 0")
+            prepare(cur, table, op, "real[]")
+            plan = plan_lines(cur, qtexts_r[0])
+            if not any(idx in p for p in plan):
+                notice(f"kdindex {label}: plan does not use {idx}: {short_plan(plan)}")
+            t = time.perf_counter()
+            found = run_sql_recall(cur, qtexts_r)
+            r_all = datasets.recall(found, gt[:len(qtexts_r)], K)
+            say(f"  codes only: recall@{K} {r_all:.4f} over {len(qtexts_r)} queries "
+                f"({time.perf_counter() - t:.0f} s)")
+            out.append(result(**common, param="codes only", rerank=0, recall=r_all,
+                              recall_queries=len(qtexts_r), codes_only=True))
+            for rr in rerank_sweep:
+                cur.execute(f"SET kdindex.rerank = {rr}")
+                prepare(cur, table, op, "real[]")
+                ids, qps, lat, same = run_sql_point(cur, qtexts_t, a.reps, a.warmup)
+                if not same:
+                    notice(f"kdindex {label} rerank={rr}: results differ between repetitions")
+                r = datasets.recall(ids, gt[:len(qtexts_t)], K)
+                out.append(result(**common, param=f"rerank={rr}", rerank=rr, recall=r,
+                                  recall_queries=len(qtexts_t), qps=qps, lat=lat,
+                                  time_queries=len(qtexts_t)))
+                say(f"  rerank={rr:<4d} recall@{K} {r:.4f}  QPS {np.median(qps):7.1f} "
+                    f"({min(qps):.0f}-{max(qps):.0f})  p50 {np.percentile(lat, 50):.2f} ms  "
+                    f"p99 {np.percentile(lat, 99):.2f} ms")
+        except psycopg2.Error as e:
+            notice(f"kdindex {label}: query failed: {e.pgcode} {str(e).strip()}")
+        cur.execute("RESET kdindex.rerank")
+        cur.execute("DEALLOCATE ALL")
+        cur.execute(f"DROP INDEX IF EXISTS {idx}")
+    return out
+
+
+def bench_pgvector(cur, a, ds, gt, vtable, vtexts_t):
+    op, _, vopclass = OPS[ds.metric]
+    n = ds.train.shape[0]
+    out = []
+    lists = max(1, int(round(np.sqrt(n))))
+    kinds = []
+    if "hnsw" not in a.skip:
+        kinds.append(("HNSW", "hnsw", "m = 16, ef_construction = 64", "hnsw.ef_search",
+                      ints(a.hnsw_ef), "m16 efc64"))
+    if "ivfflat" not in a.skip:
+        kinds.append(("IVFFlat", "ivfflat", f"lists = {lists}", "ivfflat.probes",
+                      ints(a.ivf_probes), f"lists{lists}"))
+    for name, am, with_, guc, sweep, cfg in kinds:
+        idx = f"{vtable}_{am}"
+        sql = f"CREATE INDEX {idx} ON {vtable} USING {am} (embedding {vopclass}) WITH ({with_})"
+        cur.execute(f"DROP INDEX IF EXISTS {idx}")
+        say(f"pgvector {name}: {sql}")
+        try:
+            t = time.perf_counter()
+            cur.execute(sql)
+            build_s = time.perf_counter() - t
+        except psycopg2.Error as e:
+            notice(f"pgvector {name}: build failed: {e.pgcode} {str(e).strip()}")
+            continue
+        cur.execute("ANALYZE " + vtable)
+        size = rel_size(cur, idx)
+        say(f"  built in {build_s:.1f} s, {size / 2**20:.1f} MB, {size / n:.0f} B/row")
+        common = dict(family="pgvector", method=f"pgvector {name}", config=cfg,
+                      index_bytes=size, bytes_per_row=size / n, build_s=build_s)
+        try:
+            first = True
+            for v in sweep:
+                cur.execute(f"SET {guc} = {v}")
+                prepare(cur, vtable, op, "vector")
+                if first:
+                    plan = plan_lines(cur, vtexts_t[0])
+                    if not any(idx in p for p in plan):
+                        notice(f"pgvector {name}: plan does not use {idx}: {short_plan(plan)}")
+                    first = False
+                ids, qps, lat, same = run_sql_point(cur, vtexts_t, a.reps, a.warmup)
+                r = datasets.recall(ids, gt[:len(vtexts_t)], K)
+                out.append(result(**common, param=f"{guc.split('.')[1]}={v}", recall=r,
+                                  recall_queries=len(vtexts_t), qps=qps, lat=lat,
+                                  time_queries=len(vtexts_t)))
+                say(f"  {guc}={v:<4d} recall@{K} {r:.4f}  QPS {np.median(qps):7.1f} "
+                    f"({min(qps):.0f}-{max(qps):.0f})  p50 {np.percentile(lat, 50):.2f} ms  "
+                    f"p99 {np.percentile(lat, 99):.2f} ms")
+                if not same:
+                    say("    (results differ between repetitions)")
+        except psycopg2.Error as e:
+            notice(f"pgvector {name}: query failed: {e.pgcode} {str(e).strip()}")
+        cur.execute(f"RESET {guc}")
+        cur.execute("DEALLOCATE ALL")
+        cur.execute(f"DROP INDEX IF EXISTS {idx}")
+    return out
+
+
+def bench_exact(cur, a, ds, gt, table, qtexts):
+    op = OPS[ds.metric][0]
+    cur.execute("SET enable_indexscan = off")
+    cur.execute("SET enable_bitmapscan = off")
+    prepare(cur, table, op, "real[]")
+    ids, qps, lat, _ = run_sql_point(cur, qtexts, 1, 1)
+    r = datasets.recall(ids, gt[:len(qtexts)], K)
+    cur.execute("RESET enable_indexscan")
+    cur.execute("RESET enable_bitmapscan")
+    cur.execute("DEALLOCATE ALL")
+    say(f"exact sequential scan: recall@{K} {r:.4f} over {len(qtexts)} queries, "
+        f"{np.mean(lat):.0f} ms/query")
+    if r < 0.999:
+        notice(f"exact scan recall@{K} is {r:.4f}, not 1: table ids and ground truth disagree "
+               "(or ties at the 10th neighbour)")
+    return result(family="exact", method="exact scan (PostgreSQL)", config="seq scan",
+                  param="-", recall=r, recall_queries=len(qtexts), qps=qps, lat=lat,
+                  time_queries=len(qtexts))
+
+
+def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_ok):
+    kw = {}
+    if default_rows is not None:
+        kw["n"] = a.rows or default_rows
+    t0 = time.perf_counter()
+    ds = datasets.load(dsname, **kw)
+    gt = datasets.ground_truth(ds, 100)
+    n, d = ds.train.shape
+    fp = datasets._fingerprint(ds)
+    say(f"\n## {ds.name}: {n} rows x {d} d, {ds.test.shape[0]} queries, metric {ds.metric}\n")
+    say(f"data + ground truth ready in {time.perf_counter() - t0:.1f} s "
+        f"(cache {datasets.cache_dir()})")
+    nq_t = min(a.queries, ds.test.shape[0])
+    nq_r = min(a.recall_queries, ds.test.shape[0])
+    results = []
+    info = dict(dataset=ds.name, rows=n, dim=d, metric=ds.metric, queries=ds.test.shape[0],
+                time_queries=nq_t, recall_queries=nq_r, fingerprint=fp)
+
+    # ---- Faiss (in-process, no database)
+    if "faiss" not in a.skip:
+        if bench_faiss is None or not bench_faiss.available():
+            notice(f"Faiss not importable ({_faiss_err if bench_faiss is None else 'no faiss'}): "
+                   "Faiss peers skipped")
+        else:
+            specs = list(faiss_specs)
+            if "faiss-ivf" not in a.skip:
+                specs.append(f"IVF{int(round(np.sqrt(n)))},PQ16+refine")
+            say(f"Faiss {bench_faiss.version()} (1 thread): {', '.join(specs)}")
+            t = time.perf_counter()
+            results += bench_faiss.run(ds, gt, specs, (ints(a.faiss_nprobe),
+                                                       [float(x) for x in a.faiss_kfactor.split(",")]),
+                                       K, nq_r, nq_t, a.reps, a.faiss_train, log=say)
+            say(f"Faiss done in {time.perf_counter() - t:.0f} s")
+
+    # ---- PostgreSQL
+    cur = conn.cursor()
+    table = "b_" + slug(ds.name)[:30]
+    t = time.perf_counter()
+    secs = ensure_table(conn, table, ds, fp)
+    say(f"table {table}: " + (f"loaded in {secs:.1f} s" if secs else "already loaded"))
+    cur.execute("SELECT pg_total_relation_size(%s)", (table,))
+    info["table_bytes"] = cur.fetchone()[0]
+    qtexts_t = [vec_text(v) for v in ds.test[:nq_t]]
+    qtexts_r = qtexts_t + [vec_text(v) for v in ds.test[nq_t:nq_r]]
+
+    if "exact" not in a.skip and a.exact_queries > 0:
+        results.append(bench_exact(cur, a, ds, gt, table, qtexts_t[:a.exact_queries]))
+
+    if "kdindex" not in a.skip:
+        results += bench_kdindex(cur, a, ds, gt, table, kd_cfgs, qtexts_t, qtexts_r,
+                                 ints(a.rerank))
+
+    if "pgvector" not in a.skip and pgvector_ok:
+        vtable = table + "_v"
+        t = time.perf_counter()
+        secs = ensure_table(conn, vtable, ds, fp, kind=table)
+        say(f"table {vtable} (vector({d})): " + (f"copied in {secs:.1f} s" if secs
+                                                 else "already loaded"))
+        results += bench_pgvector(cur, a, ds, gt, vtable, [vector_text(v) for v in ds.test[:nq_t]])
+    info["seconds"] = time.perf_counter() - t0
+    return info, results
+
+
+# ---------------------------------------------------------------------------- report
+
+def fmt_mb(b):
+    return "" if b is None else f"{b / 2**20:.2f}" if b < 100 * 2**20 else f"{b / 2**20:.0f}"
+
+
+def fmt_s(s):
+    return "" if s is None else f"{s:.1f}"
+
+
+def qps_cells(r):
+    if not r["qps"]:
+        return ["", "", "", ""]
+    q = r["qps"]
+    return [f"{np.median(q):.0f}", f"{min(q):.0f}–{max(q):.0f}",
+            f"{np.percentile(r['lat'], 50):.2f}", f"{np.percentile(r['lat'], 99):.2f}"]
+
+
+def codes_table(results):
+    rows = []
+    for r in results:
+        if not r["codes_only"] and not (r["family"] == "faiss" and r["param"] == "codes only"):
+            continue
+        rows.append([r["method"], r["config"], r["bytes_per_vec"], fmt_mb(r["index_bytes"]),
+                     "" if r["bytes_per_row"] is None else f"{r['bytes_per_row']:.1f}",
+                     fmt_s(r["train_s"]), fmt_s(r["build_s"]), f"{r['recall']:.4f}",
+                     r["recall_queries"]] + (qps_cells(r)[:2] if r["qps"] else ["", ""]))
+    return fmt_table(["method", "config", "code B/vec", "index MB", "index B/row",
+                      "train s", "build s", f"recall@{K} codes only", "queries",
+                      "QPS", "QPS min–max"], rows)
+
+
+def sweep_table(results):
+    rows = []
+    for r in results:
+        if r["qps"] is None or r["codes_only"]:
+            continue
+        if r["family"] == "faiss" and r["param"] == "codes only":
+            continue
+        rows.append([r["method"], r["config"], r["param"], f"{r['recall']:.4f}",
+                     r["time_queries"]] + qps_cells(r) +
+                    [fmt_mb(r["index_bytes"]), fmt_s(r["build_s"])])
+    return fmt_table(["method", "config", "setting", f"recall@{K}", "queries", "QPS (median)",
+                      "QPS min–max", "p50 ms", "p99 ms", "index MB", "build s"], rows)
+
+
+def plot(info, results, out_png_qps, out_png_bytes, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"kdindex": "tab:red", "faiss PQ": "tab:blue", "faiss OPQ": "tab:cyan",
+              "faiss RQ": "tab:green", "faiss LSQ": "tab:olive",
+              "faiss IVF-PQ+refine": "tab:purple", "pgvector HNSW": "tab:orange",
+              "pgvector IVFFlat": "tab:brown", "exact scan (PostgreSQL)": "black"}
+    markers = {8: "s", 16: "o"}
+
+    def color(r):
+        return colors["kdindex"] if r["family"] == "kdindex" else colors.get(r["method"], "gray")
+
+    # recall vs QPS
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=90)
+    groups = {}
+    for r in results:
+        if r["qps"] is None:
+            continue
+        if r["family"] == "faiss" and r["param"] != "codes only":
+            key = (r["method"], r["config"] + f" nprobe={r['nprobe']}")
+        elif r["family"] == "faiss":
+            key = (r["method"], r["config"] + " (codes only)")
+        else:
+            key = (r["method"], r["config"])
+        groups.setdefault(key, []).append(r)
+    for (method, cfg), rs in groups.items():
+        x = np.array([np.median(r["qps"]) for r in rs])
+        lo = x - np.array([min(r["qps"]) for r in rs])
+        hi = np.array([max(r["qps"]) for r in rs]) - x
+        y = np.array([r["recall"] for r in rs])
+        label = f"{method} {cfg}" if not method.startswith("kdindex") else \
+            f"{method} {cfg}, rerank {rs[0]['rerank']}..{rs[-1]['rerank']}"
+        ls = "-" if len(rs) > 1 else "none"
+        mk = markers.get(rs[0]["bytes_per_vec"], "o") if rs[0]["family"] != "pgvector" else "^"
+        fc = "none" if "nprobe=4 " in cfg + " " or "OPQ" in method or "LSQ" in method else None
+        ax.errorbar(x, y, xerr=[lo, hi], color=color(rs[0]), linestyle=ls, marker=mk,
+                    markersize=5, capsize=2, lw=1.3, label=label,
+                    markerfacecolor=fc if fc else color(rs[0]))
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per second (1 client; median of repetitions, bars = min–max)")
+    ax.set_ylabel(f"recall@{K}")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6.5, loc="lower left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(out_png_qps)
+    plt.close(fig)
+
+    # codes-only recall vs bytes per vector
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=90)
+    series = {}
+    for r in results:
+        if r["family"] == "kdindex" and r["codes_only"]:
+            series.setdefault(r["method"], []).append(r)
+        elif r["family"] == "faiss" and r["param"] == "codes only":
+            series.setdefault(r["method"], []).append(r)
+    for method, rs in series.items():
+        rs = sorted(rs, key=lambda r: r["bytes_per_vec"])
+        x = [r["bytes_per_vec"] for r in rs]
+        y = [r["recall"] for r in rs]
+        c = colors["kdindex"] if method.startswith("kdindex") else colors.get(method, "gray")
+        ax.plot(x, y, marker="o", color=c, label=method + (" (code bytes)" if method.startswith(
+            "kdindex") else ""))
+        if method.startswith("kdindex"):
+            xb = [r["bytes_per_row"] for r in rs]
+            ax.plot(xb, y, marker="o", color=c, linestyle=":", markerfacecolor="none",
+                    label=method + " (whole index / rows)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bytes per vector")
+    ax.set_ylabel(f"recall@{K}, codes only (no re-rank), {info['recall_queries']} queries")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png_bytes)
+    plt.close(fig)
+
+
+def to_json(results):
+    out = []
+    for r in results:
+        r = dict(r)
+        lat = r.pop("lat")
+        if lat is not None:
+            r["p50_ms"] = float(np.percentile(lat, 50))
+            r["p99_ms"] = float(np.percentile(lat, 99))
+            r["qps_median"] = float(np.median(r["qps"]))
+        out.append({k: (float(v) if isinstance(v, (np.floating,)) else
+                        int(v) if isinstance(v, np.integer) else v) for k, v in r.items()})
+    return out
+
+
+# ---------------------------------------------------------------------------- main
+
+def main(argv=None):
+    a = parse_args(argv)
+    t_all = time.perf_counter()
+    os.makedirs(a.out, exist_ok=True)
+    conn = psycopg2.connect("")
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("SELECT split_part(version(), ',', 1), current_setting('shared_buffers'), "
+                "current_setting('work_mem'), current_setting('maintenance_work_mem'), "
+                "current_setting('max_parallel_maintenance_workers')")
+    ver, sb, wm, mwm, pmw = cur.fetchone()
+    cur.execute("CREATE EXTENSION IF NOT EXISTS kdindex")
+    cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'kdindex'")
+    kdver = cur.fetchone()[0]
+    cur.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+    row = cur.fetchone()
+    pgvector_ok = False
+    pgvector_ver = None
+    if "pgvector" in a.skip:
+        pass
+    elif row is None:
+        notice("pgvector is not installed on this server (`vector` not in "
+               "pg_available_extensions): pgvector HNSW / IVFFlat skipped")
+    else:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        pgvector_ver = cur.fetchone()[0]
+        pgvector_ok = True
+    env = dict(date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), server=ver,
+               kdindex=kdver, pgvector=pgvector_ver,
+               faiss=bench_faiss.version() if bench_faiss and bench_faiss.available() else None,
+               cpu=_cpu_name(), cores=os.cpu_count(), shared_buffers=sb, work_mem=wm,
+               maintenance_work_mem=mwm, max_parallel_maintenance_workers=pmw,
+               suite=a.suite, reps=a.reps, queries=a.queries, recall_queries=a.recall_queries)
+    say(f"# kdindex benchmark, suite {a.suite}")
+    say(f"{ver}; kdindex {kdver}; pgvector {pgvector_ver or '-'}; Faiss {env['faiss'] or '-'}; "
+        f"{env['cpu']} x{env['cores']}; shared_buffers={sb} work_mem={wm} "
+        f"maintenance_work_mem={mwm} max_parallel_maintenance_workers={pmw}")
+    say(f"timing: {a.queries} queries x {a.reps} repetitions per point, one client; "
+        f"codes-only recall over {a.recall_queries} queries")
+
+    all_sections = []
+    for dsname, rows, kd_cfgs, faiss_specs in SUITES[a.suite]:
+        if a.kdindex:
+            kd_cfgs = [c.strip() for c in a.kdindex.split(",") if c.strip()]
+        if a.faiss is not None:
+            faiss_specs = [s.strip() for s in a.faiss.split(",") if s.strip()]
+        info, results = bench_dataset(conn, a, dsname, rows, kd_cfgs, faiss_specs, pgvector_ok)
+        all_sections.append((info, results))
+
+    # ---- report
+    md = [f"# kdindex benchmark: suite `{a.suite}`", "",
+          f"{env['date']}; {ver}; kdindex {kdver}; pgvector {pgvector_ver or 'not installed'}; "
+          f"Faiss {env['faiss'] or 'not installed'}; {env['cpu']}, {env['cores']} cores; "
+          f"shared_buffers {sb}, work_mem {wm}, maintenance_work_mem {mwm}.", "",
+          f"One client, one query at a time. QPS = median of {a.reps} repetitions over the "
+          f"first {a.queries} test queries (min–max spread beside it); p50/p99 latency over "
+          f"all repetitions; recall@{K} = |returned ∩ exact top-{K}| / {K}. "
+          "kdindex and pgvector go through a prepared statement over a Unix socket; Faiss "
+          "runs in-process on one thread (no SQL, no client round trip).", ""]
+    prefix = a.suite
+    for i, (info, results) in enumerate(all_sections):
+        tag = prefix if len(all_sections) == 1 else f"{prefix}-{slug(info['dataset'])}"
+        title = (f"{info['dataset']}: {info['rows']} x {info['dim']}, {info['metric']}, "
+                 f"top-{K}")
+        png_q = os.path.join(a.out, f"{tag}-recall-qps.png")
+        png_b = os.path.join(a.out, f"{tag}-recall-bytes.png")
+        try:
+            plot(info, results, png_q, png_b, title)
+        except Exception as e:  # noqa: BLE001
+            notice(f"plotting failed: {type(e).__name__}: {e}")
+        t1, t2 = codes_table(results), sweep_table(results)
+        sec = [f"## {title}", "",
+               f"Table {info['table_bytes'] / 2**20:.0f} MB (heap + TOAST + primary key); "
+               f"raw float32 vectors {info['dim'] * 4} B/row.", "",
+               f"### Codes only (recall over {info['recall_queries']} queries)", "", t1, "",
+               "### Recall vs speed", "", t2, "",
+               f"![recall vs QPS]({os.path.basename(png_q)})",
+               f"![recall vs bytes]({os.path.basename(png_b)})", ""]
+        md += sec
+        say("\n" + "\n".join(sec[:-4]))
+        info["png"] = [png_q, png_b]
+    if notices:
+        md += ["## Notices", ""] + [f"- {n}" for n in notices] + [""]
+    wall = time.perf_counter() - t_all
+    md.append(f"Wall time of bench.py: {wall / 60:.1f} min.")
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(a.out, "results.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(dict(env=env, sections=[dict(info=i, results=to_json(r))
+                                          for i, r in all_sections]), f, indent=1)
+    if not a.no_commit_results:
+        dest = os.path.join(HERE, "results")
+        os.makedirs(dest, exist_ok=True)
+        with open(os.path.join(dest, f"{a.suite}.md"), "w") as f:
+            f.write(text)
+        for info, _ in all_sections:
+            for p in info["png"]:
+                if os.path.exists(p):
+                    shutil.copy(p, dest)
+        say(f"\nsummary and plots copied to {os.path.relpath(dest, ROOT)}/")
+    say(f"full results in {a.out}/ (results.md, results.json, *.png)")
+    if notices:
+        say(f"\n{len(notices)} notice(s):")
+        for n in notices:
+            say("  - " + n)
+    say(f"\n(bench.py took {wall / 60:.1f} min)")
+    conn.close()
+    return 0
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
