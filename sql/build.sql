@@ -26,6 +26,24 @@ SELECT rows FROM kdindex_info('grow_kd');
 SELECT knn_recall('grow', '<->', 0) >= 0.2 AS codes_recall_ok, knn_recall('grow', '<->', 100) >= 0.95 AS rerank_recall_ok;
 DROP TABLE grow;
 
+-- a cancelled training (here: timed out) leaves the untrained index intact,
+-- and the next insert trains it
+CREATE TABLE slow (id int, v real[]);
+CREATE INDEX slow_kd ON slow USING kdindex (v) WITH (m = 16);
+SELECT setseed(0.25);
+INSERT INTO slow SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 256 + i * 0))
+  FROM generate_series(1, 9983) i;
+SET statement_timeout = '100ms';
+INSERT INTO slow VALUES (9984, array_fill(0.5::real, ARRAY[256]));
+RESET statement_timeout;
+SELECT trained, rows FROM kdindex_info('slow_kd');
+SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM slow ORDER BY v <-> array_fill(0.5::real, ARRAY[256]) LIMIT 5) s;
+RESET enable_seqscan;
+INSERT INTO slow VALUES (9984, array_fill(0.5::real, ARRAY[256]));
+SELECT trained, rows FROM kdindex_info('slow_kd');
+DROP TABLE slow;
+
 -- 4. Enough rows: REINDEX trains it.  NULL vectors are not indexed.
 INSERT INTO items SELECT i, make_vec(i) FROM generate_series(51, 3000) i;
 INSERT INTO items VALUES (3001, NULL), (3002, NULL);

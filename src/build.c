@@ -447,28 +447,32 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 
 /*
  * Train an untrained index on the rows it holds and re-encode them into a new
- * chain.  The caller holds the meta page exclusively, so no row arrives
- * meanwhile; scans keep reading the old chain until the meta page switches
- * to the new one in a single WAL record, so a crash or an error leaves the
- * old index complete.  (The old chain's pages are left unused.)
+ * chain.  The caller holds the index's training lock (KdLockTraining), so no
+ * row arrives meanwhile and nobody else trains; scans keep reading the old
+ * chain until the meta page switches to the new one in a single WAL record,
+ * so a crash, an error or a cancel leaves the old index complete.  (The old
+ * chain's pages are left unused.)
  */
 void
-kd_train_in_place(Relation index, Relation heap, Buffer metabuf)
+kd_train_in_place(Relation index, Relation heap)
 {
-	bool		trained;
 	KdMetaPageData meta;
 	KdBuildState bs;
 	KdOptions  *opts = (KdOptions *) index->rd_options;
 	GenericXLogState *state;
+	Buffer		metabuf;
+	bool		trained;
 
-	memcpy(&meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(meta));
-	Assert(!meta.trained);
+	kd_read_meta(index, &meta);
+	if (meta.trained || meta.untrained_rows < kd_autotrain_rows(meta.nbits))
+		return;					/* someone else trained it first */
 	init_build_state(&bs, index, heap, meta.nbits, opts ? opts->sample : 0);
 	bs.source = index_rows;
 	bs.old_head = meta.data_head;
 	trained = build_data(&bs, &meta, kd_autotrain_rows(meta.nbits));
 
-
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	state = GenericXLogStart(index);
 	if (trained)
 	{
@@ -484,6 +488,7 @@ kd_train_in_place(Relation index, Relation heap, Buffer metabuf)
 		KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->untrained_rows = bs.ntuples;
 	}
 	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
 	if (trained)
 		ereport(NOTICE,
 				(errmsg("kdindex \"%s\" trained its quantizer on %lld rows",

@@ -2,10 +2,11 @@
  * insert.c — aminsert: encode one row with the current codebooks and append
  * its (TID, code) tuple.
  *
- * The row is encoded before any lock is taken; the meta page is then locked
- * exclusively for the append, which serialises inserts (appends are short)
- * and lets the generation be re-checked: if a retrain switched codebooks in
- * between, the row is encoded again.  The tuple goes to a page vacuum found
+ * The row is encoded before the meta page is locked; it is then locked
+ * exclusively for the append, which serialises appends (they are short) and
+ * lets the generation be re-checked: if the codebooks changed in between, the
+ * row is encoded again.  An untrained index trains itself in the insert that
+ * gives it enough rows.  The tuple goes to a page vacuum found
  * room on, else to the chain's tail, else to a new page linked after it.
  */
 #include "postgres.h"
@@ -131,11 +132,10 @@ encode_row(Relation index, const KdMetaPageData *meta, Datum value)
 }
 
 /*
- * An untrained index counts its rows and trains itself, in this insert, when
- * it has enough of them.
+ * An untrained index counts its rows; true when it has enough to train.
  */
-static void
-count_untrained_row(Relation index, Relation heap, Buffer metabuf)
+static bool
+count_untrained_row(Relation index, Buffer metabuf)
 {
 	GenericXLogState *state = GenericXLogStart(index);
 	KdMetaPage wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
@@ -144,8 +144,7 @@ count_untrained_row(Relation index, Relation heap, Buffer metabuf)
 	wmeta->untrained_rows++;
 	train = wmeta->untrained_rows >= kd_autotrain_rows(wmeta->nbits);
 	GenericXLogFinish(state);
-	if (train)
-		kd_train_in_place(index, heap, metabuf);
+	return train;
 }
 
 bool
@@ -159,6 +158,7 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	KdMetaPageData snapshot;
 	KdEncoded  *enc;
 	Buffer		metabuf;
+	bool		train = false;
 
 	if (isnull[0])
 	{
@@ -167,6 +167,7 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		return false;
 	}
 
+	KdLockInserts(index);
 	kd_read_meta(index, &snapshot);
 	enc = encode_row(index, &snapshot, values[0]);
 
@@ -194,8 +195,17 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	}
 	append_tuple(index, metabuf, heap_tid, enc);
 	if (!enc->trained)
-		count_untrained_row(index, heap, metabuf);
+		train = count_untrained_row(index, metabuf);
 	UnlockReleaseBuffer(metabuf);
+	KdUnlockInserts(index);
+
+	if (train)
+	{
+		/* this insert trains the index: a few seconds, cancellable */
+		KdLockTraining(index);
+		kd_train_in_place(index, heap);
+		KdUnlockTraining(index);
+	}
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);

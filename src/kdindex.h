@@ -18,6 +18,7 @@
 #include "access/reloptions.h"
 #include "nodes/execnodes.h"
 #include "storage/bufmgr.h"
+#include "storage/lmgr.h"
 #include "utils/relcache.h"
 
 #include "quant/quantizer.h"
@@ -146,7 +147,17 @@ extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 
 /* build.c */
 extern IndexBuildResult *kd_build(Relation heap, Relation index, IndexInfo *indexInfo);
-extern void kd_train_in_place(Relation index, Relation heap, Buffer metabuf);
+extern void kd_train_in_place(Relation index, Relation heap);
+
+/*
+ * Inserts hold the meta page's heavyweight lock in share mode; training in
+ * place holds it exclusively, so it sees every row and waits, cancellably,
+ * for inserts under way.
+ */
+#define KdLockInserts(index)	LockPage((index), KDINDEX_METAPAGE_BLKNO, ShareLock)
+#define KdUnlockInserts(index)	UnlockPage((index), KDINDEX_METAPAGE_BLKNO, ShareLock)
+#define KdLockTraining(index)	LockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
+#define KdUnlockTraining(index) UnlockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
 extern int	kd_autotrain_rows(int nbits);
 extern void kd_buildempty(Relation index);
 

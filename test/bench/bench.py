@@ -432,9 +432,10 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
                 specs.append(f"IVF{int(round(np.sqrt(n)))},PQ16+refine")
             say(f"Faiss {bench_faiss.version()} (1 thread): {', '.join(specs)}")
             t = time.perf_counter()
-            results += bench_faiss.run(ds, gt, specs, (ints(a.faiss_nprobe),
-                                                       [float(x) for x in a.faiss_kfactor.split(",")]),
-                                       K, nq_r, nq_t, a.reps, a.faiss_train, log=say)
+            sweep = (ints(a.faiss_nprobe), [float(x) for x in a.faiss_kfactor.split(",")])
+            results += [result(**r) for r in
+                        bench_faiss.run(ds, gt, specs, sweep, K, nq_r, nq_t, a.reps,
+                                        a.faiss_train, log=say)]
             say(f"Faiss done in {time.perf_counter() - t:.0f} s")
 
     # ---- PostgreSQL
