@@ -6,7 +6,7 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/pages.o src/heap.o src/vector.o src/distance.o src/info.o \
-       src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o
+       src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o
 
 REGRESS = setup operators bad_input build scan vacuum info pgvector
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
@@ -18,7 +18,7 @@ PROVE_TESTS = test/t/*.pl
 OPENBLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/aarch64-linux-gnu/openblas-pthread /usr/include/openblas))
 PG_CPPFLAGS = -I$(srcdir)/src $(if $(OPENBLAS_INC),-I$(OPENBLAS_INC))
 SHLIB_LINK = -lopenblas -lm
-PG_CFLAGS = -std=gnu99
+PG_CFLAGS = -std=gnu99 -Werror=implicit-function-declaration
 
 EXTRA_CLEAN = results regression.diffs regression.out output_iso tmp_check log
 

@@ -56,6 +56,8 @@ struct KdBuildState
 	/* sampling */
 	float	   *sample;
 	int64		sample_cap;
+	int			train_copies;	/* sample-sized arrays the quantizer's training adds */
+	int			iterations;
 	int64		nsample;
 	double		seen;
 	double		rowstoskip;
@@ -132,7 +134,8 @@ sample_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	{
 		Size		rowbytes = sizeof(float) * bs->dim;
 
-		bs->sample_cap = Min(bs->sample_cap, (int64) maintenance_work_mem * 1024 / rowbytes);
+		bs->sample_cap = Min(bs->sample_cap,
+							 (int64) maintenance_work_mem * 1024 / (rowbytes * (1 + bs->train_copies)));
 		bs->sample_cap = Max(bs->sample_cap, 1);
 		bs->sample = palloc_extended(rowbytes * bs->sample_cap, MCXT_ALLOC_HUGE);
 		reservoir_init_selection_state(&bs->rstate, (int) bs->sample_cap);
@@ -255,8 +258,9 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 
 	INSTR_TIME_SET_CURRENT(start);
 	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
+	trained->iterations = bs->iterations;
 	trained->ops->train(trained, bs->sample, bs->nsample);
-	blob = kd_quantizer_serialize(trained, &size);
+	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
 	meta->blob_head = kd_write_blob(bs->index, blob, size);
 	meta->blob_size = size;
 
@@ -333,16 +337,21 @@ index_rows(KdBuildState *bs, IndexBuildCallback callback)
 }
 
 static void
-init_build_state(KdBuildState *bs, Relation index, Relation heap, int nbits, int sample)
+init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPageData *meta)
 {
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	int			sample = opts ? opts->sample : 0;
+
 	memset(bs, 0, sizeof(*bs));
+	bs->iterations = opts ? opts->iterations : 0;
+	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer);
 	bs->index = index;
 	bs->heap = heap;
 	bs->metric = kd_index_metric(index);
 	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
 									   ALLOCSET_DEFAULT_SIZES);
-	bs->sample_cap = sample > 0 ? sample : 256 * (1 << nbits);
+	bs->sample_cap = sample > 0 ? sample : 256 * (1 << meta->nbits);
 	bs->rowstoskip = -1;
 	bs->head = bs->tail = InvalidBlockNumber;
 	bs->page = palloc(BLCKSZ);
@@ -419,10 +428,10 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
 
-	init_build_state(&bs, index, heap, nbits, opts ? opts->sample : 0);
+	kd_init_meta(&meta, kd_index_metric(index), kd_options_quantizer(index), opts ? opts->m : 0, nbits);
+	init_build_state(&bs, index, heap, &meta);
 	bs.indexInfo = indexInfo;
 	bs.source = heap_rows;
-	kd_init_meta(&meta, bs.metric, kd_options_quantizer(index), opts ? opts->m : 0, nbits);
 	metabuf = kd_new_buffer(index, MAIN_FORKNUM);
 	Assert(BufferGetBlockNumber(metabuf) == KDINDEX_METAPAGE_BLKNO);
 
@@ -458,7 +467,6 @@ kd_train_in_place(Relation index, Relation heap)
 {
 	KdMetaPageData meta;
 	KdBuildState bs;
-	KdOptions  *opts = (KdOptions *) index->rd_options;
 	GenericXLogState *state;
 	Buffer		metabuf;
 	bool		trained;
@@ -466,7 +474,7 @@ kd_train_in_place(Relation index, Relation heap)
 	kd_read_meta(index, &meta);
 	if (meta.trained || meta.untrained_rows < kd_autotrain_rows(meta.nbits))
 		return;					/* someone else trained it first */
-	init_build_state(&bs, index, heap, meta.nbits, opts ? opts->sample : 0);
+	init_build_state(&bs, index, heap, &meta);
 	bs.source = index_rows;
 	bs.old_head = meta.data_head;
 	trained = build_data(&bs, &meta, kd_autotrain_rows(meta.nbits));

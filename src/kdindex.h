@@ -114,6 +114,7 @@ typedef struct KdOptions
 	int			m;				/* 0: choose from the dimension */
 	int			nbits;
 	int			sample;			/* training sample rows; 0: 256 per codeword */
+	int			iterations;		/* training alternations; 0: the quantizer's default */
 } KdOptions;
 
 /* GUCs */

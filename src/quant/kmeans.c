@@ -162,11 +162,13 @@ split_empty_clusters(int64 n, int d, int k, int64 *sizes, pg_prng_state *rng, fl
 }
 
 /*
- * Cluster n rows of dimension d into k centroids (n >= k).  Returns the mean
- * squared distance of the rows to their centroids.
+ * Cluster n rows of dimension d into k centroids (n >= k), seeding with
+ * k-means++ or, when warm, starting from the centroids given.  Returns the
+ * mean squared distance of the rows to their centroids.
  */
 float
-kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed, float *centroids)
+kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed, bool warm,
+		  float *centroids)
 {
 	pg_prng_state rng;
 	int32	   *assign = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
@@ -178,7 +180,8 @@ kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed, float *
 
 	Assert(n >= k);
 	pg_prng_seed(&rng, seed);
-	kmeanspp_init(x, n, d, k, &rng, centroids);
+	if (!warm)
+		kmeanspp_init(x, n, d, k, &rng, centroids);
 
 	for (int it = 0; it <= niter; it++)
 	{

@@ -55,23 +55,28 @@ pq_init(KdQuantizer *q)
 	q->state = s;
 }
 
-static void
-pq_train(KdQuantizer *q, const float *x, int64 n)
+/* k-means per sub-space; warm: continue from the current codebooks (OPQ) */
+void
+kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter, bool warm)
 {
 	PqState    *s = pq_state(q);
 	float	   *sub = palloc_extended(sizeof(float) * n * s->dsub, MCXT_ALLOC_HUGE);
-	double		err = 0;
 
 	for (int j = 0; j < q->m; j++)
 	{
 		for (int64 i = 0; i < n; i++)
 			memcpy(sub + i * s->dsub, x + i * q->dim + j * s->dsub, sizeof(float) * s->dsub);
-		err += kd_kmeans(sub, n, s->dsub, q->ksub, KD_PQ_NITER, KD_PQ_SEED + j,
-						 s->centroids + (int64) j * q->ksub * s->dsub);
+		kd_kmeans(sub, n, s->dsub, q->ksub, niter, KD_PQ_SEED + j, warm,
+				  s->centroids + (int64) j * q->ksub * s->dsub);
 	}
 	pfree(sub);
 	pq_prepare(q);
-	q->train_mse = (float) (err / q->dim);
+}
+
+static void
+pq_train(KdQuantizer *q, const float *x, int64 n)
+{
+	kd_pq_train_iters(q, x, n, KD_PQ_NITER, false);
 }
 
 static void

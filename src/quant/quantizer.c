@@ -4,11 +4,10 @@
  *
  * Parameters are stored in the most compact precision that costs nothing:
  * 8-bit steps between a per-group minimum and maximum, IEEE half floats, or
- * float32.  "Costs nothing" is measured: the rounding error per parameter must
- * stay under 1% of the quantizer's own reconstruction error per dimension on
- * its training sample.  For 784-d PQ codebooks of Fashion-MNIST pixels this
- * stores 803 KB of float32 in 207 KB, at a rounding error 0.01% of the
- * quantization error.
+ * float32.  "Costs nothing" is measured: with the rounded parameters, the
+ * reconstruction error on (part of) the training sample may grow by at most
+ * 1%.  For 784-d PQ codebooks of Fashion-MNIST pixels this stores 803 KB of
+ * float32 in 207 KB, with 0.01% more reconstruction error.
  */
 #include "postgres.h"
 
@@ -52,6 +51,27 @@ kd_quantizer_name(KdQuantizerKind kind)
 	return "unknown";
 }
 
+static const KdQuantizerOps *
+quantizer_ops(KdQuantizerKind kind)
+{
+	switch (kind)
+	{
+		case KD_QUANT_PQ:
+			return &kd_pq_ops;
+		case KD_QUANT_OPQ:
+			return &kd_opq_ops;
+		default:
+			elog(ERROR, "kdindex: quantizer %s is not implemented", kd_quantizer_name(kind));
+	}
+	return NULL;
+}
+
+int
+kd_quantizer_train_copies(KdQuantizerKind kind)
+{
+	return quantizer_ops(kind)->train_copies;
+}
+
 KdQuantizer *
 kd_quantizer_create(KdQuantizerKind kind, int dim, int m, int nbits)
 {
@@ -67,14 +87,7 @@ kd_quantizer_create(KdQuantizerKind kind, int dim, int m, int nbits)
 	q->nbits = nbits;
 	q->ksub = 1 << nbits;
 	q->code_size = (m * nbits + 7) / 8;
-	switch (kind)
-	{
-		case KD_QUANT_PQ:
-			q->ops = &kd_pq_ops;
-			break;
-		default:
-			elog(ERROR, "kdindex: quantizer %s is not implemented", kd_quantizer_name(kind));
-	}
+	q->ops = quantizer_ops(kind);
 	q->cxt = cxt;
 	q->ops->init(q);
 	MemoryContextSwitchTo(old);
@@ -256,45 +269,11 @@ unpack(KdPrecision prec, const char *src, Size n, float *dst)
 	}
 }
 
-/*
- * Does storing the parameters at prec cost accuracy?  Compare the squared
- * rounding error per parameter with the quantizer's reconstruction error per
- * dimension.
- */
-static bool
-precision_is_lossless(KdQuantizer *q, KdPrecision prec)
-{
-	int			nparams = q->ops->nparams(q);
-	double		err = 0;
-	Size		total = 0;
+/* Rows of the sample on which a rounding precision is judged */
+#define KD_PRECISION_CHECK_ROWS 4096
 
-	for (int i = 0; i < nparams; i++)
-	{
-		Size		len;
-		float	   *p = q->ops->param(q, i, &len);
-		char	   *packed = palloc(packed_size(prec, len));
-		float	   *back = palloc(len * sizeof(float));
-
-		pack(prec, p, len, packed);
-		unpack(prec, packed, len, back);
-		for (Size j = 0; j < len; j++)
-		{
-			double		r = (double) back[j] - p[j];
-
-			err += r * r;
-		}
-		total += len;
-		pfree(packed);
-		pfree(back);
-	}
-	if (isnan(err) || isinf(err))
-		return false;
-	return total == 0 || err / total <= 0.01 * q->train_mse;
-}
-
-/* Serialise q's parameters in the most compact precision that is lossless */
-char *
-kd_quantizer_serialize(KdQuantizer *q, Size *size)
+static char *
+serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 {
 	StringInfoData buf;
 	KdBlobHeader hdr;
@@ -305,12 +284,7 @@ kd_quantizer_serialize(KdQuantizer *q, Size *size)
 	hdr.dim = q->dim;
 	hdr.m = q->m;
 	hdr.nbits = q->nbits;
-	if (precision_is_lossless(q, KD_PREC_U8))
-		hdr.precision = KD_PREC_U8;
-	else if (precision_is_lossless(q, KD_PREC_F16))
-		hdr.precision = KD_PREC_F16;
-	else
-		hdr.precision = KD_PREC_F32;
+	hdr.precision = prec;
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (char *) &hdr, sizeof(hdr));
@@ -318,14 +292,40 @@ kd_quantizer_serialize(KdQuantizer *q, Size *size)
 	{
 		Size		len;
 		float	   *p = q->ops->param(q, i, &len);
-		Size		bytes = packed_size(hdr.precision, len);
+		Size		bytes = packed_size(prec, len);
 
 		enlargeStringInfo(&buf, bytes);
-		pack(hdr.precision, p, len, buf.data + buf.len);
+		pack(prec, p, len, buf.data + buf.len);
 		buf.len += bytes;
 	}
 	*size = buf.len;
 	return buf.data;
+}
+
+/*
+ * Serialise q's parameters in the most compact precision whose rounding adds
+ * at most 1% to the reconstruction error on the first rows of x (the
+ * training sample).
+ */
+char *
+kd_quantizer_serialize(KdQuantizer *q, const float *x, int64 n, Size *size)
+{
+	static const KdPrecision candidates[] = {KD_PREC_U8, KD_PREC_F16};
+	int64		ncheck = Min(n, KD_PRECISION_CHECK_ROWS);
+	double		exact = kd_quantizer_mse(q, x, ncheck);
+
+	for (int i = 0; i < lengthof(candidates); i++)
+	{
+		char	   *blob = serialize_at(q, candidates[i], size);
+		KdQuantizer *rounded = kd_quantizer_deserialize(blob, *size);
+		double		mse = kd_quantizer_mse(rounded, x, ncheck);
+
+		kd_quantizer_free(rounded);
+		if (mse <= exact * 1.01)
+			return blob;
+		pfree(blob);
+	}
+	return serialize_at(q, KD_PREC_F32, size);
 }
 
 KdQuantizer *

@@ -35,7 +35,7 @@ typedef struct KdQuantizerOps
 {
 	/* allocate zeroed parameters */
 	void		(*init) (KdQuantizer *q);
-	/* learn parameters from n rows x (row-major, n x dim); sets train_mse */
+	/* learn parameters from n rows x (row-major, n x dim) */
 	void		(*train) (KdQuantizer *q, const float *x, int64 n);
 	/* codes: n x code_size bytes */
 	void		(*encode) (const KdQuantizer *q, const float *x, int64 n, uint8 *codes);
@@ -45,6 +45,8 @@ typedef struct KdQuantizerOps
 	/* lut: m x ksub entries; distance(code) = bias + sum_j lut[j][code_j] */
 	void		(*compute_lut) (const KdQuantizer *q, const float *query, KdMetric metric,
 								float *lut, float *bias);
+	/* n x dim float arrays training needs besides the sample (memory budget) */
+	int			train_copies;
 	/* parameters as float arrays, for the blob */
 	int			(*nparams) (const KdQuantizer *q);
 	float	   *(*param) (KdQuantizer *q, int i, Size *nfloats);
@@ -59,15 +61,16 @@ struct KdQuantizer
 	int			ksub;			/* 2^nbits codewords per sub-quantizer */
 	int			code_size;		/* bytes per encoded row */
 	const KdQuantizerOps *ops;
+	int			iterations;		/* training alternations; 0: the quantizer's default */
 	MemoryContext cxt;			/* holds the quantizer and its parameters */
-	float		train_mse;		/* reconstruction error per dimension on the sample */
 	void	   *state;			/* kind-specific parameters */
 };
 
 extern const char *kd_quantizer_name(KdQuantizerKind kind);
 extern KdQuantizer *kd_quantizer_create(KdQuantizerKind kind, int dim, int m, int nbits);
 extern void kd_quantizer_free(KdQuantizer *q);
-extern char *kd_quantizer_serialize(KdQuantizer *q, Size *size);
+extern int	kd_quantizer_train_copies(KdQuantizerKind kind);
+extern char *kd_quantizer_serialize(KdQuantizer *q, const float *x, int64 n, Size *size);
 extern KdQuantizer *kd_quantizer_deserialize(const char *blob, Size size);
 extern double kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n);
 extern int	kd_code_get(const uint8 *code, int nbits, int j);
@@ -75,11 +78,23 @@ extern void kd_code_set(uint8 *code, int nbits, int j, int value);
 
 /* kmeans.c */
 extern float kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed,
-					   float *centroids);
+					   bool warm, float *centroids);
 extern void kd_nearest(const float *x, int64 n, int d, int ldx, const float *centroids, int k,
 					   const float *cnorms, int32 *assign, float *dist);
 
 /* pq.c */
 extern const KdQuantizerOps kd_pq_ops;
+extern void kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter, bool warm);
+
+/* opq.c */
+extern const KdQuantizerOps kd_opq_ops;
+
+/* LAPACK, from OpenBLAS */
+extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda,
+					float *s, float *u, const int *ldu, float *vt, const int *ldvt,
+					float *work, const int *lwork, int *iwork, int *info);
+extern void ssyevd_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda,
+					float *w, float *work, const int *lwork, int *iwork, const int *liwork,
+					int *info);
 
 #endif							/* KDINDEX_QUANTIZER_H */

@@ -52,8 +52,10 @@ import sys
 
 # Pin BLAS / OpenMP to one thread before numpy or faiss is imported: one client,
 # one core, for every method.  (Ground truth is computed by bench.sh beforehand.)
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# --prepare-only (ground truth, run by bench.sh first) keeps all threads.
+if "--prepare-only" not in sys.argv:
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -147,6 +149,8 @@ def parse_args(argv=None):
                     help="comma-separated parts to skip: kdindex, faiss, faiss-ivf, pgvector, "
                          "hnsw, ivfflat, exact")
     ap.add_argument("--out", default=None, help="results folder (default bench-results/<suite>)")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="only generate / load the data sets and cache their ground truth")
     ap.add_argument("--no-commit-results", action="store_true",
                     help="do not copy the summary and plots to test/bench/results/")
     a = ap.parse_args(argv)
@@ -320,6 +324,12 @@ def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep)
                     f"p99 {np.percentile(lat, 99):.2f} ms")
         except psycopg2.Error as e:
             notice(f"kdindex {label}: query failed: {e.pgcode} {str(e).strip()}")
+        for r in out:      # the codes-only row shows the speed of the rerank = 0 point
+            if r["config"] == label and r["codes_only"]:
+                z = [x for x in out if x["config"] == label and x["rerank"] == 0
+                     and not x["codes_only"]]
+                if z:
+                    r.update(qps=z[0]["qps"], lat=z[0]["lat"], time_queries=z[0]["time_queries"])
         cur.execute("RESET kdindex.rerank")
         cur.execute("DEALLOCATE ALL")
         cur.execute(f"DROP INDEX IF EXISTS {idx}")
@@ -404,11 +414,8 @@ def bench_exact(cur, a, ds, gt, table, qtexts):
 
 
 def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_ok):
-    kw = {}
-    if default_rows is not None:
-        kw["n"] = a.rows or default_rows
     t0 = time.perf_counter()
-    ds = datasets.load(dsname, **kw)
+    ds = datasets.load(dsname, **dataset_kwargs(a, default_rows))
     gt = datasets.ground_truth(ds, 100)
     n, d = ds.train.shape
     fp = datasets._fingerprint(ds)
@@ -493,7 +500,7 @@ def codes_table(results):
         rows.append([r["method"], r["config"], r["bytes_per_vec"], fmt_mb(r["index_bytes"]),
                      "" if r["bytes_per_row"] is None else f"{r['bytes_per_row']:.1f}",
                      fmt_s(r["train_s"]), fmt_s(r["build_s"]), f"{r['recall']:.4f}",
-                     r["recall_queries"]] + (qps_cells(r)[:2] if r["qps"] else ["", ""]))
+                     r["recall_queries"]] + qps_cells(r)[:2])
     return fmt_table(["method", "config", "code B/vec", "index MB", "index B/row",
                       "train s", "build s", f"recall@{K} codes only", "queries",
                       "QPS", "QPS min–max"], rows)
@@ -531,7 +538,7 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
     fig, ax = plt.subplots(figsize=(9, 6), dpi=90)
     groups = {}
     for r in results:
-        if r["qps"] is None:
+        if r["qps"] is None or r["codes_only"] or r["family"] == "exact":
             continue
         if r["family"] == "faiss" and r["param"] != "codes only":
             key = (r["method"], r["config"] + f" nprobe={r['nprobe']}")
@@ -547,14 +554,16 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
         y = np.array([r["recall"] for r in rs])
         label = f"{method} {cfg}" if not method.startswith("kdindex") else \
             f"{method} {cfg}, rerank {rs[0]['rerank']}..{rs[-1]['rerank']}"
-        ls = "-" if len(rs) > 1 else "none"
+        ls = ("--" if rs[0]["bytes_per_vec"] == 8 or "nprobe=4" in cfg else "-") \
+            if len(rs) > 1 else "none"
         mk = markers.get(rs[0]["bytes_per_vec"], "o") if rs[0]["family"] != "pgvector" else "^"
         fc = "none" if "nprobe=4 " in cfg + " " or "OPQ" in method or "LSQ" in method else None
         ax.errorbar(x, y, xerr=[lo, hi], color=color(rs[0]), linestyle=ls, marker=mk,
                     markersize=5, capsize=2, lw=1.3, label=label,
                     markerfacecolor=fc if fc else color(rs[0]))
     ax.set_xscale("log")
-    ax.set_xlabel("queries per second (1 client; median of repetitions, bars = min–max)")
+    ax.set_xlabel("queries per second (1 client; median of repetitions, bars = min–max); "
+                  "Faiss in-process, others via SQL", fontsize=8)
     ax.set_ylabel(f"recall@{K}")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -577,7 +586,8 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
         y = [r["recall"] for r in rs]
         c = colors["kdindex"] if method.startswith("kdindex") else colors.get(method, "gray")
         ax.plot(x, y, marker="o", color=c, label=method + (" (code bytes)" if method.startswith(
-            "kdindex") else ""))
+            "kdindex") else " (code bytes, RQ/LSQ: + 4 B norm under L2)"
+            if method in ("faiss RQ", "faiss LSQ") else ""))
         if method.startswith("kdindex"):
             xb = [r["bytes_per_row"] for r in rs]
             ax.plot(xb, y, marker="o", color=c, linestyle=":", markerfacecolor="none",
@@ -609,8 +619,25 @@ def to_json(results):
 
 # ---------------------------------------------------------------------------- main
 
+def dataset_kwargs(a, default_rows):
+    return {} if default_rows is None else {"n": a.rows or default_rows}
+
+
+def prepare_only(a):
+    for dsname, rows, _, _ in SUITES[a.suite]:
+        t = time.perf_counter()
+        ds = datasets.load(dsname, **dataset_kwargs(a, rows))
+        t1 = time.perf_counter()
+        datasets.ground_truth(ds, 100)
+        say(f"{ds}: generated/loaded in {t1 - t:.1f} s, ground truth ready in "
+            f"{time.perf_counter() - t1:.1f} s")
+    return 0
+
+
 def main(argv=None):
     a = parse_args(argv)
+    if a.prepare_only:
+        return prepare_only(a)
     t_all = time.perf_counter()
     os.makedirs(a.out, exist_ok=True)
     conn = psycopg2.connect("")

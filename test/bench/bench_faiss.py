@@ -191,13 +191,18 @@ def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_t
         base = dict(family="faiss", method=f"faiss {kind}" if kind != "IVFPQR" else
                     "faiss IVF-PQ+refine", config=spec, train_s=meta["train_s"],
                     build_s=meta["train_s"] + meta["add_s"], cached=meta["cached"])
+        try:
+            ser = int(faiss.serialize_index(index).nbytes)   # codes + codebooks (+ IVF lists)
+        except Exception:  # noqa: BLE001
+            ser = None
         if kind != "IVFPQR":
             cb = code_bytes(index)
             _, ids = index.search(xq_r, k)
             r = datasets.recall(ids, gt[:len(xq_r)], k)
             qps, lat = time_queries(index, xq_t, k, reps)
+            n = ds.train.shape[0]
             out.append(dict(base, param="codes only", rerank=0, bytes_per_vec=cb,
-                            index_bytes=None, bytes_per_row=None, recall=r,
+                            index_bytes=ser, bytes_per_row=ser / n if ser else None, recall=r,
                             recall_queries=len(xq_r), qps=qps, lat=lat,
                             time_queries=len(xq_t)))
             log(f"  faiss {spec}: {cb} B/vector, recall@{k} {r:.4f}, "
@@ -212,6 +217,8 @@ def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_t
         refine = faiss.IndexRefineFlat(ivf, faiss.swig_ptr(xb))
         refine_add_s = time.perf_counter() - t0
         cb = code_bytes(ivf)
+        # IVF-PQ (serialized) plus the float32 copy the refinement reads
+        ser = ser + xb.nbytes if ser else None
         for nprobe in ivf_sweep[0]:
             for kf in ivf_sweep[1]:
                 ivf.nprobe = nprobe
@@ -221,7 +228,8 @@ def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_t
                 qps, lat = time_queries(refine, xq_t, k, reps)
                 out.append(dict(base, param=f"nprobe={nprobe} k_factor={kf:g}",
                                 nprobe=nprobe, k_factor=kf, rerank=int(round(kf * k)),
-                                bytes_per_vec=cb, index_bytes=None, bytes_per_row=None,
+                                bytes_per_vec=cb, index_bytes=ser,
+                                bytes_per_row=ser / ds.train.shape[0] if ser else None,
                                 recall=r, recall_queries=len(xq_r), qps=qps, lat=lat,
                                 time_queries=len(xq_t), refine_add_s=refine_add_s))
                 log(f"  faiss {spec} nprobe={nprobe} k_factor={kf:g}: recall@{k} {r:.4f}, "
