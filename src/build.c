@@ -58,6 +58,7 @@ struct KdBuildState
 	int64		sample_cap;
 	int			train_copies;	/* sample-sized arrays the quantizer's training adds */
 	int			iterations;
+	int			beam;
 	int64		nsample;
 	double		seen;
 	double		rowstoskip;
@@ -259,6 +260,7 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	INSTR_TIME_SET_CURRENT(start);
 	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
 	trained->iterations = bs->iterations;
+	trained->beam = bs->beam;
 	trained->ops->train(trained, bs->sample, bs->nsample);
 	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
 	meta->blob_head = kd_write_blob(bs->index, blob, size);
@@ -344,6 +346,7 @@ init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPa
 
 	memset(bs, 0, sizeof(*bs));
 	bs->iterations = opts ? opts->iterations : 0;
+	bs->beam = opts ? opts->beam : 0;
 	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer);
 	bs->index = index;
 	bs->heap = heap;

@@ -2,16 +2,17 @@
  * distance.c — distance kernels.
  *
  * Plain loops the compiler vectorises (this file is built with -O3 and
- * reassociation allowed), cloned for x86-64-v3 (AVX2+FMA) and x86-64-v4
- * (AVX-512); the dynamic loader picks the clone the CPU supports, so one
- * .so runs on any x86-64.  Elsewhere the plain build is used.
+ * reassociation allowed), cloned for AVX2 and AVX-512; the dynamic loader
+ * picks the clone the CPU supports, so one .so runs on any x86-64.
+ * Elsewhere the plain build is used.
  */
 #include "c.h"
 
 #include "distance.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define KD_CLONES __attribute__((target_clones("default", "arch=haswell", "arch=skylake-avx512")))
+/* by feature, not "arch=": an arch clone only matches that exact CPU model */
+#define KD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 #else
 #define KD_CLONES
 #endif

@@ -40,13 +40,9 @@ extern void openblas_set_num_threads(int num_threads);
 static void
 validate_quantizer(const char *value)
 {
-	if (value == NULL || strcmp(value, "pq") == 0 || strcmp(value, "opq") == 0)
+	if (value == NULL || strcmp(value, "pq") == 0 || strcmp(value, "opq") == 0 ||
+		strcmp(value, "aq") == 0)
 		return;
-	if (strcmp(value, "aq") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("quantizer \"%s\" is not supported yet", value),
-				 errhint("Use quantizer = 'pq' or 'opq'.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid value for quantizer: \"%s\"", value),
@@ -73,8 +69,11 @@ _PG_init(void)
 					  "Bits per sub-quantizer code (4 or 8)",
 					  8, 1, 16, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "iterations",
-					  "Training alternations of OPQ (0: its default, 10)",
+					  "Training alternations of OPQ and AQ (0: their defaults)",
 					  0, 0, 1000, AccessExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "beam",
+					  "Beam width of the AQ encoder (0: its default, 8)",
+					  0, 0, 256, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "sample",
 					  "Rows sampled to train the quantizer (0: 256 per codeword)",
 					  0, 0, INT_MAX, AccessExclusiveLock);
@@ -97,6 +96,7 @@ kd_options(Datum reloptions, bool validate)
 		{"nbits", RELOPT_TYPE_INT, offsetof(KdOptions, nbits)},
 		{"sample", RELOPT_TYPE_INT, offsetof(KdOptions, sample)},
 		{"iterations", RELOPT_TYPE_INT, offsetof(KdOptions, iterations)},
+		{"beam", RELOPT_TYPE_INT, offsetof(KdOptions, beam)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));

@@ -115,6 +115,7 @@ typedef struct KdOptions
 	int			nbits;
 	int			sample;			/* training sample rows; 0: 256 per codeword */
 	int			iterations;		/* training alternations; 0: the quantizer's default */
+	int			beam;			/* AQ beam width; 0: its default */
 } KdOptions;
 
 /* GUCs */

@@ -53,6 +53,8 @@ typedef struct KdScanOpaqueData
 	KdMetaPageData meta;
 	float	   *lut;
 	float		bias;
+	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
+							 const uint8 *codes, int stride, int n, float *out);
 
 	/* candidate passes */
 	KdCandidate *cands;			/* current pass, ascending */
@@ -175,9 +177,9 @@ run_pass(IndexScanDesc scan)
 		page = BufferGetPage(buf);
 		ntup = KdPageGetOpaque(page)->ntuples;
 		if (use_codes)
-			kd_adc_scan(so->lut, so->meta.m, so->meta.nbits,
-						(const uint8 *) KdTupleCode(KdPageTuple(page, tupsize, 0)),
-						tupsize, ntup, dists);
+			so->adc_scan(so->lut, so->meta.m, so->meta.nbits, so->metric,
+						 (const uint8 *) KdTupleCode(KdPageTuple(page, tupsize, 0)),
+						 tupsize, ntup, dists);
 		for (int i = 0; i < ntup; i++)
 		{
 			KdCandidate c;
@@ -325,6 +327,7 @@ start_scan(IndexScanDesc scan)
 			}
 			so->lut = palloc(sizeof(float) * q->m * q->ksub);
 			q->ops->compute_lut(q, unit, so->metric, so->lut, &so->bias);
+			so->adc_scan = q->ops->adc_scan;
 		}
 	}
 	so->cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;

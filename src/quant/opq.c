@@ -283,6 +283,7 @@ const KdQuantizerOps kd_opq_ops = {
 	.decode = opq_decode,
 	.prepare = opq_prepare,
 	.compute_lut = opq_compute_lut,
+	.adc_scan = kd_adc_lut_only,
 	.nparams = opq_nparams,
 	.param = opq_param,
 	.train_copies = 2,

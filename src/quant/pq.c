@@ -166,6 +166,7 @@ const KdQuantizerOps kd_pq_ops = {
 	.decode = pq_decode,
 	.prepare = pq_prepare,
 	.compute_lut = pq_compute_lut,
+	.adc_scan = kd_adc_lut_only,
 	.nparams = pq_nparams,
 	.param = pq_param,
 };

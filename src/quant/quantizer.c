@@ -13,6 +13,7 @@
 
 #include <math.h>
 
+#include "distance.h"
 #include "quant/quantizer.h"
 
 #define KD_BLOB_MAGIC 0x4B44424C	/* "KDBL" */
@@ -60,6 +61,8 @@ quantizer_ops(KdQuantizerKind kind)
 			return &kd_pq_ops;
 		case KD_QUANT_OPQ:
 			return &kd_opq_ops;
+		case KD_QUANT_AQ:
+			return &kd_aq_ops;
 		default:
 			elog(ERROR, "kdindex: quantizer %s is not implemented", kd_quantizer_name(kind));
 	}
@@ -98,6 +101,13 @@ void
 kd_quantizer_free(KdQuantizer *q)
 {
 	MemoryContextDelete(q->cxt);
+}
+
+void
+kd_adc_lut_only(const float *lut, int m, int nbits, KdMetric metric,
+				const uint8 *codes, int stride, int n, float *out)
+{
+	kd_adc_scan(lut, m, nbits, codes, stride, n, out);
 }
 
 int

@@ -40,6 +40,12 @@ typedef struct KdQuantizerOps
 	/* codes: n x code_size bytes */
 	void		(*encode) (const KdQuantizer *q, const float *x, int64 n, uint8 *codes);
 	void		(*decode) (const KdQuantizer *q, const uint8 *codes, int64 n, float *x);
+	/*
+	 * Code distances of n codes laid out stride bytes apart, from the lookup
+	 * table (static: a scan keeps it after the quantizer left the cache)
+	 */
+	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
+							 const uint8 *codes, int stride, int n, float *out);
 	/* derive cached values (norms) after parameters were set */
 	void		(*prepare) (KdQuantizer *q);
 	/* lut: m x ksub entries; distance(code) = bias + sum_j lut[j][code_j] */
@@ -62,6 +68,7 @@ struct KdQuantizer
 	int			code_size;		/* bytes per encoded row */
 	const KdQuantizerOps *ops;
 	int			iterations;		/* training alternations; 0: the quantizer's default */
+	int			beam;			/* AQ encoder's beam width; 0: its default */
 	MemoryContext cxt;			/* holds the quantizer and its parameters */
 	void	   *state;			/* kind-specific parameters */
 };
@@ -88,6 +95,13 @@ extern void kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter
 
 /* opq.c */
 extern const KdQuantizerOps kd_opq_ops;
+
+/* aq.c */
+extern const KdQuantizerOps kd_aq_ops;
+
+/* the lookup-table sum alone, for quantizers with nothing to add */
+extern void kd_adc_lut_only(const float *lut, int m, int nbits, KdMetric metric,
+							const uint8 *codes, int stride, int n, float *out);
 
 /* LAPACK, from OpenBLAS */
 extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda,

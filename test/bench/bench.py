@@ -13,14 +13,15 @@ Suites (data sets in datasets.py; exact top-100 ground truth cached outside the 
     fmnist  Fashion-MNIST, 60,000 x 784, 10,000 queries, L2 (the default; ~10 min
             once the Faiss cache is warm, see below)
     scale   synthetic anisotropic Gaussian mixtures: 1M x 128 and 100k x 960, L2
-            (--rows N shrinks both)
+            (--rows N shrinks both; kdindex has no IVF yet, so every query scans all codes)
     ip      synthetic 200k x 256 inner-product set whose queries come from another
             distribution than its rows (asymmetric query/document retrieval)
 
 For every data set:
 
   kdindex   CREATE INDEX ... USING kdindex (embedding <opclass>) WITH (quantizer = 'pq',
-            m = 8 | 16, nbits = 8): build time, training time (kdindex_info), index size
+            m = 8 | 16, nbits = 8), and 'opq' at m = 16 (--kdindex 'quantizer:m[:nbits],...';
+            a quantizer the installed build rejects is skipped with a notice): build time, training time (kdindex_info), index size
             (pg_relation_size) and bytes per row, codes-only recall@10 over all
             --recall-queries (kdindex.rerank = 0), then a kdindex.rerank sweep
   Faiss     PQ, OPQ, RQ (beam 8), LSQ at 8 and 16 bytes, codes only, and IVF-PQ with
@@ -90,7 +91,7 @@ FAISS_KFACTOR = [1, 5, 20, 80]
 
 # suite -> list of (dataset name, default rows or None, kdindex configs, faiss codes specs)
 SUITES = {
-    "fmnist": [("fashion-mnist", None, ["pq:8", "pq:16"], FAISS_CODES)],
+    "fmnist": [("fashion-mnist", None, ["pq:8", "pq:16", "opq:16"], FAISS_CODES)],
     "scale": [("synth-l2-128", 1_000_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"]),
               ("synth-l2-960", 100_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"])],
     "ip": [("synth-ip-256", 200_000, ["pq:8", "pq:16"], FAISS_CODES)],
@@ -141,6 +142,8 @@ def parse_args(argv=None):
     ap.add_argument("--faiss-kfactor", default=",".join(map(str, FAISS_KFACTOR)))
     ap.add_argument("--faiss-train", type=int, default=65536,
                     help="Faiss training sample (rows; 0 = all), like kdindex's default sample")
+    ap.add_argument("--faiss-cached-only", action="store_true",
+                    help="skip Faiss specs whose trained index is not cached yet (with a notice)")
     ap.add_argument("--hnsw-ef", default=",".join(map(str, HNSW_EF)))
     ap.add_argument("--ivf-probes", default=",".join(map(str, IVF_PROBES)))
     ap.add_argument("--exact-queries", type=int, default=10,
@@ -282,7 +285,11 @@ def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep)
             cur.execute(sql)
             build_s = time.perf_counter() - t
         except psycopg2.Error as e:
-            notice(f"kdindex {label}: build failed: `{sql}`: {e.pgcode} {str(e).strip()}")
+            if e.pgcode in ("0A000", "22023") and quant != "pq":
+                notice(f"kdindex {label}: quantizer '{quant}' not available in this build "
+                       f"({e.pgcode} {str(e).strip()}): skipped")
+            else:
+                notice(f"kdindex {label}: build failed: `{sql}`: {e.pgcode} {str(e).strip()}")
             continue
         cur.execute("ANALYZE " + table)
         cur.execute("SELECT * FROM kdindex_info(%s)", (idx,))
@@ -442,7 +449,8 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
             sweep = (ints(a.faiss_nprobe), [float(x) for x in a.faiss_kfactor.split(",")])
             results += [result(**r) for r in
                         bench_faiss.run(ds, gt, specs, sweep, K, nq_r, nq_t, a.reps,
-                                        a.faiss_train, log=say)]
+                                        a.faiss_train, log=say,
+                                        cached_only=a.faiss_cached_only, notice=notice)]
             say(f"Faiss done in {time.perf_counter() - t:.0f} s")
 
     # ---- PostgreSQL
@@ -525,14 +533,17 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"kdindex": "tab:red", "faiss PQ": "tab:blue", "faiss OPQ": "tab:cyan",
+    colors = {"kdindex": "tab:red", "kdindex PQ": "tab:red", "kdindex OPQ": "deeppink",
+              "kdindex AQ": "darkred", "faiss PQ": "tab:blue", "faiss OPQ": "tab:cyan",
               "faiss RQ": "tab:green", "faiss LSQ": "tab:olive",
               "faiss IVF-PQ+refine": "tab:purple", "pgvector HNSW": "tab:orange",
               "pgvector IVFFlat": "tab:brown", "exact scan (PostgreSQL)": "black"}
     markers = {8: "s", 16: "o"}
 
     def color(r):
-        return colors["kdindex"] if r["family"] == "kdindex" else colors.get(r["method"], "gray")
+        if r["family"] == "kdindex":
+            return colors.get(r["method"], colors["kdindex"])
+        return colors.get(r["method"], "gray")
 
     # recall vs QPS
     fig, ax = plt.subplots(figsize=(9, 6), dpi=90)
@@ -584,7 +595,7 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
         rs = sorted(rs, key=lambda r: r["bytes_per_vec"])
         x = [r["bytes_per_vec"] for r in rs]
         y = [r["recall"] for r in rs]
-        c = colors["kdindex"] if method.startswith("kdindex") else colors.get(method, "gray")
+        c = colors.get(method, colors["kdindex"] if method.startswith("kdindex") else "gray")
         ax.plot(x, y, marker="o", color=c, label=method + (" (code bytes)" if method.startswith(
             "kdindex") else " (code bytes, RQ/LSQ: + 4 B norm under L2)"
             if method in ("faiss RQ", "faiss LSQ") else ""))
@@ -695,7 +706,13 @@ def main(argv=None):
           f"first {a.queries} test queries (min–max spread beside it); p50/p99 latency over "
           f"all repetitions; recall@{K} = |returned ∩ exact top-{K}| / {K}. "
           "kdindex and pgvector go through a prepared statement over a Unix socket; Faiss "
-          "runs in-process on one thread (no SQL, no client round trip).", ""]
+          "runs in-process on one thread (no SQL, no client round trip). kdindex and Faiss "
+          "recall figures are identical from run to run (fixed seeds; trained Faiss indexes "
+          "are cached, their train / build seconds are those of the run that trained them); "
+          "pgvector's builds draw from PostgreSQL's per-backend random state, so its recall "
+          "can move slightly between runs. Sizes: kdindex and pgvector pg_relation_size, "
+          "Faiss serialized index (IVF-PQ+refine includes the float32 copy it re-ranks on).",
+          ""]
     prefix = a.suite
     for i, (info, results) in enumerate(all_sections):
         tag = prefix if len(all_sections) == 1 else f"{prefix}-{slug(info['dataset'])}"

@@ -115,15 +115,23 @@ def _train_sample(ds, max_train, seed=1234):
     return np.ascontiguousarray(ds.train[sel])
 
 
-def trained_index(ds, spec, max_train, log=print):
-    """Return (index with all train rows added, meta dict) from the cache or by training."""
-    d = ds.dim
+def _cache_paths(ds, spec, max_train):
     ntrain = min(ds.train.shape[0], max_train) if max_train > 0 else ds.train.shape[0]
     key = (f"{ds.name}-{datasets._fingerprint(ds)}-{spec.replace(',', '_').replace('+', '_')}"
            f"-t{ntrain}-faiss{faiss.__version__}-v{FAISS_CACHE_VERSION}")
     cdir = os.path.join(datasets.cache_dir(), "faiss")
-    path = os.path.join(cdir, key + ".faissindex")
-    meta_path = os.path.join(cdir, key + ".json")
+    return ntrain, cdir, os.path.join(cdir, key + ".faissindex"), os.path.join(cdir, key + ".json")
+
+
+def is_cached(ds, spec, max_train):
+    _, _, path, meta_path = _cache_paths(ds, spec, max_train)
+    return os.path.exists(path) and os.path.exists(meta_path)
+
+
+def trained_index(ds, spec, max_train, log=print):
+    """Return (index with all train rows added, meta dict) from the cache or by training."""
+    d = ds.dim
+    ntrain, cdir, path, meta_path = _cache_paths(ds, spec, max_train)
     if os.path.exists(path) and os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
@@ -172,7 +180,7 @@ def time_queries(index, xq, k, reps, warmup=20):
 
 
 def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_train,
-        log=print):
+        log=print, cached_only=False, notice=print):
     """Measure every spec; returns a list of result dicts (see bench.py for the fields)."""
     faiss.omp_set_num_threads(1)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -183,6 +191,9 @@ def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_t
     out = []
     for spec in specs:
         kind, M, nlist = parse_spec(spec)
+        if cached_only and not is_cached(ds, spec, max_train):
+            notice(f"faiss {spec}: not in the cache yet and --faiss-cached-only given: skipped")
+            continue
         try:
             index, meta = trained_index(ds, spec, max_train, log)
         except Exception as e:  # noqa: BLE001 - a peer failing must not stop the run
