@@ -8,7 +8,7 @@ OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/pages.o src/heap.o src/vector.o src/distance.o src/info.o \
        src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o
 
-REGRESS = setup operators bad_input build scan vacuum info pgvector
+REGRESS = setup operators bad_input build quantizers scan vacuum info pgvector
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 ISOLATION = insert_scan
 ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)

@@ -57,8 +57,9 @@ SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (m = 4)$$);   -- 6 % 4 !
 SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (m = 7)$$);   -- m > dim
 SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (nbits = 5)$$);
 SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (nbits = 0)$$);
-SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (quantizer = 'opq')$$);
-SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (quantizer = 'aq')$$);
+SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (quantizer = 'opq', m = 4)$$);
+SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (iterations = -1)$$);
+SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (beam = 1000)$$);
 SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (quantizer = 'xyz')$$);
 SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (colour = 'red')$$);
 SELECT try($$CREATE INDEX ON bad USING kdindex (v) WITH (sample = -1)$$);

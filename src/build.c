@@ -92,9 +92,12 @@ choose_m(int dim, int m)
 	return 1;
 }
 
+/* PQ and OPQ cut the vector into m sub-vectors; AQ's codebooks span it all */
 static void
-check_m(int dim, int m)
+check_m(KdQuantizerKind quantizer, int dim, int m)
 {
+	if (quantizer == KD_QUANT_AQ)
+		return;
 	if (m > dim)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -376,7 +379,7 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 	if (bs->dim > 0)
 	{
 		meta->m = choose_m(bs->dim, meta->m);
-		check_m(bs->dim, meta->m);
+		check_m((KdQuantizerKind) meta->quantizer, bs->dim, meta->m);
 	}
 	if (bs->nsample >= min_train_rows)
 	{

@@ -346,7 +346,8 @@ code_distance_value(KdMetric metric, float d)
 		case KD_METRIC_IP:
 			return d;
 		case KD_METRIC_COSINE:
-			return 1 + (double) d;
+			/* squared distance of unit vectors: 2 - 2 cos */
+			return (double) d / 2;
 	}
 	return d;
 }

@@ -438,17 +438,18 @@ aq_train(KdQuantizer *q, const float *x, int64 n)
 }
 
 /*
- * L2: lut[j][k] = -2 q.c_jk, bias ||q||^2, and the scan adds each code's
- * stored ||x̂||^2.  Inner product and cosine: lut[j][k] = -q.c_jk.
+ * L2, and cosine on normalised rows (||q - x||^2 = 2 - 2 cos there):
+ * lut[j][k] = -2 q.c_jk, bias ||q||^2, and the scan adds each code's stored
+ * ||x̂||^2.  Inner product: lut[j][k] = -q.c_jk.
  */
 static void
 aq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float *lut, float *bias)
 {
-	float		scale = metric == KD_METRIC_L2 ? -2.0f : -1.0f;
+	float		scale = metric == KD_METRIC_IP ? -1.0f : -2.0f;
 
 	cblas_sgemv(CblasRowMajor, CblasNoTrans, q->m * q->ksub, q->dim, scale,
 				aq_state(q)->codebooks, q->dim, query, 1, 0.0f, lut, 1);
-	*bias = metric == KD_METRIC_L2 ? kd_dot(query, query, q->dim) : 0;
+	*bias = metric == KD_METRIC_IP ? 0 : kd_dot(query, query, q->dim);
 }
 
 static void
@@ -458,7 +459,7 @@ aq_adc_scan(const float *lut, int m, int nbits, KdMetric metric, const uint8 *co
 	int			normoff = (m * nbits + 7) / 8;
 
 	kd_adc_scan(lut, m, nbits, codes, stride, n, out);
-	if (metric == KD_METRIC_L2)
+	if (metric != KD_METRIC_IP)
 		for (int t = 0; t < n; t++)
 		{
 			float		norm;

@@ -119,8 +119,9 @@ pq_decode(const KdQuantizer *q, const uint8 *codes, int64 n, float *x)
 }
 
 /*
- * L2: lut[j][w] = ||q_j - c_jw||^2.  Inner product and cosine (rows and query
- * normalised): lut[j][w] = -<q_j, c_jw>, so smaller is nearer for all metrics.
+ * L2, and cosine (rows and query normalised, where ||q - x||^2 = 2 - 2 cos):
+ * lut[j][w] = ||q_j - c_jw||^2.  Inner product: lut[j][w] = -<q_j, c_jw>.
+ * Smaller is nearer for all metrics.
  */
 static void
 pq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float *lut, float *bias)
@@ -135,10 +136,10 @@ pq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float 
 		{
 			const float *c = s->centroids + ((int64) j * q->ksub + w) * s->dsub;
 
-			if (metric == KD_METRIC_L2)
-				lut[j * q->ksub + w] = kd_l2sq(qj, c, s->dsub);
-			else
+			if (metric == KD_METRIC_IP)
 				lut[j * q->ksub + w] = -kd_dot(qj, c, s->dsub);
+			else
+				lut[j * q->ksub + w] = kd_l2sq(qj, c, s->dsub);
 		}
 	}
 	*bias = 0;
