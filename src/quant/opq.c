@@ -203,9 +203,9 @@ opq_train(KdQuantizer *q, const float *x, int64 n)
 		s->pq->ops->decode(s->pq, codes, n, y);
 		procrustes(q, x, y, n);
 	}
-	/* codebooks for the final rotation */
+	/* codebooks for the final rotation, trained to convergence */
 	rotate(q, x, n, xr);
-	kd_pq_train_iters(s->pq, xr, n, KD_OPQ_PQ_NITER, true);
+	kd_pq_train_iters(s->pq, xr, n, KD_OPQ_PQ_NITER_FIRST, true);
 
 	pfree(xr);
 	pfree(y);
