@@ -6,9 +6,10 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/pages.o src/heap.o src/vector.o src/distance.o src/info.o \
-       src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o
+       src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o \
+       src/distill/teacher.o
 
-REGRESS = setup operators bad_input build quantizers scan vacuum info pgvector
+REGRESS = setup operators bad_input build quantizers scan vacuum distill info pgvector
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 ISOLATION = insert_scan
 ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
@@ -27,7 +28,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS knows nothing of our headers: every object depends on all of them
-$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/quant/*.h)
+$(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/quant/*.h $(srcdir)/src/distill/*.h)
 
 # The distance kernels are compiled for a baseline x86-64 and for AVX2+FMA;
 # the best clone is picked at load time (ifunc), never with -march=native.

@@ -56,6 +56,74 @@ CREATE FUNCTION kdindex_info(idx regclass,
 	OUT train_mse float8, OUT train_seconds float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
+-- Distillation and measurement.  kdindex_teacher writes each query's top-k
+-- neighbours by a high-precision teacher: one row per query, neighbours as
+-- arrays in rank order.
+CREATE FUNCTION kdindex_teacher(tbl regclass, col name, "into" text, queries regclass DEFAULT NULL,
+	k int DEFAULT 100, nqueries int DEFAULT 2000, teacher text DEFAULT 'exact',
+	metric text DEFAULT 'l2') RETURNS int
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+-- recall@k of an index against a teacher table: codes only, and re-ranked at
+-- the session's kdindex.rerank
+CREATE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int DEFAULT 10,
+	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
+LANGUAGE plpgsql AS $$
+DECLARE
+	tbl regclass;
+	expr text;
+	op text;
+	knn text;
+	plan text := '';
+	line text;
+	q record;
+	depth text := current_setting('kdindex.rerank');
+	found tid[];
+	codes_hits bigint := 0;
+	rerank_hits bigint := 0;
+BEGIN
+	SELECT i.indrelid::regclass, pg_get_indexdef(i.indexrelid, 1, true), o.oprname
+	  INTO tbl, expr, op
+	  FROM pg_index i
+	  JOIN pg_class c ON c.oid = i.indexrelid
+	  JOIN pg_am am ON am.oid = c.relam AND am.amname = 'kdindex'
+	  JOIN pg_opclass oc ON oc.oid = i.indclass[0]
+	  JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 1
+	  JOIN pg_operator o ON o.oid = ao.amopopr
+	 WHERE i.indexrelid = idx;
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION '"%" is not a kdindex index', idx USING ERRCODE = 'wrong_object_type';
+	END IF;
+	IF k < 1 THEN
+		RAISE EXCEPTION 'k must be positive, not %', k USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- a query sampled from the table does not count its own row
+	knn := format('SELECT array_agg(ctid) FROM (SELECT ctid FROM %s WHERE ctid IS DISTINCT FROM $2 '
+				  'ORDER BY %s %s $1 LIMIT %s) s', tbl, expr, op, k);
+	PERFORM set_config('enable_seqscan', 'off', true);
+	FOR q IN EXECUTE format('SELECT query, source, tids[1:%s] AS tids FROM %s ORDER BY query_id', k, teacher) LOOP
+		IF plan = '' THEN
+			FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || knn USING q.query, q.source LOOP
+				plan := plan || line;
+			END LOOP;
+			IF plan NOT LIKE format('%%Index Scan using %s %%', (SELECT relname FROM pg_class WHERE oid = idx)) THEN
+				RAISE EXCEPTION 'the planner does not use "%" for its nearest-neighbour queries', idx
+					USING DETAIL = plan;
+			END IF;
+		END IF;
+		PERFORM set_config('kdindex.rerank', '0', true);
+		EXECUTE knn INTO found USING q.query, q.source;
+		codes_hits := codes_hits + (SELECT count(*) FROM unnest(found) f WHERE f = ANY (q.tids));
+		PERFORM set_config('kdindex.rerank', depth, true);
+		EXECUTE knn INTO found USING q.query, q.source;
+		rerank_hits := rerank_hits + (SELECT count(*) FROM unnest(found) f WHERE f = ANY (q.tids));
+		queries := coalesce(queries, 0) + 1;
+	END LOOP;
+	codes_recall := codes_hits::float8 / (queries * k);
+	reranked_recall := rerank_hits::float8 / (queries * k);
+END
+$$;
+
 -- pgvector's vector: opclasses for kdindex on its operators.  Run at CREATE
 -- EXTENSION when pgvector is already there, and by hand after installing it.
 CREATE FUNCTION kdindex_enable_pgvector() RETURNS void

@@ -10,9 +10,11 @@
 
 #include <math.h>
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/array.h"
+#include "utils/syscache.h"
 
 #include "distance.h"
 #include "kdindex.h"
@@ -97,6 +99,20 @@ check_same_dim(int a, int b)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different vector dimensions %d and %d", a, b)));
+}
+
+/* Is typid pgvector's vector (whatever schema it lives in)? */
+bool
+kd_is_pgvector_type(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	bool		result;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	result = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname), "vector") == 0;
+	ReleaseSysCache(tup);
+	return result;
 }
 
 /* Scale x to unit length; false for a zero vector */

@@ -1,0 +1,538 @@
+/*
+ * teacher.c — kdindex_teacher: each query's top-K neighbours from a
+ * high-precision teacher, written to a table for distillation and for
+ * measuring an index (kdindex_recall).
+ *
+ * teacher => 'exact' reads the table once per chunk of queries, in blocks of
+ * rows, and scores each block against the chunk with one sgemm, keeping a
+ * bounded max-heap per query; the chunk is sized so that queries, heaps and
+ * the score block fit in maintenance_work_mem.  teacher => 'index' runs one
+ * ORDER BY ... LIMIT per query through SPI, so whatever index the planner
+ * picks on the column is the teacher.
+ *
+ * Queries are a table's rows (queries => NULL: a deterministic sample of
+ * the table itself, each query's own row left out of its list) or the rows
+ * of a query table with an integer id and a vector column of the same name.
+ * The result has one row per query: query_id, query, source (the row a
+ * sampled query came from), and the ranked neighbours as arrays of heap
+ * TIDs, primary keys (when the table has a single integer one) and distances
+ * — arrays, so the query vector is stored once, not k times.
+ */
+#include "postgres.h"
+
+#include <cblas.h>
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "distance.h"
+#include "kdindex.h"
+#include "vector.h"
+
+PG_FUNCTION_INFO_V1(kdindex_teacher);
+
+/* rows scored per sgemm */
+#define KD_TEACHER_BLOCK 1024
+
+typedef struct KdNeighbour
+{
+	float		dist;
+	ItemPointerData tid;
+	int64		id;
+} KdNeighbour;
+
+typedef struct KdTeacher
+{
+	Oid			relid;
+	char	   *col;			/* quoted column name */
+	char	   *pk;				/* quoted single integer primary key, or NULL */
+	Oid			typid;
+	KdMetric	metric;
+	int			k;
+	int			dim;
+	bool		self;			/* queries are rows of the table */
+
+	int			nq;
+	float	   *queries;		/* nq x dim */
+	float	   *qnorms;
+	ItemPointerData *qtids;		/* self: the rows the queries came from */
+	Datum	   *qvalues;		/* the query values as given, for the result */
+
+	KdNeighbour *heaps;			/* nq x k, max-heaps on dist */
+	int		   *nheap;
+} KdTeacher;
+
+static char *
+relation_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+static KdMetric
+parse_metric(const char *name)
+{
+	if (strcmp(name, "l2") == 0)
+		return KD_METRIC_L2;
+	if (strcmp(name, "ip") == 0)
+		return KD_METRIC_IP;
+	if (strcmp(name, "cosine") == 0)
+		return KD_METRIC_COSINE;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid metric \"%s\"", name),
+			 errdetail("Valid metrics are \"l2\", \"ip\" and \"cosine\".")));
+	return KD_METRIC_L2;
+}
+
+static const char *
+metric_operator(KdMetric metric)
+{
+	return metric == KD_METRIC_L2 ? "<->" : (metric == KD_METRIC_IP ? "<#>" : "<=>");
+}
+
+/* The table's primary key, when it is one integer column */
+static char *
+integer_pk(Oid relid)
+{
+	char	   *sql = psprintf("SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+							   "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+							   "WHERE i.indrelid = %u AND i.indisprimary AND i.indnatts = 1 "
+							   "AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)",
+							   relid);
+
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "kdindex_teacher: primary key lookup failed");
+	if (SPI_processed == 0)
+		return NULL;
+	return pstrdup(quote_identifier(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
+}
+
+/* The vector column's type: real[] or pgvector's vector */
+static Oid
+vector_column_type(Oid relid, const char *col, const char *what)
+{
+	AttrNumber	attnum = get_attnum(relid, col);
+	Oid			typid;
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of %s \"%s\" does not exist", col, what, get_rel_name(relid))));
+	typid = get_atttype(relid, attnum);
+	if (typid != FLOAT4ARRAYOID && !kd_is_pgvector_type(typid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of %s \"%s\" is of type %s, not real[] or vector",
+						col, what, get_rel_name(relid), format_type_be(typid))));
+	return typid;
+}
+
+/* A row's vector into dst, checking its dimension against the teacher's */
+static void
+read_vector(KdTeacher *t, Datum value, float *dst)
+{
+	int			dim;
+	float	   *x = kd_datum_floats(value, t->typid, &dim);
+
+	if (t->dim == 0)
+		t->dim = dim;
+	if (dim != t->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different vector dimensions %d and %d", t->dim, dim)));
+	kd_check_finite(x, dim);
+	memcpy(dst, x, sizeof(float) * dim);
+}
+
+/* Load the queries: the query table's rows, or a sample of the table's */
+static void
+load_queries(KdTeacher *t, Oid queries, int nqueries)
+{
+	char	   *sql;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (OidIsValid(queries))
+	{
+		AttrNumber	idatt = get_attnum(queries, "id");
+
+		if (idatt == InvalidAttrNumber ||
+			!(get_atttype(queries, idatt) == INT2OID || get_atttype(queries, idatt) == INT4OID ||
+			  get_atttype(queries, idatt) == INT8OID))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("query table \"%s\" needs an integer column \"id\"", get_rel_name(queries))));
+		if (vector_column_type(queries, t->col, "query table") != t->typid)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" has different types in the table and the query table", t->col)));
+		sql = psprintf("SELECT NULL::tid, %s FROM %s WHERE %s IS NOT NULL ORDER BY id LIMIT %d",
+					   quote_identifier(t->col), relation_name(queries),
+					   quote_identifier(t->col), nqueries);
+	}
+	else
+		sql = psprintf("SELECT ctid, %s FROM %s WHERE %s IS NOT NULL "
+					   "ORDER BY hashtext(ctid::text), ctid LIMIT %d",
+					   quote_identifier(t->col), relation_name(t->relid),
+					   quote_identifier(t->col), nqueries);
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "kdindex_teacher: reading the queries failed");
+
+	t->nq = (int) SPI_processed;
+	if (t->nq == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no queries: the query source has no non-NULL vectors")));
+	t->qtids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * t->nq);
+	t->qvalues = MemoryContextAlloc(cxt, sizeof(Datum) * t->nq);
+	for (int i = 0; i < t->nq; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		Datum		tid = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		value = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		if (t->queries == NULL)
+		{
+			int			dim;
+
+			kd_datum_floats(value, t->typid, &dim);
+			t->dim = dim;
+			t->queries = palloc_extended(sizeof(float) * t->nq * dim, MCXT_ALLOC_HUGE);
+		}
+		read_vector(t, value, t->queries + (int64) i * t->dim);
+		t->qvalues[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(value));
+		if (t->self)
+			t->qtids[i] = *(ItemPointer) DatumGetPointer(tid);
+		MemoryContextSwitchTo(old);
+	}
+	t->qnorms = MemoryContextAlloc(cxt, sizeof(float) * t->nq);
+	for (int i = 0; i < t->nq; i++)
+	{
+		float	   *q = t->queries + (int64) i * t->dim;
+
+		t->qnorms[i] = kd_dot(q, q, t->dim);
+		if (t->metric == KD_METRIC_COSINE && t->qnorms[i] == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("zero vector has no cosine distance")));
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+static void
+heap_offer(KdTeacher *t, int qi, const KdNeighbour *n)
+{
+	KdNeighbour *heap = t->heaps + (int64) qi * t->k;
+	int			size = t->nheap[qi];
+	int			i;
+
+	if (size == t->k)
+	{
+		if (n->dist >= heap[0].dist)
+			return;
+		i = 0;
+		for (;;)
+		{
+			int			child = 2 * i + 1;
+
+			if (child >= size)
+				break;
+			if (child + 1 < size && heap[child + 1].dist > heap[child].dist)
+				child++;
+			if (heap[child].dist <= n->dist)
+				break;
+			heap[i] = heap[child];
+			i = child;
+		}
+		heap[i] = *n;
+		return;
+	}
+	i = t->nheap[qi]++;
+	while (i > 0 && heap[(i - 1) / 2].dist < n->dist)
+	{
+		heap[i] = heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	heap[i] = *n;
+}
+
+/*
+ * Score a block of rows against queries [q0, q1).  The sgemm form of the L2
+ * and cosine distances cancels badly between near neighbours (||q||^2 +
+ * ||x||^2 - 2 q.x in float), so it only screens: a row whose screened
+ * distance, less its rounding bound, beats the query's k-th gets its exact
+ * distance computed directly.
+ */
+static void
+score_block(KdTeacher *t, int q0, int q1, const float *x, const float *xnorms,
+			const ItemPointerData *tids, const int64 *ids, int nb, float *dots)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q1 - q0, nb, t->dim,
+				1.0f, t->queries + (int64) q0 * t->dim, t->dim, x, t->dim, 0.0f, dots, nb);
+	for (int qi = q0; qi < q1; qi++)
+	{
+		const float *row = dots + (int64) (qi - q0) * nb;
+		const float *q = t->queries + (int64) qi * t->dim;
+		KdNeighbour *heap = t->heaps + (int64) qi * t->k;
+
+		for (int r = 0; r < nb; r++)
+		{
+			KdNeighbour n;
+			const float *xr = x + (int64) r * t->dim;
+			bool		full = t->nheap[qi] == t->k;
+
+			if (t->self && ItemPointerEquals(&t->qtids[qi], (ItemPointer) &tids[r]))
+				continue;
+			if (t->metric == KD_METRIC_IP)
+			{
+				n.dist = -row[r];
+				if (full && n.dist >= heap[0].dist)
+					continue;
+			}
+			else if (t->metric == KD_METRIC_L2)
+			{
+				float		bound = 1e-4f * (t->qnorms[qi] + xnorms[r]);
+				float		screened = t->qnorms[qi] + xnorms[r] - 2 * row[r];
+
+				if (full && screened - bound > heap[0].dist * heap[0].dist)
+					continue;
+				n.dist = sqrtf(kd_l2sq(q, xr, t->dim));
+			}
+			else
+			{
+				float		screened = 1 - row[r] / sqrtf(t->qnorms[qi] * xnorms[r]);
+
+				if (isnan(screened) || (full && screened - 1e-4f > heap[0].dist))
+					continue;
+				n.dist = (float) kd_exact_distance(KD_METRIC_COSINE, q, xr, t->dim);
+			}
+			n.tid = tids[r];
+			n.id = ids[r];
+			heap_offer(t, qi, &n);
+		}
+	}
+}
+
+/* One pass over the table for queries [q0, q1) */
+static void
+exact_pass(KdTeacher *t, int q0, int q1)
+{
+	char	   *sql = psprintf("SELECT ctid, %s, %s FROM %s WHERE %s IS NOT NULL",
+							   t->pk ? t->pk : "NULL::int8", quote_identifier(t->col),
+							   relation_name(t->relid), quote_identifier(t->col));
+	SPIPlanPtr	plan = SPI_prepare(sql, 0, NULL);
+	Portal		portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	float	   *x = palloc_extended(sizeof(float) * KD_TEACHER_BLOCK * t->dim, MCXT_ALLOC_HUGE);
+	float	   *xnorms = palloc(sizeof(float) * KD_TEACHER_BLOCK);
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * KD_TEACHER_BLOCK);
+	int64	   *ids = palloc(sizeof(int64) * KD_TEACHER_BLOCK);
+	float	   *dots = palloc_extended(sizeof(float) * (int64) (q1 - q0) * KD_TEACHER_BLOCK,
+									   MCXT_ALLOC_HUGE);
+	MemoryContext blockcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex teacher block",
+												   ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		int			nb;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, KD_TEACHER_BLOCK);
+		nb = (int) SPI_processed;
+		if (nb == 0)
+			break;
+		/* detoasted vectors live until the block is scored */
+		old = MemoryContextSwitchTo(blockcxt);
+		for (int r = 0; r < nb; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			bool		isnull;
+			Datum		id = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+
+			tids[r] = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			ids[r] = isnull ? 0 : DatumGetInt64(id);
+			read_vector(t, SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull),
+						x + (int64) r * t->dim);
+			xnorms[r] = kd_dot(x + (int64) r * t->dim, x + (int64) r * t->dim, t->dim);
+			if (t->metric == KD_METRIC_COSINE && xnorms[r] == 0)
+				xnorms[r] = NAN;	/* no cosine distance: sorts nowhere */
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(blockcxt);
+		SPI_freetuptable(SPI_tuptable);
+		score_block(t, q0, q1, x, xnorms, tids, ids, nb, dots);
+	}
+	MemoryContextDelete(blockcxt);
+	SPI_cursor_close(portal);
+	SPI_freeplan(plan);
+	pfree(x);
+	pfree(xnorms);
+	pfree(tids);
+	pfree(ids);
+	pfree(dots);
+}
+
+/* The teacher is an index scan: one ORDER BY ... LIMIT per query */
+static void
+index_teacher(KdTeacher *t)
+{
+	char	   *sql = psprintf("SELECT ctid, %s, %s %s $1 FROM %s WHERE %s IS NOT NULL "
+							   "ORDER BY %s %s $1 LIMIT %d",
+							   t->pk ? t->pk : "NULL::int8", quote_identifier(t->col),
+							   metric_operator(t->metric), relation_name(t->relid),
+							   quote_identifier(t->col), quote_identifier(t->col),
+							   metric_operator(t->metric), t->k + (t->self ? 1 : 0));
+	Oid			argtype = t->typid;
+	SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
+
+	for (int qi = 0; qi < t->nq; qi++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (SPI_execute_plan(plan, &t->qvalues[qi], NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "kdindex_teacher: index query failed");
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			bool		isnull;
+			KdNeighbour n;
+			Datum		id = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+
+			n.id = isnull ? 0 : DatumGetInt64(id);
+			n.tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			n.dist = (float) DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+			if (t->self && ItemPointerEquals(&t->qtids[qi], &n.tid))
+				continue;
+			heap_offer(t, qi, &n);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_freeplan(plan);
+}
+
+static int
+neighbour_cmp(const void *a, const void *b)
+{
+	const KdNeighbour *x = a;
+	const KdNeighbour *y = b;
+
+	if (x->dist != y->dist)
+		return x->dist < y->dist ? -1 : 1;
+	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
+}
+
+static void
+write_result(KdTeacher *t, const char *into)
+{
+	char	   *create = psprintf("CREATE TABLE %s (query_id int PRIMARY KEY, query %s, source tid, "
+								  "tids tid[], ids bigint[], distances float8[])",
+								  quote_identifier(into), format_type_be(t->typid));
+	char	   *insert = psprintf("INSERT INTO %s VALUES ($1, $2, $3, $4, $5, $6)", quote_identifier(into));
+	Oid			types[6] = {INT4OID, t->typid, TIDOID, TIDARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID};
+	SPIPlanPtr	plan;
+	Datum	   *tids = palloc(sizeof(Datum) * t->k);
+	Datum	   *ids = palloc(sizeof(Datum) * t->k);
+	Datum	   *dists = palloc(sizeof(Datum) * t->k);
+
+	if (SPI_execute(create, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "kdindex_teacher: could not create \"%s\"", into);
+	plan = SPI_prepare(insert, 6, types);
+	for (int qi = 0; qi < t->nq; qi++)
+	{
+		KdNeighbour *heap = t->heaps + (int64) qi * t->k;
+		int			n = t->nheap[qi];
+		Datum		values[6];
+		char		nulls[6] = {' ', ' ', t->self ? ' ' : 'n', ' ', t->pk ? ' ' : 'n', ' '};
+
+		qsort(heap, n, sizeof(KdNeighbour), neighbour_cmp);
+		for (int r = 0; r < n; r++)
+		{
+			ItemPointer tid = palloc(sizeof(ItemPointerData));
+
+			*tid = heap[r].tid;
+			tids[r] = PointerGetDatum(tid);
+			ids[r] = Int64GetDatum(heap[r].id);
+			dists[r] = Float8GetDatum(heap[r].dist);
+		}
+		values[0] = Int32GetDatum(qi + 1);
+		values[1] = t->qvalues[qi];
+		values[2] = PointerGetDatum(&t->qtids[qi]);
+		values[3] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
+													false, TYPALIGN_SHORT));
+		values[4] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		values[5] = PointerGetDatum(construct_array(dists, n, FLOAT8OID, 8, FLOAT8PASSBYVAL,
+													TYPALIGN_DOUBLE));
+		if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "kdindex_teacher: could not write to \"%s\"", into);
+	}
+	SPI_freeplan(plan);
+}
+
+Datum
+kdindex_teacher(PG_FUNCTION_ARGS)
+{
+	KdTeacher	t;
+	char	   *into;
+	char	   *teacher;
+	int			nqueries;
+	int64		chunk;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) ||
+		PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("only queries may be NULL")));
+	memset(&t, 0, sizeof(t));
+	t.relid = PG_GETARG_OID(0);
+	t.col = NameStr(*PG_GETARG_NAME(1));
+	into = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	t.k = PG_GETARG_INT32(4);
+	nqueries = PG_GETARG_INT32(5);
+	teacher = text_to_cstring(PG_GETARG_TEXT_PP(6));
+	t.metric = parse_metric(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+	t.self = PG_ARGISNULL(3);
+	if (t.k < 1 || t.k > 10000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must be between 1 and 10000, not %d", t.k)));
+	if (nqueries < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nqueries must be positive, not %d", nqueries)));
+	if (strcmp(teacher, "exact") != 0 && strcmp(teacher, "index") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid teacher \"%s\"", teacher),
+				 errdetail("Valid teachers are \"exact\" and \"index\".")));
+	t.typid = vector_column_type(t.relid, t.col, "table");
+
+	SPI_connect();
+	t.pk = integer_pk(t.relid);
+	load_queries(&t, t.self ? InvalidOid : PG_GETARG_OID(3), nqueries);
+	t.heaps = palloc_extended(sizeof(KdNeighbour) * t.nq * t.k, MCXT_ALLOC_HUGE);
+	t.nheap = palloc0(sizeof(int) * t.nq);
+
+	if (strcmp(teacher, "index") == 0)
+		index_teacher(&t);
+	else
+	{
+		/* queries per pass: their score block fits in maintenance_work_mem */
+		chunk = (int64) maintenance_work_mem * 1024 / ((int64) KD_TEACHER_BLOCK * sizeof(float));
+		chunk = Max(1, Min(chunk, t.nq));
+		for (int q0 = 0; q0 < t.nq; q0 += (int) chunk)
+			exact_pass(&t, q0, (int) Min(t.nq, q0 + chunk));
+	}
+	write_result(&t, into);
+	SPI_finish();
+	PG_RETURN_INT32(t.nq);
+}
