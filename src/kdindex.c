@@ -69,7 +69,7 @@ _PG_init(void)
 					  "Bits per sub-quantizer code (4 or 8)",
 					  8, 1, 16, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "iterations",
-					  "Training alternations of OPQ and AQ (0: their defaults)",
+					  "Training alternations of OPQ (default 25) and AQ (default 2); 0: the default",
 					  0, 0, 1000, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "beam",
 					  "Beam width of the AQ encoder (0: its default, 8)",

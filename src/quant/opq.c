@@ -22,8 +22,12 @@
 
 #include "quant/quantizer.h"
 
-/* Alternations of the default training: the gain after 10 is below 0.3 pt of recall */
-#define KD_OPQ_NITER 10
+/*
+ * Alternations of the default training.  On Fashion-MNIST (m = 16) codes-only
+ * recall@10 is 0.594 after 10 (77 s) and 0.606 after 25 (146 s); Faiss's
+ * OPQ16 reaches 0.604 with 50 from a random rotation.
+ */
+#define KD_OPQ_NITER 25
 /* k-means iterations per alternation, after a full first PQ training */
 #define KD_OPQ_PQ_NITER 4
 #define KD_OPQ_PQ_NITER_FIRST 25

@@ -675,13 +675,17 @@ def main(argv=None):
         cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         pgvector_ver = cur.fetchone()[0]
         pgvector_ok = True
+    commit, so = build_identity()
     env = dict(date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), server=ver,
-               kdindex=kdver, pgvector=pgvector_ver,
+               kdindex=kdver, kdindex_commit=commit, kdindex_so_md5=so[0] if so else None,
+               pgvector=pgvector_ver,
                faiss=bench_faiss.version() if bench_faiss and bench_faiss.available() else None,
                cpu=_cpu_name(), cores=os.cpu_count(), shared_buffers=sb, work_mem=wm,
                maintenance_work_mem=mwm, max_parallel_maintenance_workers=pmw,
                suite=a.suite, reps=a.reps, queries=a.queries, recall_queries=a.recall_queries)
     say(f"# kdindex benchmark, suite {a.suite}")
+    say(f"kdindex source {commit or '?'}, installed kdindex.so md5 {so[0] if so else '?'} "
+        f"(modified {so[1] if so else '?'})")
     say(f"{ver}; kdindex {kdver}; pgvector {pgvector_ver or '-'}; Faiss {env['faiss'] or '-'}; "
         f"{env['cpu']} x{env['cores']}; shared_buffers={sb} work_mem={wm} "
         f"maintenance_work_mem={mwm} max_parallel_maintenance_workers={pmw}")
@@ -697,9 +701,14 @@ def main(argv=None):
         info, results = bench_dataset(conn, a, dsname, rows, kd_cfgs, faiss_specs, pgvector_ok)
         all_sections.append((info, results))
 
+    _, so_end = build_identity()
+    if so and so_end and so_end[0] != so[0]:
+        notice(f"kdindex.so was replaced during the run (md5 {so[0]} -> {so_end[0]}): a backend "
+               "that loaded it later measured a different build; re-run for clean figures")
     # ---- report
     md = [f"# kdindex benchmark: suite `{a.suite}`", "",
-          f"{env['date']}; {ver}; kdindex {kdver}; pgvector {pgvector_ver or 'not installed'}; "
+          f"{env['date']}; {ver}; kdindex {kdver} (source {commit or '?'}, kdindex.so md5 "
+          f"{so[0] if so else '?'}); pgvector {pgvector_ver or 'not installed'}; "
           f"Faiss {env['faiss'] or 'not installed'}; {env['cpu']}, {env['cores']} cores; "
           f"shared_buffers {sb}, work_mem {wm}, maintenance_work_mem {mwm}.", "",
           f"One client, one query at a time. QPS = median of {a.reps} repetitions over the "
@@ -763,6 +772,34 @@ def main(argv=None):
     say(f"\n(bench.py took {wall / 60:.1f} min)")
     conn.close()
     return 0
+
+
+def build_identity():
+    """(git commit of the source tree [+dirty], md5 and mtime of the installed kdindex.so)."""
+    import hashlib
+    import subprocess
+    commit = None
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "sql",
+                                "Makefile"], capture_output=True, text=True, timeout=10).stdout
+        if commit and dirty.strip():
+            commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    so = None
+    try:
+        libdir = subprocess.run([os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"),
+                                 "--pkglibdir"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        path = os.path.join(libdir, "kdindex.so")
+        with open(path, "rb") as f:
+            so = (hashlib.md5(f.read()).hexdigest()[:10],
+                  datetime.datetime.fromtimestamp(os.path.getmtime(path)).strftime("%H:%M:%S"))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return commit, so
 
 
 def _cpu_name():
