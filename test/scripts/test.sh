@@ -12,41 +12,12 @@
 #   KDINDEX_KEEP_TMP  1 = keep the scratch directory (also kept on failure)
 #   PROVE_FLAGS       extra flags for prove, e.g. --verbose
 set -uo pipefail
-
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SCRIPTS="$ROOT/test/scripts"
-PGBIN=/usr/lib/postgresql/15/bin
-if [ -z "${PG_CONFIG:-}" ]; then
-  if [ -x "$PGBIN/pg_config" ]; then PG_CONFIG="$PGBIN/pg_config"; else PG_CONFIG=/usr/bin/pg_config; fi
-fi
-export PG_CONFIG
+ME=test.sh
+. "$(dirname "$0")/lib.sh"
 PHASE_TIMEOUT=${KDINDEX_PHASE_TIMEOUT:-1800}
 
-# A `make test -jN` hands us its jobserver; our own makes run standalone.
-unset MAKEFLAGS MFLAGS MAKELEVEL
-
-log()  { printf '\n=== %s ===\n' "$*"; }
-die()  { echo "test.sh: $*" >&2; exit 1; }
-
-IS_ROOT=0; [ "$(id -u)" -eq 0 ] && IS_ROOT=1
-as_pg() {
-  if [ $IS_ROOT -eq 1 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# ---------------------------------------------------------------- build
+build_install
 cd "$ROOT" || die "cannot cd to $ROOT"
-log "build ($PG_CONFIG)"
-make -j2 PG_CONFIG="$PG_CONFIG" || die "build failed"
-
-log "install"
-pkglibdir=$("$PG_CONFIG" --pkglibdir)
-if [ $IS_ROOT -eq 1 ] || [ -w "$pkglibdir" ]; then
-  make install PG_CONFIG="$PG_CONFIG" || die "make install failed"
-elif command -v sudo >/dev/null 2>&1; then
-  sudo make install PG_CONFIG="$PG_CONFIG" || die "sudo make install failed"
-else
-  die "make install needs root (or sudo) to write into $pkglibdir"
-fi
 
 # ---------------------------------------------------------------- scratch + cluster
 WORK=$(mktemp -d /tmp/kdindex-test.XXXXXX) || die "mktemp failed"
