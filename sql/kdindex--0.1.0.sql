@@ -53,7 +53,7 @@ CREATE FUNCTION kdindex_info(idx regclass,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
-	OUT train_mse float8, OUT train_seconds float8)
+	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Distillation and measurement.  kdindex_teacher writes each query's top-k
@@ -63,6 +63,22 @@ CREATE FUNCTION kdindex_teacher(tbl regclass, col name, "into" text, queries reg
 	k int DEFAULT 100, nqueries int DEFAULT 2000, teacher text DEFAULT 'exact',
 	metric text DEFAULT 'l2') RETURNS int
 	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+-- Distil the index's quantizer from a teacher table and re-encode the index in
+-- place; the index keeps serving reads and writes until an atomic switch.
+CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT 5,
+	learning_rate float8 DEFAULT 2.5e-3, rec_weight float8 DEFAULT 1e-3,
+	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
+	OUT loss_before float8, OUT loss_after float8,
+	OUT recall_before float8, OUT recall_after float8,
+	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
+	OUT train_queries int, OUT heldout_queries int)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+-- Self-test: the distillation gradients against finite differences
+CREATE FUNCTION kdindex_check_gradients(OUT quantizer text, OUT metric text, OUT loss text,
+	OUT max_rel_error float8) RETURNS SETOF record
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- recall@k of an index against a teacher table: codes only, and re-ranked at
 -- the session's kdindex.rerank

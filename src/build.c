@@ -27,11 +27,15 @@
 #include "utils/sampling.h"
 #include "utils/snapmgr.h"
 
+#include "distill/distill.h"
 #include "kdindex.h"
 #include "vector.h"
 
 /* Rows encoded together */
 #define KD_ENCODE_BATCH 1024
+/* distill = on: queries drawn from the sample, and their teacher list length */
+#define KD_BUILD_QUERIES 2000
+#define KD_BUILD_TEACHER_K 100
 /* Fixed seed of the sampler: the same table gives the same index */
 #define KD_SAMPLE_SEED 0x6B64
 
@@ -46,7 +50,12 @@ struct KdBuildState
 	Relation	heap;
 	IndexInfo  *indexInfo;
 	KdRowSource source;
-	BlockNumber old_head;		/* in-place training: the chain being replaced */
+	/* in place: the part of the old chain to read, and its tuple size */
+	BlockNumber from_blk;
+	int			from_off;
+	BlockNumber stop_blk;
+	int			stop_off;
+	int			old_tupsize;
 	double		reltuples;		/* live table rows, NULLs included */
 	KdMetric	metric;
 	Oid			typid;
@@ -59,6 +68,7 @@ struct KdBuildState
 	int			train_copies;	/* sample-sized arrays the quantizer's training adds */
 	int			iterations;
 	int			beam;
+	bool		distill;		/* distil from sampled queries after training */
 	int64		nsample;
 	double		seen;
 	double		rowstoskip;
@@ -250,6 +260,60 @@ encode_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		flush_batch(bs);
 }
 
+static void
+sample_fetch(void *arg, const int32 *docs, int n, float *out)
+{
+	KdBuildState *bs = (KdBuildState *) arg;
+
+	for (int i = 0; i < n; i++)
+		memcpy(out + (Size) i * bs->dim, bs->sample + (Size) docs[i] * bs->dim, sizeof(float) * bs->dim);
+}
+
+/*
+ * distill = on: queries are every (n / nq)-th sampled row, the teacher is the
+ * exact top-K within the sample (each query's own row left out), and the
+ * trained quantizer is distilled from it.
+ */
+static void
+distill_sample(KdBuildState *bs, KdQuantizer *q)
+{
+	KdDistillSet set;
+	KdDistillParams p;
+	KdDistillResult res;
+	int			nq = (int) Min(KD_BUILD_QUERIES, bs->nsample / 10);
+	int32	   *qrows;
+
+	if (nq < 10)
+		return;
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_DISTILL);
+	memset(&set, 0, sizeof(set));
+	set.dim = bs->dim;
+	set.nq = nq;
+	set.k = (int) Min(KD_BUILD_TEACHER_K, bs->nsample - 1);
+	set.ndocs = (int32) bs->nsample;
+	set.fetch = sample_fetch;
+	set.fetch_arg = bs;
+	qrows = palloc(sizeof(int32) * nq);
+	set.queries = palloc_extended(sizeof(float) * nq * bs->dim, MCXT_ALLOC_HUGE);
+	for (int i = 0; i < nq; i++)
+	{
+		qrows[i] = (int32) ((int64) i * bs->nsample / nq);
+		memcpy(set.queries + (Size) i * bs->dim, bs->sample + (Size) qrows[i] * bs->dim,
+			   sizeof(float) * bs->dim);
+	}
+	set.lists = palloc_extended(sizeof(int32) * nq * set.k, MCXT_ALLOC_HUGE);
+	kd_teacher_in_memory(bs->sample, bs->nsample, bs->dim, bs->metric, qrows, nq, set.k, set.lists);
+
+	kd_distill_defaults(&p);
+	p.mem_budget = 0;			/* the sample is in memory already */
+	kd_distill(q, bs->metric, &set, &p, &res);
+	elog(DEBUG1, "kdindex distill: %d queries, pool recall %.4f -> %.4f, best epoch %d",
+		 nq, res.pool_recall_before, res.pool_recall_after, res.best_epoch);
+	pfree(qrows);
+	pfree(set.queries);
+	pfree(set.lists);
+}
+
 /* Train on the sample and write the parameters; the meta records where */
 static void
 train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
@@ -265,6 +329,8 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	trained->iterations = bs->iterations;
 	trained->beam = bs->beam;
 	trained->ops->train(trained, bs->sample, bs->nsample);
+	if (bs->distill)
+		distill_sample(bs, trained);
 	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
 	meta->blob_head = kd_write_blob(bs->index, blob, size);
 	meta->blob_size = size;
@@ -301,33 +367,36 @@ heap_rows(KdBuildState *bs, IndexBuildCallback callback)
 }
 
 /*
- * The rows an index holds, read back from the table by TID.  Any version
- * will do (SnapshotAny): the indexed value is the same along a HOT chain, and
- * a TID with no tuple left is dead, so its entry is dropped.
+ * The rows an index holds, read back from the table by TID, from position
+ * (from_blk, from_off) of its chain up to (stop_blk, stop_off), or to its end
+ * when stop_blk is invalid.  Any version will do (SnapshotAny): the indexed
+ * value is the same along a HOT chain, and a TID with no tuple left is dead,
+ * so its entry is dropped.
  */
 static void
 index_rows(KdBuildState *bs, IndexBuildCallback callback)
 {
 	KdHeapFetch *hf = kd_heap_fetch_begin(bs->heap, bs->index);
 	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * KdPageCapacity(sizeof(ItemPointerData)));
-	int			tupsize = KdTupleSize(0);
-	BlockNumber blkno = bs->old_head;
+	BlockNumber blkno = bs->from_blk;
+	int			first = bs->from_off;
 
 	while (blkno != InvalidBlockNumber)
 	{
 		Buffer		buf = ReadBuffer(bs->index, blkno);
 		Page		page;
 		int			ntup;
+		bool		last = blkno == bs->stop_blk;
 
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
-		ntup = KdPageGetOpaque(page)->ntuples;
-		for (int i = 0; i < ntup; i++)
-			memcpy(&tids[i], KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
-		blkno = KdPageGetOpaque(page)->nextblkno;
+		ntup = last ? bs->stop_off : KdPageGetOpaque(page)->ntuples;
+		for (int i = first; i < ntup; i++)
+			memcpy(&tids[i - first], KdPageTuple(page, bs->old_tupsize, i), sizeof(ItemPointerData));
+		blkno = last ? InvalidBlockNumber : KdPageGetOpaque(page)->nextblkno;
 		UnlockReleaseBuffer(buf);
 
-		for (int i = 0; i < ntup; i++)
+		for (int i = 0; i < ntup - first; i++)
 		{
 			Datum		value;
 			bool		isnull = false;
@@ -336,6 +405,7 @@ index_rows(KdBuildState *bs, IndexBuildCallback callback)
 			if (kd_heap_fetch_value(hf, &tids[i], SnapshotAny, &value))
 				callback(bs->index, &tids[i], &value, &isnull, true, bs);
 		}
+		first = 0;
 	}
 	pfree(tids);
 	kd_heap_fetch_end(hf);
@@ -350,6 +420,7 @@ init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPa
 	memset(bs, 0, sizeof(*bs));
 	bs->iterations = opts ? opts->iterations : 0;
 	bs->beam = opts ? opts->beam : 0;
+	bs->distill = opts ? opts->distill : false;
 	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer);
 	bs->index = index;
 	bs->heap = heap;
@@ -361,6 +432,28 @@ init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPa
 	bs->rowstoskip = -1;
 	bs->head = bs->tail = InvalidBlockNumber;
 	bs->page = palloc(BLCKSZ);
+}
+
+/* Get ready to encode rows into a new data chain */
+static void
+encode_start(KdBuildState *bs, int code_size)
+{
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
+	bs->tupsize = KdTupleSize(code_size);
+	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
+	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs->codes = palloc(KD_ENCODE_BATCH * Max(code_size, 1));
+}
+
+/* Write out what is pending; meta gets the new chain */
+static void
+encode_finish(KdBuildState *bs, KdMetaPageData *meta)
+{
+	flush_batch(bs);
+	if (BufferIsValid(bs->buf))
+		finish_page(bs, false);
+	meta->data_head = bs->head;
+	meta->data_tail = bs->tail;
 }
 
 /*
@@ -390,20 +483,11 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 	if (bs->sample)
 		pfree(bs->sample);
 
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs->seen);
-	bs->tupsize = KdTupleSize(meta->code_size);
-	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
-	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
-	bs->codes = palloc(KD_ENCODE_BATCH * Max(meta->code_size, 1));
+	encode_start(bs, meta->code_size);
 	if (bs->seen > 0)
 		bs->source(bs, encode_callback);
-	flush_batch(bs);
-	if (BufferIsValid(bs->buf))
-		finish_page(bs, false);
-
-	meta->data_head = bs->head;
-	meta->data_tail = bs->tail;
+	encode_finish(bs, meta);
 	if (bs->quantizer)
 		kd_quantizer_free(bs->quantizer);
 	MemoryContextDelete(bs->tmpcxt);
@@ -465,8 +549,8 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
  * chain.  The caller holds the index's training lock (KdLockTraining), so no
  * row arrives meanwhile and nobody else trains; scans keep reading the old
  * chain until the meta page switches to the new one in a single WAL record,
- * so a crash, an error or a cancel leaves the old index complete.  (The old
- * chain's pages are left unused.)
+ * so a crash, an error or a cancel leaves the old index complete.  VACUUM
+ * recycles the old chain's pages once no scan can be reading them.
  */
 void
 kd_train_in_place(Relation index, Relation heap)
@@ -482,7 +566,9 @@ kd_train_in_place(Relation index, Relation heap)
 		return;					/* someone else trained it first */
 	init_build_state(&bs, index, heap, &meta);
 	bs.source = index_rows;
-	bs.old_head = meta.data_head;
+	bs.from_blk = meta.data_head;
+	bs.stop_blk = InvalidBlockNumber;
+	bs.old_tupsize = KdTupleSize(0);
 	trained = build_data(&bs, &meta, kd_autotrain_rows(meta.nbits));
 
 	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
@@ -491,6 +577,7 @@ kd_train_in_place(Relation index, Relation heap)
 	if (trained)
 	{
 		/* switch to the new parameters and chain */
+		kd_retire_chains(&meta, bs.from_blk, InvalidBlockNumber);
 		meta.generation++;
 		meta.nfree = 0;
 		meta.untrained_rows = 0;
@@ -507,6 +594,108 @@ kd_train_in_place(Relation index, Relation heap)
 		ereport(NOTICE,
 				(errmsg("kdindex \"%s\" trained its quantizer on %lld rows",
 						RelationGetRelationName(index), (long long) meta.train_rows)));
+}
+
+/*
+ * Switch a trained index to new parameters (kdindex_train): write them, then
+ * re-encode every row the index holds into a new chain, and point the meta
+ * page at both in one WAL record.  x (n rows) is a sample the blob's
+ * precision and the reported reconstruction error are measured on.
+ *
+ * Scans and inserts go on meanwhile.  The caller holds the table's
+ * ShareUpdateExclusiveLock, so VACUUM does not move tuples under us; inserts
+ * append to the old chain's tail once its free-page list is emptied, so the
+ * rows that arrive while the first pass runs are those after the position it
+ * stopped at, and the second pass reads them with inserts held off
+ * (KdLockTraining) until the switch.  Until then the old chain and codebooks
+ * are what every reader sees: a crash or cancel leaves them.  VACUUM
+ * recycles the old pages once no scan can be reading them.
+ */
+void
+kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const float *x, int64 n,
+				  double train_seconds, KdMetaPageData *result)
+{
+	KdMetaPageData meta,
+				old;
+	KdBuildState bs;
+	GenericXLogState *state;
+	Buffer		metabuf;
+	char	   *blob;
+	Size		size;
+	BlockNumber blob_head;
+
+	kd_read_meta(index, &meta);
+	Assert(meta.trained);
+	init_build_state(&bs, index, heap, &meta);
+	bs.dim = meta.dim;
+	bs.source = index_rows;
+	blob = kd_quantizer_serialize(trained, x, n, &size);
+	bs.quantizer = kd_quantizer_deserialize(blob, size);
+	blob_head = kd_write_blob(index, blob, size);
+	encode_start(&bs, bs.quantizer->code_size);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
+
+	/* pass 1: the rows up to the chain's current end */
+	KdLockTraining(index);
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	memcpy(&meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(meta));
+	state = GenericXLogStart(index);
+	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->nfree = 0;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+	bs.old_tupsize = KdTupleSize(meta.code_size);
+	bs.from_blk = meta.data_head;
+	bs.from_off = 0;
+	bs.stop_blk = meta.data_tail;
+	bs.stop_off = 0;
+	if (BlockNumberIsValid(meta.data_tail))
+	{
+		Buffer		buf = ReadBuffer(index, meta.data_tail);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		bs.stop_off = KdPageGetOpaque(BufferGetPage(buf))->ntuples;
+		UnlockReleaseBuffer(buf);
+	}
+	KdUnlockTraining(index);
+	if (BlockNumberIsValid(bs.from_blk))
+		index_rows(&bs, encode_callback);
+
+	/* pass 2: what was inserted meanwhile, then the switch */
+	KdLockTraining(index);
+	if (BlockNumberIsValid(bs.stop_blk))
+	{
+		bs.from_blk = bs.stop_blk;
+		bs.from_off = bs.stop_off;
+		bs.stop_blk = InvalidBlockNumber;
+		index_rows(&bs, encode_callback);
+	}
+	meta.blob_head = blob_head;
+	meta.blob_size = size;
+	encode_finish(&bs, &meta);
+
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	old = *KdPageGetMeta(BufferGetPage(metabuf));
+	meta.nretired = old.nretired;
+	memcpy(meta.retired, old.retired, sizeof(meta.retired));
+	kd_retire_chains(&meta, old.data_head, old.blob_head);
+	meta.generation = old.generation + 1;
+	meta.code_size = bs.quantizer->code_size;
+	meta.nfree = 0;
+	meta.train_seconds = train_seconds;
+	meta.train_mse = kd_quantizer_mse(bs.quantizer, x, n);
+	meta.train_rows = n;
+	state = GenericXLogStart(index);
+	memcpy(KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0)), &meta, sizeof(meta));
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+	KdUnlockTraining(index);
+
+	*result = meta;
+	kd_quantizer_free(bs.quantizer);
+	pfree(blob);
+	MemoryContextDelete(bs.tmpcxt);
 }
 
 /* The init fork of an unlogged index: an empty, untrained meta page */

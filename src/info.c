@@ -68,8 +68,8 @@ kdindex_info(PG_FUNCTION_ARGS)
 	Relation	index = kd_open_index(relid, AccessShareLock);
 	TupleDesc	tupdesc;
 	KdMetaPageData meta;
-	Datum		values[14];
-	bool		nulls[14] = {0};
+	Datum		values[15];
+	bool		nulls[15] = {0};
 	int64		rows;
 	int64		total;
 	int			i = 0;
@@ -99,6 +99,7 @@ kdindex_info(PG_FUNCTION_ARGS)
 	values[i++] = Float8GetDatum(meta.train_mse);
 	nulls[i] = !meta.trained;
 	values[i++] = Float8GetDatum(meta.train_seconds);
+	values[i++] = Int64GetDatum(meta.generation);
 	Assert(i == lengthof(values));
 
 	index_close(index, AccessShareLock);

@@ -74,6 +74,9 @@ _PG_init(void)
 	add_int_reloption(kd_relopt_kind, "beam",
 					  "Beam width of the AQ encoder (0: its default, 8)",
 					  0, 0, 256, AccessExclusiveLock);
+	add_bool_reloption(kd_relopt_kind, "distill",
+					   "Distil the quantizer at build time from an exact teacher on sampled rows",
+					   false, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "sample",
 					  "Rows sampled to train the quantizer (0: 256 per codeword)",
 					  0, 0, INT_MAX, AccessExclusiveLock);
@@ -97,6 +100,7 @@ kd_options(Datum reloptions, bool validate)
 		{"sample", RELOPT_TYPE_INT, offsetof(KdOptions, sample)},
 		{"iterations", RELOPT_TYPE_INT, offsetof(KdOptions, iterations)},
 		{"beam", RELOPT_TYPE_INT, offsetof(KdOptions, beam)},
+		{"distill", RELOPT_TYPE_BOOL, offsetof(KdOptions, distill)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));
@@ -179,6 +183,8 @@ kd_buildphasename(int64 phasenum)
 			return "training quantizer";
 		case KDINDEX_PHASE_ENCODE:
 			return "encoding rows";
+		case KDINDEX_PHASE_DISTILL:
+			return "distilling quantizer";
 		default:
 			return NULL;
 	}

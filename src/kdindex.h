@@ -16,6 +16,7 @@
 #include "access/amapi.h"
 #include "access/generic_xlog.h"
 #include "access/reloptions.h"
+#include "access/transam.h"
 #include "nodes/execnodes.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
@@ -42,6 +43,7 @@
 #define KDINDEX_PAGE_META		(1 << 0)
 #define KDINDEX_PAGE_BLOB		(1 << 1)
 #define KDINDEX_PAGE_DATA		(1 << 2)
+#define KDINDEX_PAGE_FREE		(1 << 3)	/* recycled: in the free space map */
 
 #define KDINDEX_PAGE_ID			0xFF8A
 
@@ -65,6 +67,21 @@ typedef KdPageOpaqueData *KdPageOpaque;
  */
 #define KDINDEX_MAX_FREE_PAGES	64
 
+/*
+ * Chains replaced by a retrain (data, and codebooks): scans that began
+ * before the switch may still read them, so VACUUM recycles their pages only
+ * once no snapshot older than the switch (xid) remains, as nbtree does with
+ * deleted pages.
+ */
+#define KDINDEX_MAX_RETIRED		8
+
+typedef struct KdRetiredChains
+{
+	BlockNumber data_head;
+	BlockNumber blob_head;
+	FullTransactionId xid;		/* next xid when they were replaced */
+} KdRetiredChains;
+
 typedef struct KdMetaPageData
 {
 	uint32		magic;
@@ -87,6 +104,8 @@ typedef struct KdMetaPageData
 	float8		train_mse;		/* mean squared reconstruction error */
 	int64		train_rows;		/* rows in the training sample */
 	int64		untrained_rows; /* rows inserted while untrained, for auto-training */
+	uint16		nretired;
+	KdRetiredChains retired[KDINDEX_MAX_RETIRED];
 } KdMetaPageData;
 
 typedef KdMetaPageData *KdMetaPage;
@@ -116,6 +135,7 @@ typedef struct KdOptions
 	int			sample;			/* training sample rows; 0: 256 per codeword */
 	int			iterations;		/* training alternations; 0: the quantizer's default */
 	int			beam;			/* AQ beam width; 0: its default */
+	bool		distill;		/* distil from sampled rows at build time */
 } KdOptions;
 
 /* GUCs */
@@ -125,6 +145,7 @@ extern int	kdindex_rerank;
 #define KDINDEX_PHASE_SAMPLE	2
 #define KDINDEX_PHASE_TRAIN		3
 #define KDINDEX_PHASE_ENCODE	4
+#define KDINDEX_PHASE_DISTILL	5
 
 /* kdindex.c */
 extern void _PG_init(void);
@@ -150,6 +171,8 @@ extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 /* build.c */
 extern IndexBuildResult *kd_build(Relation heap, Relation index, IndexInfo *indexInfo);
 extern void kd_train_in_place(Relation index, Relation heap);
+extern void kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const float *x,
+							  int64 n, double train_seconds, KdMetaPageData *result);
 
 /*
  * Inserts hold the meta page's heavyweight lock in share mode; training in
@@ -188,6 +211,7 @@ extern void kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind 
 						 int m, int nbits);
 extern char *kd_read_blob(Relation index, BlockNumber head, Size size);
 extern BlockNumber kd_write_blob(Relation index, const char *data, Size size);
+extern bool kd_retire_chains(KdMetaPageData *meta, BlockNumber data_head, BlockNumber blob_head);
 
 extern KdQuantizer *kd_get_quantizer(Relation index, const KdMetaPageData *meta);
 

@@ -4,6 +4,8 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "storage/indexfsm.h"
 #include "storage/lmgr.h"
 
 #include "kdindex.h"
@@ -21,12 +23,34 @@ kd_init_page(Page page, uint16 flags)
 	opaque->page_id = KDINDEX_PAGE_ID;
 }
 
-/* A new page at the end of the relation, returned exclusively locked */
+/*
+ * A page for a new chain, returned exclusively locked: one VACUUM recycled
+ * (the free space map's word is checked against the page), else a new one at
+ * the end of the relation.
+ */
 Buffer
 kd_new_buffer(Relation index, ForkNumber fork)
 {
 	Buffer		buf;
 	bool		lock = !RELATION_IS_LOCAL(index);
+
+	while (fork == MAIN_FORKNUM)
+	{
+		BlockNumber blkno = GetFreeIndexPage(index);
+
+		if (blkno == InvalidBlockNumber)
+			break;
+		buf = ReadBuffer(index, blkno);
+		if (ConditionalLockBuffer(buf))
+		{
+			Page		page = BufferGetPage(buf);
+
+			if (!PageIsNew(page) && (KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE))
+				return buf;
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+		}
+		ReleaseBuffer(buf);
+	}
 
 	if (lock)
 		LockRelationForExtension(index, ExclusiveLock);
@@ -35,6 +59,24 @@ kd_new_buffer(Relation index, ForkNumber fork)
 	if (lock)
 		UnlockRelationForExtension(index, ExclusiveLock);
 	return buf;
+}
+
+/*
+ * Note chains a retrain replaced, for VACUUM to recycle; false (and they
+ * stay unused) when the meta page has no room left.
+ */
+bool
+kd_retire_chains(KdMetaPageData *meta, BlockNumber data_head, BlockNumber blob_head)
+{
+	KdRetiredChains *r;
+
+	if (meta->nretired >= KDINDEX_MAX_RETIRED)
+		return false;
+	r = &meta->retired[meta->nretired++];
+	r->data_head = data_head;
+	r->blob_head = blob_head;
+	r->xid = ReadNextFullTransactionId();
+	return true;
 }
 
 void

@@ -4,11 +4,15 @@
  * Each data page is compacted in place (tuples are fixed size, so the
  * survivors just slide down, as contrib/bloom does).  Pages that end up with
  * room are remembered in the meta page for inserts to refill; pages stay in
- * their chain, so no scan ever loses its way.
+ * their chain, so no scan ever loses its way.  Chains a retrain replaced
+ * go to the free space map once no scan can still be reading them.
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "commands/vacuum.h"
+#include "storage/indexfsm.h"
+#include "utils/snapmgr.h"
 #include "miscadmin.h"
 
 #include "kdindex.h"
@@ -130,11 +134,81 @@ kd_bulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	return stats;
 }
 
+/* Mark every page of a chain free and tell the free space map */
+static void
+free_chain(Relation index, BlockNumber blkno)
+{
+	while (blkno != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(index, blkno);
+		GenericXLogState *state;
+		BlockNumber next;
+
+		vacuum_delay_point();
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		next = KdPageGetOpaque(BufferGetPage(buf))->nextblkno;
+		state = GenericXLogStart(index);
+		kd_init_page(GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE), KDINDEX_PAGE_FREE);
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+		RecordFreeIndexPage(index, blkno);
+		blkno = next;
+	}
+}
+
+/*
+ * Recycle the retired chains no snapshot can see any more.  They leave the
+ * meta page first: a crash in between leaks their pages rather than letting
+ * a later VACUUM walk pages that were reused.
+ */
+static void
+recycle_retired(Relation index)
+{
+	KdMetaPageData meta;
+	KdRetiredChains done[KDINDEX_MAX_RETIRED];
+	int			ndone = 0;
+	Buffer		metabuf;
+	GenericXLogState *state;
+	KdMetaPage wmeta;
+
+	kd_read_meta(index, &meta);
+	if (meta.nretired == 0)
+		return;
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+	for (int i = 0; i < wmeta->nretired;)
+	{
+		if (GlobalVisCheckRemovableFullXid(NULL, wmeta->retired[i].xid))
+		{
+			done[ndone++] = wmeta->retired[i];
+			wmeta->retired[i] = wmeta->retired[--wmeta->nretired];
+		}
+		else
+			i++;
+	}
+	if (ndone > 0)
+		GenericXLogFinish(state);
+	else
+		GenericXLogAbort(state);
+	UnlockReleaseBuffer(metabuf);
+
+	for (int i = 0; i < ndone; i++)
+	{
+		free_chain(index, done[i].data_head);
+		free_chain(index, done[i].blob_head);
+	}
+	if (ndone > 0)
+		IndexFreeSpaceMapVacuum(index);
+}
+
 IndexBulkDeleteResult *
 kd_vacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
 	if (info->analyze_only)
 		return stats;
+	recycle_retired(info->index);
 	if (stats == NULL)
 	{
 		/* no bulk delete ran: count the tuples */

@@ -34,6 +34,7 @@
 #include "utils/memutils.h"
 
 #include "distance.h"
+#include "distill/distill.h"
 #include "kdindex.h"
 #include "vector.h"
 
@@ -535,4 +536,66 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 	write_result(&t, into);
 	SPI_finish();
 	PG_RETURN_INT32(t.nq);
+}
+
+/*
+ * The exact top-k within an in-memory set of n rows for the queries that are
+ * rows qrows[0..nq-1] of it, each query's own row excluded (distill = on).
+ * lists: nq x k row numbers, nearest first, -1 where there are fewer rows.
+ * The sgemm form ||x||^2 - 2 q.x ranks well enough to train on.
+ */
+void
+kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metric, const int32 *qrows,
+					 int nq, int k, int32 *lists)
+{
+	int			block = KD_TEACHER_BLOCK;
+	float	   *q = palloc_extended(sizeof(float) * nq * dim, MCXT_ALLOC_HUGE);
+	float	   *scores = palloc_extended(sizeof(float) * nq * block, MCXT_ALLOC_HUGE);
+	float	   *xnorms = palloc(sizeof(float) * block);
+	KdNeighbour *heaps = palloc_extended(sizeof(KdNeighbour) * nq * k, MCXT_ALLOC_HUGE);
+	int		   *nheap = palloc0(sizeof(int) * nq);
+	KdTeacher	t;
+
+	memset(&t, 0, sizeof(t));
+	t.k = k;
+	t.heaps = heaps;
+	t.nheap = nheap;
+	for (int i = 0; i < nq; i++)
+		memcpy(q + (Size) i * dim, x + (Size) qrows[i] * dim, sizeof(float) * dim);
+	for (int64 start = 0; start < n; start += block)
+	{
+		int			nb = (int) Min(block, n - start);
+
+		CHECK_FOR_INTERRUPTS();
+		for (int j = 0; j < nb; j++)
+			xnorms[j] = metric == KD_METRIC_IP ? 0 : kd_dot(x + (start + j) * dim, x + (start + j) * dim, dim);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nb, dim, -2.0f, q, dim,
+					x + start * dim, dim, 0.0f, scores, nb);
+		for (int i = 0; i < nq; i++)
+			for (int j = 0; j < nb; j++)
+			{
+				KdNeighbour nb_;
+
+				if (start + j == qrows[i])
+					continue;
+				nb_.dist = metric == KD_METRIC_IP ? scores[(Size) i * nb + j] / 2 :
+					scores[(Size) i * nb + j] + xnorms[j];
+				nb_.id = start + j;
+				ItemPointerSetInvalid(&nb_.tid);
+				heap_offer(&t, i, &nb_);
+			}
+	}
+	for (int i = 0; i < nq; i++)
+	{
+		KdNeighbour *h = heaps + (Size) i * k;
+
+		qsort(h, nheap[i], sizeof(KdNeighbour), neighbour_cmp);
+		for (int r = 0; r < k; r++)
+			lists[(Size) i * k + r] = r < nheap[i] ? (int32) h[r].id : -1;
+	}
+	pfree(q);
+	pfree(scores);
+	pfree(xnorms);
+	pfree(heaps);
+	pfree(nheap);
 }

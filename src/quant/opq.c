@@ -65,6 +65,19 @@ rotate(const KdQuantizer *q, const float *x, int64 n, float *out)
 				1.0f, x, q->dim, opq_state(q)->rotation, q->dim, 0.0f, out, q->dim);
 }
 
+/* For distillation, which trains the PQ codebooks in the rotated space */
+void
+kd_opq_rotate(const KdQuantizer *q, const float *x, int64 n, float *out)
+{
+	rotate(q, x, n, out);
+}
+
+KdQuantizer *
+kd_opq_inner(KdQuantizer *q)
+{
+	return opq_state(q)->pq;
+}
+
 /*
  * rotation = the orthogonal matrix nearest to M (d x d, row-major; mt is
  * overwritten): with M = U S V^T, it is U V^T.

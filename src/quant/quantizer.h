@@ -95,6 +95,8 @@ extern void kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter
 
 /* opq.c */
 extern const KdQuantizerOps kd_opq_ops;
+extern void kd_opq_rotate(const KdQuantizer *q, const float *x, int64 n, float *out);
+extern KdQuantizer *kd_opq_inner(KdQuantizer *q);
 
 /* aq.c */
 extern const KdQuantizerOps kd_aq_ops;

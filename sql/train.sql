@@ -1,0 +1,88 @@
+-- kdindex_train: distillation of an index's quantizer in place, its
+-- gradients, and distill = on at build time.
+
+-- 1. The hand-written gradients agree with finite differences
+SELECT quantizer, metric, loss, max_rel_error < 1e-2 AS gradient_ok
+  FROM kdindex_check_gradients() ORDER BY 1, 2, 3;
+
+-- rows from a seeded generator, queries from a shifted one
+SELECT setseed(0.5);
+CREATE TABLE docs (id int PRIMARY KEY, v real[]);
+INSERT INTO docs SELECT i, (SELECT array_agg(round((random() * (1 + i % 4) + j % 3)::numeric, 3)::real)
+							  FROM generate_series(1, 16) j WHERE i > 0)
+  FROM generate_series(1, 3000) i;
+CREATE TABLE docs_q (id int, v real[]);
+INSERT INTO docs_q SELECT i, (SELECT array_agg(round((random() * 2 + 0.5)::numeric, 3)::real)
+							    FROM generate_series(1, 16) j WHERE i > 0)
+  FROM generate_series(1, 300) i;
+
+-- 2. Train a PQ index from an exact teacher on a query set
+CREATE INDEX docs_pq ON docs USING kdindex (v) WITH (quantizer = 'pq', m = 8);
+SELECT kdindex_teacher('docs', 'v', 'docs_teacher', queries => 'docs_q', k => 20, nqueries => 300);
+SELECT rows AS rows_before FROM kdindex_info('docs_pq') \gset
+SELECT epochs, best_epoch BETWEEN 0 AND 3 AS best_epoch_ok, train_queries, heldout_queries,
+	   recall_before BETWEEN 0.2 AND 1 AND recall_after BETWEEN 0.2 AND 1 AS recalls_ok,
+	   seconds >= seconds_per_epoch AS seconds_ok
+  FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 3);
+-- the same rows, found again through the new codes
+SELECT trained, rows = :rows_before AS same_rows, train_rows > 0 AS train_rows_ok FROM kdindex_info('docs_pq');
+SET enable_seqscan = off;
+SELECT count(*) AS found FROM docs d
+ WHERE d.id IN (SELECT id FROM docs ORDER BY v <-> d.v LIMIT 1) AND d.id % 100 = 0;
+-- a row inserted after training is encoded with the new codebooks
+INSERT INTO docs VALUES (3001, array_fill(9.5::real, ARRAY[16]));
+SELECT id FROM docs ORDER BY v <-> array_fill(9.4::real, ARRAY[16]) LIMIT 1;
+RESET enable_seqscan;
+
+-- 3. No epochs re-encodes with the same codebooks: the recall is unchanged
+SELECT epochs, best_epoch, recall_after = recall_before AS same_recall
+  FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 0);
+
+-- VACUUM recycles the pages of the chains each training replaced, so
+-- training again does not grow the index.  (Only once transactions newer than
+-- the switch exist: a scan that began before it may still read them.)
+SELECT txid_current() > 0 AS newer_xid;
+VACUUM docs;
+SELECT pg_relation_size('docs_pq') AS size_before \gset
+SELECT epochs FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1);
+SELECT txid_current() > 0 AS newer_xid;
+VACUUM docs;
+SELECT epochs FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1);
+SELECT pg_relation_size('docs_pq') <= :size_before AS pages_recycled, generation FROM kdindex_info('docs_pq');
+
+-- 4. ListNet, no hold-out; OPQ and AQ with inner product
+SELECT epochs, best_epoch, heldout_queries FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1,
+	loss => 'listnet', holdout => 0);
+CREATE INDEX docs_opq ON docs USING kdindex (v float4_ip_ops) WITH (quantizer = 'opq', m = 4, iterations = 2);
+SELECT kdindex_teacher('docs', 'v', 'docs_ip', queries => 'docs_q', k => 20, nqueries => 300, metric => 'ip');
+SELECT epochs, recall_after BETWEEN 0.1 AND 1 AS recall_ok FROM kdindex_train('docs_opq', 'docs_ip', epochs => 2);
+CREATE INDEX docs_aq ON docs USING kdindex (v) WITH (quantizer = 'aq', m = 4);
+SELECT epochs, recall_after BETWEEN 0.2 AND 1 AS recall_ok FROM kdindex_train('docs_aq', 'docs_teacher', epochs => 2);
+SELECT quantizer, rows FROM kdindex_info('docs_aq');
+DROP INDEX docs_opq, docs_aq;
+
+-- 5. distill = on: an exact teacher on sampled rows, at build time
+CREATE INDEX docs_distilled ON docs USING kdindex (v) WITH (m = 8, distill = on);
+SELECT trained, rows FROM kdindex_info('docs_distilled');
+SELECT queries, codes_recall >= 0.3 AS codes_ok, reranked_recall >= 0.95 AS rerank_ok
+  FROM kdindex_recall('docs_distilled', 'docs_teacher');
+DROP INDEX docs_distilled;
+
+-- 6. Bad input
+SELECT * FROM kdindex_train('docs', 'docs_teacher');
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', epochs => -1);
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', learning_rate => 0);
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', rec_weight => -1);
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', holdout => 1);
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', loss => 'hinge');
+SELECT * FROM kdindex_train('docs_pq', 'docs_q');
+CREATE TABLE empty_teacher (LIKE docs_teacher);
+SELECT * FROM kdindex_train('docs_pq', 'empty_teacher');
+INSERT INTO empty_teacher (query_id, query, tids) VALUES (1, '{1,2,3}', '{"(0,1)"}');
+SELECT * FROM kdindex_train('docs_pq', 'empty_teacher');
+CREATE TABLE few (id int, v real[]);
+INSERT INTO few VALUES (1, '{1,2}');
+CREATE INDEX few_kd ON few USING kdindex (v);
+SELECT * FROM kdindex_train('few_kd', 'docs_teacher');
+CREATE INDEX docs_dist_bad ON docs USING kdindex (v) WITH (distill = maybe);
+DROP TABLE docs, docs_q, docs_teacher, docs_ip, empty_teacher, few;

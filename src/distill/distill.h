@@ -1,0 +1,72 @@
+/*
+ * distill.h — knowledge distillation of a quantizer from a teacher's top-K.
+ *
+ * The trainer sees queries, each with the teacher's ranked list of documents
+ * (numbers into a document set), and a way to fetch document vectors; it
+ * changes the quantizer's codebooks in place.  Where the queries and
+ * documents come from (a teacher table and the heap, or the build's sample)
+ * is the caller's business.
+ */
+#ifndef KDINDEX_DISTILL_H
+#define KDINDEX_DISTILL_H
+
+#include "postgres.h"
+
+#include "quant/quantizer.h"
+
+typedef enum KdDistillLoss
+{
+	KD_LOSS_LISTMLE = 1,		/* Plackett-Luce over the top-n, ranks n+1..K as negatives */
+	KD_LOSS_LISTNET = 2			/* softmax cross-entropy, teacher list + in-batch docs */
+} KdDistillLoss;
+
+/* fetch the vectors of documents docs[0..n-1] into out (n x dim) */
+typedef void (*KdDocFetch) (void *arg, const int32 *docs, int n, float *out);
+
+typedef struct KdDistillSet
+{
+	int			dim;
+	int			nq;
+	float	   *queries;		/* nq x dim, in the index's metric form */
+	int			k;				/* teacher list length */
+	int32	   *lists;			/* nq x k document numbers, best first; -1 = none */
+	int32		ndocs;			/* documents are numbered 0..ndocs-1 */
+	KdDocFetch	fetch;
+	void	   *fetch_arg;
+} KdDistillSet;
+
+typedef struct KdDistillParams
+{
+	KdDistillLoss loss;
+	int			epochs;
+	int			batch;			/* queries per Adam step */
+	int			topn;			/* ranks whose order is learnt (the recall@n target) */
+	double		lr;				/* Adam step, relative to the data's scale */
+	double		rec_weight;		/* weight of the reconstruction loss */
+	double		holdout;		/* fraction of queries held out to pick the best epoch */
+	Size		mem_budget;		/* bytes for cached document vectors */
+} KdDistillParams;
+
+typedef struct KdDistillResult
+{
+	double		loss_before;	/* ranking loss on the held-out queries */
+	double		loss_after;
+	double		pool_recall_before; /* held-out: teacher top-n found by codes in the list */
+	double		pool_recall_after;
+	int			epochs;			/* epochs run */
+	int			best_epoch;		/* the one kept; 0 = the starting codebooks */
+	double		seconds_per_epoch;
+	int			nheld;
+	int32	   *held;			/* held-out query numbers */
+} KdDistillResult;
+
+extern void kd_distill_defaults(KdDistillParams *p);
+/* teacher.c */
+extern void kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metric,
+								 const int32 *qrows, int nq, int k, int32 *lists);
+
+extern double kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss);
+extern void kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
+					   const KdDistillParams *p, KdDistillResult *res);
+
+#endif							/* KDINDEX_DISTILL_H */

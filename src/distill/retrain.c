@@ -1,0 +1,579 @@
+/*
+ * retrain.c — kdindex_train(idx, teacher, ...): distil an index's quantizer
+ * from a teacher table (kdindex_teacher's output) and re-encode the index in
+ * place.
+ *
+ * The teacher's neighbours are heap TIDs; their vectors are read back from
+ * the table (and kept in memory when maintenance_work_mem allows).  The new
+ * codebooks go to new pages and build.c re-encodes every row into a new
+ * chain; the meta page switches to both in one WAL record, so scans and
+ * inserts go on meanwhile and a crash or cancel leaves the old index.
+ *
+ * Recall before and after is measured on the held-out teacher queries over
+ * every code in the index: the old chain with the old codebooks, the new
+ * chain with the new ones.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/index.h"
+#include "catalog/pg_type.h"
+#include "commands/progress.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+#include "distill/distill.h"
+#include "kdindex.h"
+#include "vector.h"
+
+PG_FUNCTION_INFO_V1(kdindex_train);
+
+/* A teacher table in memory; documents are the distinct TIDs of its lists */
+typedef struct KdTeacherSet
+{
+	KdDistillSet set;
+	ItemPointerData *sources;	/* per query: the row it came from, or invalid */
+	ItemPointerData *docs;		/* ndocs distinct TIDs, sorted */
+	Relation	heap;
+	Relation	index;
+	Oid			typid;
+	KdMetric	metric;
+	KdHeapFetch *hf;
+	MemoryContext rowcxt;		/* reset per document read */
+} KdTeacherSet;
+
+static int
+tid_cmp(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) a, (ItemPointer) b);
+}
+
+/* the indexed value of a document, as the index sees it (cosine: normalised) */
+static bool
+doc_vector(KdTeacherSet *ts, ItemPointer tid, Snapshot snapshot, float *out)
+{
+	Datum		value;
+	int			dim;
+	float	   *x;
+	MemoryContext old;
+
+	if (!kd_heap_fetch_value(ts->hf, tid, snapshot, &value))
+		return false;
+	old = MemoryContextSwitchTo(ts->rowcxt);
+	x = kd_index_vector(value, ts->typid, ts->metric, ts->set.dim, &dim);
+	memcpy(out, x, sizeof(float) * dim);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(ts->rowcxt);
+	return true;
+}
+
+/*
+ * KdDocFetch.  Documents were checked visible when loaded, and the table's
+ * ShareUpdateExclusiveLock keeps VACUUM from removing them since.
+ */
+static void
+fetch_docs(void *arg, const int32 *docs, int n, float *out)
+{
+	KdTeacherSet *ts = (KdTeacherSet *) arg;
+
+	for (int i = 0; i < n; i++)
+		if (!doc_vector(ts, &ts->docs[docs[i]], SnapshotAny, out + (Size) i * ts->set.dim))
+			elog(ERROR, "kdindex_train: row (%u,%u) vanished during training",
+				 ItemPointerGetBlockNumber(&ts->docs[docs[i]]),
+				 ItemPointerGetOffsetNumber(&ts->docs[docs[i]]));
+}
+
+static int32
+doc_number(const KdTeacherSet *ts, ItemPointer tid)
+{
+	ItemPointer found = bsearch(tid, ts->docs, ts->set.ndocs, sizeof(ItemPointerData), tid_cmp);
+
+	return found ? (int32) (found - ts->docs) : -1;
+}
+
+/*
+ * Read the teacher table: queries (in the index's metric form), their source
+ * rows and neighbour lists.  Neighbours no longer visible in the table are
+ * dropped from the lists.
+ */
+static void
+load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
+{
+	KdDistillSet *set = &ts->set;
+	char	   *sql = psprintf("SELECT query, source, tids FROM %s ORDER BY query_id",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(teacher)),
+														  get_rel_name(teacher)));
+	ItemPointerData *all;
+	int64		nall = 0;
+	int32		nvalid = 0;
+	bool	   *valid;
+	float	   *scratch;
+
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "kdindex_train: could not read \"%s\"", get_rel_name(teacher));
+	/* what we keep outlives SPI (whose calls return to its own context) */
+	MemoryContextSwitchTo(cxt);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("teacher table \"%s\" is empty", get_rel_name(teacher))));
+	set->nq = (int) SPI_processed;
+	set->k = 0;
+	set->queries = NULL;
+	ts->sources = palloc(sizeof(ItemPointerData) * set->nq);
+
+	/* pass 1: queries, list length, all TIDs */
+	for (int qi = 0; qi < set->nq; qi++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[qi];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
+		int			dim;
+		float	   *x;
+		ArrayType  *arr;
+
+		if (isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("teacher table \"%s\" has a NULL query", get_rel_name(teacher))));
+		x = kd_index_vector(d, ts->typid, ts->metric, set->dim, &dim);
+		if (set->queries == NULL)
+		{
+			set->dim = dim;
+			set->queries = palloc_extended(sizeof(float) * set->nq * dim, MCXT_ALLOC_HUGE);
+		}
+		memcpy(set->queries + (Size) qi * dim, x, sizeof(float) * dim);
+		pfree(x);
+		d = SPI_getbinval(tup, desc, 2, &isnull);
+		if (isnull)
+			ItemPointerSetInvalid(&ts->sources[qi]);
+		else
+			ts->sources[qi] = *(ItemPointer) DatumGetPointer(d);
+		d = SPI_getbinval(tup, desc, 3, &isnull);
+		if (!isnull)
+		{
+			arr = DatumGetArrayTypeP(d);
+			set->k = Max(set->k, ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)));
+		}
+	}
+	all = palloc_extended(sizeof(ItemPointerData) * set->nq * Max(set->k, 1), MCXT_ALLOC_HUGE);
+	set->lists = palloc_extended(sizeof(int32) * set->nq * Max(set->k, 1), MCXT_ALLOC_HUGE);
+	for (int qi = 0; qi < set->nq; qi++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[qi], SPI_tuptable->tupdesc, 3, &isnull);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n = 0;
+
+		if (!isnull)
+			deconstruct_array(DatumGetArrayTypeP(d), TIDOID, sizeof(ItemPointerData), false,
+							  TYPALIGN_SHORT, &elems, &nulls, &n);
+		for (int r = 0; r < n; r++)
+			if (!nulls[r])
+				all[nall++] = *(ItemPointer) DatumGetPointer(elems[r]);
+	}
+	if (nall == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("teacher table \"%s\" lists no neighbours", get_rel_name(teacher))));
+
+	/* distinct TIDs, and which of them are still rows of the table */
+	qsort(all, nall, sizeof(ItemPointerData), tid_cmp);
+	set->ndocs = 0;
+	for (int64 i = 0; i < nall; i++)
+		if (set->ndocs == 0 || ItemPointerCompare(&all[i], &all[set->ndocs - 1]) != 0)
+			all[set->ndocs++] = all[i];
+	valid = palloc(sizeof(bool) * set->ndocs);
+	scratch = palloc(sizeof(float) * set->dim);
+	for (int32 i = 0; i < set->ndocs; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		valid[i] = doc_vector(ts, &all[i], GetActiveSnapshot(), scratch);
+		if (valid[i])
+			all[nvalid++] = all[i];
+	}
+	ts->docs = all;
+	set->ndocs = nvalid;
+
+	/* pass 2: lists as document numbers */
+	for (int qi = 0; qi < set->nq; qi++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[qi], SPI_tuptable->tupdesc, 3, &isnull);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n = 0,
+					out = 0;
+		int32	   *list = set->lists + (Size) qi * set->k;
+
+		if (!isnull)
+			deconstruct_array(DatumGetArrayTypeP(d), TIDOID, sizeof(ItemPointerData), false,
+							  TYPALIGN_SHORT, &elems, &nulls, &n);
+		for (int r = 0; r < n && r < set->k; r++)
+		{
+			int32		doc = nulls[r] ? -1 : doc_number(ts, (ItemPointer) DatumGetPointer(elems[r]));
+
+			if (doc >= 0)
+				list[out++] = doc;
+		}
+		while (out < set->k)
+			list[out++] = -1;
+	}
+	pfree(valid);
+	pfree(scratch);
+}
+
+/* The held-out queries and the teacher's top-n of each */
+typedef struct KdHeldOut
+{
+	int			n;
+	int			topn;
+	const float *queries;		/* n x dim */
+	ItemPointerData *sources;	/* rows to skip: the query's own */
+	ItemPointerData *truth;		/* n x topn; invalid = none */
+} KdHeldOut;
+
+typedef struct KdHit
+{
+	float		dist;
+	ItemPointerData tid;
+} KdHit;
+
+/*
+ * Codes-only recall@topn of the held-out queries over every code of the data
+ * chain that meta describes, decoded with q.
+ */
+static double
+chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
+			 const KdHeldOut *ho, int dim)
+{
+	int			lutsize = q->m * q->ksub;
+	int			tupsize = KdTupleSize(meta->code_size);
+	float	   *luts = palloc_extended(sizeof(float) * ho->n * lutsize, MCXT_ALLOC_HUGE);
+	float	   *bias = palloc(sizeof(float) * ho->n);
+	KdHit	   *best = palloc(sizeof(KdHit) * ho->n * ho->topn);
+	int		   *nbest = palloc0(sizeof(int) * ho->n);
+	float	   *dists = palloc(sizeof(float) * KdPageCapacity(tupsize));
+	BlockNumber blkno = meta->data_head;
+	int64		hits = 0,
+				total = 0;
+
+	for (int h = 0; h < ho->n; h++)
+		q->ops->compute_lut(q, ho->queries + (Size) h * dim, metric, luts + (Size) h * lutsize, &bias[h]);
+	while (blkno != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(index, blkno);
+		Page		page;
+		int			ntup;
+
+		CHECK_FOR_INTERRUPTS();
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		ntup = KdPageGetOpaque(page)->ntuples;
+		for (int h = 0; h < ho->n; h++)
+		{
+			KdHit	   *hb = best + (Size) h * ho->topn;
+
+			q->ops->adc_scan(luts + (Size) h * lutsize, q->m, q->nbits, metric,
+							 KdTupleCode(KdPageTuple(page, tupsize, 0)), tupsize, ntup, dists);
+			for (int i = 0; i < ntup; i++)
+			{
+				ItemPointer tid = (ItemPointer) KdPageTuple(page, tupsize, i);
+				int			pos;
+
+				if (nbest[h] == ho->topn && dists[i] >= hb[ho->topn - 1].dist)
+					continue;
+				if (ItemPointerEquals(tid, &ho->sources[h]))
+					continue;
+				/* insertion into the sorted top-n */
+				pos = nbest[h] < ho->topn ? nbest[h]++ : ho->topn - 1;
+				while (pos > 0 && hb[pos - 1].dist > dists[i])
+				{
+					hb[pos] = hb[pos - 1];
+					pos--;
+				}
+				hb[pos].dist = dists[i];
+				hb[pos].tid = *tid;
+			}
+		}
+		blkno = KdPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+	}
+	for (int h = 0; h < ho->n; h++)
+		for (int r = 0; r < ho->topn; r++)
+		{
+			ItemPointer truth = &ho->truth[(Size) h * ho->topn + r];
+
+			if (!ItemPointerIsValid(truth))
+				continue;
+			total++;
+			for (int i = 0; i < nbest[h]; i++)
+				if (ItemPointerEquals(&best[(Size) h * ho->topn + i].tid, truth))
+				{
+					hits++;
+					break;
+				}
+		}
+	pfree(luts);
+	pfree(bias);
+	pfree(best);
+	pfree(nbest);
+	pfree(dists);
+	return total > 0 ? (double) hits / total : 0;
+}
+
+static KdDistillLoss
+parse_loss(const char *name)
+{
+	if (strcmp(name, "listmle") == 0)
+		return KD_LOSS_LISTMLE;
+	if (strcmp(name, "listnet") == 0)
+		return KD_LOSS_LISTNET;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid loss \"%s\"", name),
+			 errdetail("Valid losses are \"listmle\" and \"listnet\".")));
+	return 0;
+}
+
+static void
+check_params(const KdDistillParams *p)
+{
+	if (p->epochs < 0 || p->epochs > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("epochs must be between 0 and 1000, not %d", p->epochs)));
+	if (!(p->lr > 0 && p->lr <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("learning_rate must be in (0, 1], not %g", p->lr)));
+	if (!(p->rec_weight >= 0 && p->rec_weight <= 1e6))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rec_weight must be between 0 and 1e6, not %g", p->rec_weight)));
+	if (!(p->holdout >= 0 && p->holdout < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("holdout must be in [0, 1), not %g", p->holdout)));
+}
+
+/* The held-out queries of a finished distillation, with their teacher top-n */
+static void
+held_out(const KdTeacherSet *ts, const KdDistillResult *res, int topn, KdHeldOut *ho)
+{
+	const KdDistillSet *set = &ts->set;
+	float	   *queries = palloc_extended(sizeof(float) * Max(res->nheld, 1) * set->dim, MCXT_ALLOC_HUGE);
+
+	ho->n = res->nheld;
+	ho->topn = topn;
+	ho->sources = palloc(sizeof(ItemPointerData) * Max(res->nheld, 1));
+	ho->truth = palloc(sizeof(ItemPointerData) * Max(res->nheld, 1) * topn);
+	for (int h = 0; h < res->nheld; h++)
+	{
+		int32		qi = res->held[h];
+
+		memcpy(queries + (Size) h * set->dim, set->queries + (Size) qi * set->dim, sizeof(float) * set->dim);
+		ho->sources[h] = ts->sources[qi];
+		for (int r = 0; r < topn; r++)
+		{
+			int32		doc = r < set->k ? set->lists[(Size) qi * set->k + r] : -1;
+
+			if (doc >= 0)
+				ho->truth[(Size) h * topn + r] = ts->docs[doc];
+			else
+				ItemPointerSetInvalid(&ho->truth[(Size) h * topn + r]);
+		}
+	}
+	ho->queries = queries;
+}
+
+/* The columns kdindex_train reads from a kdindex_teacher table */
+static void
+check_teacher_table(Oid teacher)
+{
+	static const char *const columns[] = {"query_id", "query", "source", "tids"};
+
+	for (int i = 0; i < lengthof(columns); i++)
+		if (get_attnum(teacher, columns[i]) == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"%s\" is not a teacher table: it has no column \"%s\"",
+							get_rel_name(teacher), columns[i]),
+					 errhint("Make one with kdindex_teacher().")));
+}
+
+/* A few thousand document vectors, for the blob's precision and the MSE */
+static float *
+sample_docs(KdTeacherSet *ts, int64 *n)
+{
+	int32		ns = Min(ts->set.ndocs, 4096);
+	int32	   *ids = palloc(sizeof(int32) * ns);
+	float	   *x = palloc_extended(sizeof(float) * ns * ts->set.dim, MCXT_ALLOC_HUGE);
+
+	for (int32 i = 0; i < ns; i++)
+		ids[i] = (int32) ((int64) i * ts->set.ndocs / ns);
+	fetch_docs(ts, ids, ns, x);
+	pfree(ids);
+	*n = ns;
+	return x;
+}
+
+Datum
+kdindex_train(PG_FUNCTION_ARGS)
+{
+	Oid			indexoid = PG_GETARG_OID(0);
+	Oid			teacher = PG_GETARG_OID(1);
+	KdDistillParams p;
+	KdDistillResult res;
+	KdTeacherSet ts;
+	KdMetaPageData meta,
+				newmeta;
+	KdQuantizer *q,
+			   *oldq,
+			   *newq;
+	KdHeldOut	ho;
+	Relation	heap,
+				index;
+	Oid			heapoid;
+	MemoryContext outer = CurrentMemoryContext;
+	TupleDesc	desc;
+	Datum		values[10];
+	bool		nulls[10] = {false};
+	instr_time	start,
+				duration;
+	float	   *sample;
+	int64		nsample;
+	char	   *blob;
+	double		seconds;
+
+	kd_distill_defaults(&p);
+	p.epochs = PG_GETARG_INT32(2);
+	p.lr = PG_GETARG_FLOAT8(3);
+	p.rec_weight = PG_GETARG_FLOAT8(4);
+	p.loss = parse_loss(text_to_cstring(PG_GETARG_TEXT_PP(5)));
+	p.holdout = PG_GETARG_FLOAT8(6);
+	check_params(&p);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "kdindex_train: return type must be a row type");
+	INSTR_TIME_SET_CURRENT(start);
+
+	heapoid = IndexGetRelation(indexoid, true);
+	if (!OidIsValid(heapoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a kdindex index", get_rel_name(indexoid))));
+	check_teacher_table(teacher);
+	/* one training at a time, and no VACUUM moving tuples meanwhile */
+	heap = table_open(heapoid, ShareUpdateExclusiveLock);
+	index = kd_open_index(indexoid, RowExclusiveLock);
+	kd_read_meta(index, &meta);
+	if (!meta.trained)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("kdindex \"%s\" is not trained yet", RelationGetRelationName(index)),
+				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
+						 kd_autotrain_rows(meta.nbits))));
+	if (meta.nretired >= KDINDEX_MAX_RETIRED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("kdindex \"%s\" has %d replaced page chains waiting to be recycled",
+						RelationGetRelationName(index), meta.nretired),
+				 errhint("VACUUM the table, then train again.")));
+	blob = kd_read_blob(index, meta.blob_head, meta.blob_size);
+	q = kd_quantizer_deserialize(blob, meta.blob_size);
+	oldq = kd_quantizer_deserialize(blob, meta.blob_size);
+
+	pgstat_progress_start_command(PROGRESS_COMMAND_CREATE_INDEX, RelationGetRelid(heap));
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_COMMAND, PROGRESS_CREATEIDX_COMMAND_REINDEX);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_INDEX_OID, indexoid);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_ACCESS_METHOD_OID, index->rd_rel->relam);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_PHASE, PROGRESS_CREATEIDX_PHASE_BUILD);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_DISTILL);
+
+	memset(&ts, 0, sizeof(ts));
+	ts.heap = heap;
+	ts.index = index;
+	ts.typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
+	ts.metric = kd_index_metric(index);
+	ts.set.dim = meta.dim;
+	ts.set.fetch = fetch_docs;
+	ts.set.fetch_arg = &ts;
+	ts.hf = kd_heap_fetch_begin(heap, index);
+	ts.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex_train row", ALLOCSET_DEFAULT_SIZES);
+	SPI_connect();
+	load_teacher(&ts, teacher, outer);
+	SPI_finish();
+
+	/* the documents' vectors may use what the teacher lists leave */
+	p.mem_budget = (Size) maintenance_work_mem * 1024 / 2;
+	kd_distill(q, ts.metric, &ts.set, &p, &res);
+	held_out(&ts, &res, p.topn, &ho);
+	values[2] = Float8GetDatum(chain_recall(index, &meta, oldq, ts.metric, &ho, meta.dim));
+
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	seconds = INSTR_TIME_GET_DOUBLE(duration);
+	sample = sample_docs(&ts, &nsample);
+	kd_retrain_switch(index, heap, q, sample, nsample, seconds, &newmeta);
+	blob = kd_read_blob(index, newmeta.blob_head, newmeta.blob_size);
+	newq = kd_quantizer_deserialize(blob, newmeta.blob_size);
+	values[3] = Float8GetDatum(chain_recall(index, &newmeta, newq, ts.metric, &ho, meta.dim));
+	kd_heap_fetch_end(ts.hf);
+	pgstat_progress_end_command();
+
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	values[0] = Float8GetDatum(res.loss_before);
+	values[1] = Float8GetDatum(res.loss_after);
+	values[4] = Int32GetDatum(res.epochs);
+	values[5] = Int32GetDatum(res.best_epoch);
+	values[6] = Float8GetDatum(res.seconds_per_epoch);
+	values[7] = Float8GetDatum(INSTR_TIME_GET_DOUBLE(duration));
+	values[8] = Int32GetDatum(ts.set.nq - res.nheld);
+	values[9] = Int32GetDatum(res.nheld);
+	kd_quantizer_free(q);
+	kd_quantizer_free(oldq);
+	kd_quantizer_free(newq);
+	index_close(index, RowExclusiveLock);
+	table_close(heap, ShareUpdateExclusiveLock);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(kdindex_check_gradients);
+
+/*
+ * kdindex_check_gradients(): the hand-written distillation gradients against
+ * finite differences, for each quantizer family, metric and loss.
+ */
+Datum
+kdindex_check_gradients(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const KdQuantizerKind kinds[] = {KD_QUANT_PQ, KD_QUANT_AQ};
+	const KdMetric metrics[] = {KD_METRIC_L2, KD_METRIC_IP};
+	const KdDistillLoss losses[] = {KD_LOSS_LISTMLE, KD_LOSS_LISTNET};
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int k = 0; k < lengthof(kinds); k++)
+		for (int mi = 0; mi < lengthof(metrics); mi++)
+			for (int l = 0; l < lengthof(losses); l++)
+			{
+				Datum		values[4];
+				bool		nulls[4] = {false};
+
+				values[0] = CStringGetTextDatum(kd_quantizer_name(kinds[k]));
+				values[1] = CStringGetTextDatum(metrics[mi] == KD_METRIC_L2 ? "l2" : "inner_product");
+				values[2] = CStringGetTextDatum(losses[l] == KD_LOSS_LISTMLE ? "listmle" : "listnet");
+				values[3] = Float8GetDatum(kd_distill_gradient_check(kinds[k], metrics[mi], losses[l]));
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			}
+	return (Datum) 0;
+}

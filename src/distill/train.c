@@ -1,0 +1,685 @@
+/*
+ * train.c — distillation: train a quantizer's codebooks so that the ranking
+ * its codes give each query follows the teacher's (PAPER.md).
+ *
+ * The student score of a document is s = -dist(q, x̂) / u, with x̂ the
+ * document decoded from its codes, dist the index's metric (squared L2, or
+ * minus the inner product) and u a scale taken from the data, so that the
+ * constants below mean the same on pixels and on unit vectors.  Queries are
+ * not compressed (ADC).  Two ranking losses:
+ *
+ *   ListMLE (default): Plackett-Luce over the teacher's top-n order, whose
+ *   every denominator also holds the teacher's ranks n+1..K as hard negatives:
+ *     L_q = -sum_{i<=n} [ s_{pi_i} - log sum_{j in {pi_i..pi_n} u {pi_n+1..pi_K}} exp s_j ]
+ *   ListNet: cross-entropy between softmax(teacher scores) and softmax(s)
+ *   over the query's list plus the other batch queries' top-n (in-batch
+ *   negatives); teacher scores are the exact ones, -dist(q, x) / u.
+ *
+ * plus rec_weight * mean ||x - x̂||^2 / u, which keeps codewords near data.
+ * Codes are the quantizer's own encoding of the current codebooks (forward
+ * hard); the loss is differentiated with respect to the codewords the codes
+ * select, so every step is exact for the codes it used.  PQ and OPQ
+ * re-encode the batch at every step; AQ, whose beam-search encoder is
+ * expensive, re-encodes all documents once per epoch.  OPQ's rotation is kept
+ * (it stays orthogonal); its PQ codebooks train in the rotated space, where
+ * distances are the same.
+ *
+ * Adam updates the codebooks.  A fraction of the queries is held out: after
+ * every epoch the trainer measures, for each held-out query, how many of the
+ * teacher's top-n its codes rank first within the teacher's list ("pool
+ * recall"), and keeps the best epoch's codebooks, the starting ones included.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "commands/progress.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+
+#include "distance.h"
+#include "distill/distill.h"
+
+#define KD_DISTILL_SEED 0x4B44
+/* u relative to the median top-n distance gap (measured: see score_scale) */
+#define KD_SCORE_SCALE 0.227
+
+/* the quantizer being trained, in the space its codebooks live in */
+typedef struct Student
+{
+	KdQuantizer *q;				/* the index's quantizer */
+	KdQuantizer *sq;			/* whose codebooks train: OPQ's inner PQ, else q */
+	KdMetric	metric;
+	bool		additive;		/* AQ: codewords span the whole vector */
+	int			dim;
+	int			dsub;			/* floats per codeword */
+	float	   *cb;				/* sq's codebooks: m x ksub x dsub */
+	Size		ncb;
+	double		u;				/* score scale */
+
+	const KdDistillSet *set;
+	float	   *docs;			/* ndocs x dim in the student's space, or NULL */
+	uint8	   *codes;			/* AQ: ndocs codes of the current epoch */
+} Student;
+
+/* One batch: queries, and each query's documents laid out one after another */
+typedef struct Batch
+{
+	int			nb;
+	float	   *q;				/* nb x dim */
+	int		   *off;			/* query b's documents: off[b] .. off[b] + cnt[b] - 1 */
+	int		   *cnt;
+	int			nd;
+	int32	   *doc;			/* nd document numbers */
+	float	   *x;				/* nd x dim */
+	uint8	   *codes;			/* nd codes */
+	float	   *xhat;			/* nd x dim */
+	float	   *g;				/* nd x dim: dL / dxhat */
+} Batch;
+
+void
+kd_distill_defaults(KdDistillParams *p)
+{
+	p->loss = KD_LOSS_LISTMLE;
+	p->epochs = 5;
+	p->batch = 32;
+	p->topn = 10;
+	p->lr = 2.5e-3;
+	p->rec_weight = 1e-3;
+	p->holdout = 0.1;
+	p->mem_budget = 64 * 1024 * 1024;
+}
+
+static inline double
+metric_dist(KdMetric metric, const float *q, const float *x, int dim)
+{
+	return metric == KD_METRIC_IP ? -kd_dot(q, x, dim) : kd_l2sq(q, x, dim);
+}
+
+/* g += w * d s(q, x̂) / d x̂, where s = -dist(q, x̂) / u */
+static inline void
+add_score_grad(const Student *st, const float *q, const float *xhat, double w, float *g)
+{
+	if (st->metric == KD_METRIC_IP)
+		for (int i = 0; i < st->dim; i++)
+			g[i] += (float) (w * q[i] / st->u);
+	else
+		for (int i = 0; i < st->dim; i++)
+			g[i] += (float) (w * 2.0 * (q[i] - xhat[i]) / st->u);
+}
+
+/* Vectors of documents in the student's space */
+static void
+student_docs(Student *st, const int32 *docs, int n, float *out)
+{
+	if (st->docs)
+	{
+		for (int i = 0; i < n; i++)
+			memcpy(out + (Size) i * st->dim, st->docs + (Size) docs[i] * st->dim,
+				   sizeof(float) * st->dim);
+		return;
+	}
+	st->set->fetch(st->set->fetch_arg, docs, n, out);
+	if (st->q->kind == KD_QUANT_OPQ)
+	{
+		float	   *tmp = palloc_extended(sizeof(float) * n * st->dim, MCXT_ALLOC_HUGE);
+
+		kd_opq_rotate(st->q, out, n, tmp);
+		memcpy(out, tmp, sizeof(float) * n * st->dim);
+		pfree(tmp);
+	}
+}
+
+/* AQ: encode every document with the current codebooks */
+static void
+refresh_codes(Student *st)
+{
+	const int	block = 1024;
+	int32	   *ids = palloc(sizeof(int32) * block);
+	float	   *x = palloc_extended(sizeof(float) * block * st->dim, MCXT_ALLOC_HUGE);
+
+	for (int32 start = 0; start < st->set->ndocs; start += block)
+	{
+		int			n = Min(block, st->set->ndocs - start);
+
+		CHECK_FOR_INTERRUPTS();
+		for (int i = 0; i < n; i++)
+			ids[i] = start + i;
+		student_docs(st, ids, n, x);
+		st->sq->ops->encode(st->sq, x, n, st->codes + (Size) start * st->sq->code_size);
+	}
+	pfree(ids);
+	pfree(x);
+}
+
+/* Gather queries qs[0..nb-1] with their valid documents; maxdocs: per query */
+static void
+batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs)
+{
+	const KdDistillSet *set = st->set;
+	int			cs = st->sq->code_size;
+
+	b->nb = nb;
+	b->nd = 0;
+	for (int i = 0; i < nb; i++)
+	{
+		const int32 *list = set->lists + (Size) qs[i] * set->k;
+
+		memcpy(b->q + (Size) i * st->dim, set->queries + (Size) qs[i] * set->dim, sizeof(float) * st->dim);
+		b->off[i] = b->nd;
+		for (int r = 0; r < Min(set->k, maxdocs); r++)
+			if (list[r] >= 0)
+				b->doc[b->nd++] = list[r];
+		b->cnt[i] = b->nd - b->off[i];
+	}
+	if (st->q->kind == KD_QUANT_OPQ)
+	{
+		float	   *tmp = palloc(sizeof(float) * nb * st->dim);
+
+		kd_opq_rotate(st->q, b->q, nb, tmp);
+		memcpy(b->q, tmp, sizeof(float) * nb * st->dim);
+		pfree(tmp);
+	}
+	student_docs(st, b->doc, b->nd, b->x);
+	if (st->codes)
+		for (int i = 0; i < b->nd; i++)
+			memcpy(b->codes + (Size) i * cs, st->codes + (Size) b->doc[i] * cs, cs);
+	else
+		st->sq->ops->encode(st->sq, b->x, b->nd, b->codes);
+	st->sq->ops->decode(st->sq, b->codes, b->nd, b->xhat);
+}
+
+static double
+logsumexp(const double *s, int n)
+{
+	double		mx = -INFINITY,
+				sum = 0;
+
+	for (int i = 0; i < n; i++)
+		mx = Max(mx, s[i]);
+	for (int i = 0; i < n; i++)
+		sum += exp(s[i] - mx);
+	return mx + log(sum);
+}
+
+/*
+ * ListMLE with hard negatives for one query's scores s[0..n-1] (teacher
+ * order); adds dL/ds to gs, returns L.  Denominator i holds ranks i..top-1
+ * and all ranks from top on.
+ */
+static double
+listmle(const double *s, int n, int top, double *gs)
+{
+	double		loss = 0;
+	double	   *den = palloc(sizeof(double) * n);
+
+	top = Min(top, n);
+	for (int i = 0; i < top; i++)
+	{
+		int			nden = n - i;
+		double		lse;
+
+		memcpy(den, s + i, sizeof(double) * nden);
+		lse = logsumexp(den, nden);
+		loss -= s[i] - lse;
+		gs[i] -= 1;
+		for (int j = i; j < n; j++)
+			gs[j] += exp(s[j] - lse);
+	}
+	pfree(den);
+	return loss;
+}
+
+/* ListNet: -sum softmax(t) log softmax(s); adds dL/ds = softmax(s) - softmax(t) */
+static double
+listnet(const double *s, const double *t, int n, double *gs)
+{
+	double		ls = logsumexp(s, n),
+				lt = logsumexp(t, n),
+				loss = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		double		pt = exp(t[i] - lt);
+
+		loss -= pt * (s[i] - ls);
+		gs[i] += exp(s[i] - ls) - pt;
+	}
+	return loss;
+}
+
+/*
+ * Loss of a batch (ranking loss averaged over its queries, plus the weighted
+ * reconstruction loss averaged over its documents); with b->g set, its
+ * gradient with respect to every x̂.
+ */
+static double
+batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, double *rank_loss)
+{
+	int			dim = st->dim;
+	int			maxn = b->nd;
+	double	   *s = palloc(sizeof(double) * maxn);
+	double	   *t = palloc(sizeof(double) * maxn);
+	double	   *gs = palloc(sizeof(double) * maxn);
+	int		   *who = palloc(sizeof(int) * maxn);
+	double		rank = 0,
+				rec = 0;
+
+	if (grad)
+		memset(b->g, 0, sizeof(float) * b->nd * dim);
+	for (int qi = 0; qi < b->nb; qi++)
+	{
+		const float *q = b->q + (Size) qi * dim;
+		int			n = 0;
+
+		/* candidates: the query's list, then (ListNet) others' top-n */
+		for (int j = 0; j < b->cnt[qi]; j++)
+			who[n++] = b->off[qi] + j;
+		if (p->loss == KD_LOSS_LISTNET)
+			for (int o = 0; o < b->nb; o++)
+				for (int j = 0; o != qi && j < Min(p->topn, b->cnt[o]); j++)
+					who[n++] = b->off[o] + j;
+		if (n == 0)
+			continue;
+		for (int j = 0; j < n; j++)
+		{
+			s[j] = -metric_dist(st->metric, q, b->xhat + (Size) who[j] * dim, dim) / st->u;
+			t[j] = -metric_dist(st->metric, q, b->x + (Size) who[j] * dim, dim) / st->u;
+			gs[j] = 0;
+		}
+		if (p->loss == KD_LOSS_LISTNET)
+			rank += listnet(s, t, n, gs);
+		else
+			rank += listmle(s, n, p->topn, gs);
+		if (grad)
+			for (int j = 0; j < n; j++)
+				add_score_grad(st, q, b->xhat + (Size) who[j] * dim, gs[j] / b->nb,
+							   b->g + (Size) who[j] * dim);
+	}
+	for (int d = 0; d < b->nd; d++)
+	{
+		const float *x = b->x + (Size) d * dim;
+		const float *xh = b->xhat + (Size) d * dim;
+
+		rec += kd_l2sq(x, xh, dim);
+		if (grad)
+		{
+			float	   *g = b->g + (Size) d * dim;
+			double		w = -2.0 * p->rec_weight / (st->u * b->nd);
+
+			for (int i = 0; i < dim; i++)
+				g[i] += (float) (w * (x[i] - xh[i]));
+		}
+	}
+	pfree(s);
+	pfree(t);
+	pfree(gs);
+	pfree(who);
+	rank /= Max(b->nb, 1);
+	if (rank_loss)
+		*rank_loss = rank;
+	return rank + p->rec_weight * rec / (st->u * Max(b->nd, 1));
+}
+
+/* dL/dcodebooks from dL/dx̂: each code's codeword receives its part of g */
+static void
+scatter_grad(const Student *st, const Batch *b, float *gcb)
+{
+	KdQuantizer *sq = st->sq;
+
+	memset(gcb, 0, sizeof(float) * st->ncb);
+	for (int d = 0; d < b->nd; d++)
+	{
+		const uint8 *code = b->codes + (Size) d * sq->code_size;
+		const float *g = b->g + (Size) d * st->dim;
+
+		for (int j = 0; j < sq->m; j++)
+		{
+			float	   *gc = gcb + ((Size) j * sq->ksub + kd_code_get(code, sq->nbits, j)) * st->dsub;
+			const float *gj = st->additive ? g : g + j * st->dsub;
+
+			for (int i = 0; i < st->dsub; i++)
+				gc[i] += gj[i];
+		}
+	}
+}
+
+/*
+ * Held-out queries: mean ranking loss, and the mean fraction of the
+ * teacher's top-n that the codes rank in their top-n within the list.
+ */
+static double
+evaluate(Student *st, const KdDistillParams *p, Batch *b, const int32 *held, int nheld,
+		 double *loss)
+{
+	double		hits = 0,
+				total = 0,
+				lsum = 0;
+	int			count = 0;
+
+	for (int h = 0; h < nheld; h++)
+	{
+		int			n,
+					top;
+		double		rank;
+
+		CHECK_FOR_INTERRUPTS();
+		batch_load(st, b, held + h, 1, st->set->k);
+		batch_loss(st, p, b, false, &rank);
+		lsum += rank;
+		n = b->cnt[0];
+		top = Min(p->topn, n);
+		if (top == 0)
+			continue;
+		count++;
+		/* rank j is found when fewer than top documents score above it */
+		for (int j = 0; j < top; j++)
+		{
+			double		dj = metric_dist(st->metric, b->q, b->xhat + (Size) j * st->dim, st->dim);
+			int			above = 0;
+
+			for (int o = 0; o < n && above < top; o++)
+				if (o != j &&
+					metric_dist(st->metric, b->q, b->xhat + (Size) o * st->dim, st->dim) < dj)
+					above++;
+			hits += above < top;
+		}
+		total += top;
+	}
+	*loss = lsum / Max(nheld, 1);
+	return total > 0 ? hits / total : 0;
+}
+
+static int
+double_cmp(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The score scale u: KD_SCORE_SCALE times the median, over (up to 256)
+ * queries, of the distance gap between the teacher's n-th and first
+ * document.  Fixing u relative to that gap makes the softmaxes over scores
+ * equally sharp on any data.
+ */
+static double
+score_scale(Student *st, const KdDistillParams *p, Batch *b, const int32 *qs, int nq)
+{
+	double	   *gaps = palloc(sizeof(double) * Min(nq, 256));
+	int			count = 0;
+	double		u;
+
+	for (int i = 0; i < Min(nq, 256); i++)
+	{
+		int			n;
+
+		batch_load(st, b, qs + i, 1, st->set->k);
+		n = b->cnt[0];
+		if (n < 2)
+			continue;
+		gaps[count++] = metric_dist(st->metric, b->q, b->x + (Size) (Min(p->topn, n) - 1) * st->dim, st->dim) -
+			metric_dist(st->metric, b->q, b->x, st->dim);
+	}
+	qsort(gaps, count, sizeof(double), double_cmp);
+	u = count > 0 ? KD_SCORE_SCALE * gaps[count / 2] : 0;
+	pfree(gaps);
+	return u > 0 ? u : 1.0;
+}
+
+static void
+adam_step(float *w, const float *g, float *m1, float *m2, Size n, double lr, int t)
+{
+	const double beta1 = 0.9,
+				beta2 = 0.999,
+				eps = 1e-12;
+	double		c1 = 1 - pow(beta1, t),
+				c2 = 1 - pow(beta2, t);
+
+	for (Size i = 0; i < n; i++)
+	{
+		m1[i] = beta1 * m1[i] + (1 - beta1) * g[i];
+		m2[i] = beta2 * m2[i] + (1 - beta2) * g[i] * g[i];
+		w[i] -= (float) (lr * (m1[i] / c1) / (sqrt(m2[i] / c2) + eps));
+	}
+}
+
+static void
+batch_alloc(Batch *b, int nb, int nd, int dim, int code_size)
+{
+	b->q = palloc(sizeof(float) * nb * dim);
+	b->off = palloc(sizeof(int) * nb);
+	b->cnt = palloc(sizeof(int) * nb);
+	b->doc = palloc(sizeof(int32) * nd);
+	b->x = palloc_extended(sizeof(float) * nd * dim, MCXT_ALLOC_HUGE);
+	b->xhat = palloc_extended(sizeof(float) * nd * dim, MCXT_ALLOC_HUGE);
+	b->g = palloc_extended(sizeof(float) * nd * dim, MCXT_ALLOC_HUGE);
+	b->codes = palloc(nd * code_size);
+}
+
+static void
+student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *set, Size budget)
+{
+	memset(st, 0, sizeof(*st));
+	st->q = q;
+	st->sq = q->kind == KD_QUANT_OPQ ? kd_opq_inner(q) : q;
+	st->metric = metric;
+	st->additive = q->kind == KD_QUANT_AQ;
+	st->dim = q->dim;
+	st->dsub = st->additive ? q->dim : q->dim / q->m;
+	st->cb = st->sq->ops->param(st->sq, 0, &st->ncb);
+	st->set = set;
+	st->u = 1.0;
+
+	/* documents in memory when they fit, else fetched batch by batch */
+	if ((Size) set->ndocs * set->dim * sizeof(float) <= budget)
+	{
+		int32	   *all = palloc(sizeof(int32) * set->ndocs);
+		float	   *docs = palloc_extended(sizeof(float) * set->ndocs * set->dim, MCXT_ALLOC_HUGE);
+
+		for (int32 i = 0; i < set->ndocs; i++)
+			all[i] = i;
+		for (int32 start = 0; start < set->ndocs; start += 4096)
+		{
+			CHECK_FOR_INTERRUPTS();
+			student_docs(st, all + start, Min(4096, set->ndocs - start),
+						 docs + (Size) start * set->dim);
+		}
+		st->docs = docs;
+		pfree(all);
+	}
+	if (st->additive)
+	{
+		st->codes = palloc_extended((Size) set->ndocs * st->sq->code_size, MCXT_ALLOC_HUGE);
+		refresh_codes(st);
+	}
+}
+
+void
+kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
+		   const KdDistillParams *p, KdDistillResult *res)
+{
+	Student		st;
+	Batch		b;
+	pg_prng_state rng;
+	int32	   *order = palloc(sizeof(int32) * set->nq);
+	int			nheld = (int) (set->nq * p->holdout);
+	int			ntrain;
+	float	   *best,
+			   *gcb,
+			   *m1,
+			   *m2;
+	double		best_recall,
+				lr,
+				rms = 0;
+	int			step = 0;
+	instr_time	start,
+				duration;
+
+	/* shuffle; the last nheld queries are held out */
+	pg_prng_seed(&rng, KD_DISTILL_SEED);
+	for (int i = 0; i < set->nq; i++)
+		order[i] = i;
+	for (int i = set->nq - 1; i > 0; i--)
+	{
+		int			j = (int) pg_prng_uint64_range(&rng, 0, i);
+		int32		tmp = order[i];
+
+		order[i] = order[j];
+		order[j] = tmp;
+	}
+	if (p->holdout > 0 && set->nq >= 2)
+		nheld = Max(nheld, 1);
+	ntrain = set->nq - nheld;
+	res->nheld = nheld;
+	res->held = order + ntrain;
+
+	student_init(&st, q, metric, set, p->mem_budget);
+	batch_alloc(&b, p->batch, p->batch * set->k, st.dim, st.sq->code_size);
+	st.u = score_scale(&st, p, &b, order, set->nq);
+
+	/* Adam's step is relative to the codebooks' scale */
+	for (Size i = 0; i < st.ncb; i++)
+		rms += (double) st.cb[i] * st.cb[i];
+	rms = sqrt(rms / Max(st.ncb, 1));
+	lr = p->lr * (rms > 0 ? rms : 1.0);
+
+	best = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE);
+	gcb = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE);
+	m1 = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	m2 = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	memcpy(best, st.cb, sizeof(float) * st.ncb);
+	best_recall = evaluate(&st, p, &b, res->held, nheld, &res->loss_before);
+	res->pool_recall_before = best_recall;
+	res->loss_after = res->loss_before;
+	res->best_epoch = 0;
+	res->epochs = 0;
+
+	/* progress: training queries processed, over all epochs */
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) p->epochs * ntrain);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
+	INSTR_TIME_SET_CURRENT(start);
+	for (int epoch = 1; epoch <= p->epochs && ntrain > 0; epoch++)
+	{
+		double		recall,
+					loss;
+
+		for (int b0 = 0; b0 < ntrain; b0 += p->batch)
+		{
+			CHECK_FOR_INTERRUPTS();
+			batch_load(&st, &b, order + b0, Min(p->batch, ntrain - b0), set->k);
+			batch_loss(&st, p, &b, true, NULL);
+			scatter_grad(&st, &b, gcb);
+			adam_step(st.cb, gcb, m1, m2, st.ncb, lr, ++step);
+			st.sq->ops->prepare(st.sq);
+			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+										 (int64) (epoch - 1) * ntrain + b0 + b.nb);
+		}
+		if (st.codes)
+			refresh_codes(&st);
+		recall = evaluate(&st, p, &b, res->held, nheld, &loss);
+		elog(DEBUG1, "kdindex distill: epoch %d: held-out pool recall %.4f, loss %.4f",
+			 epoch, recall, loss);
+		res->epochs = epoch;
+		if (nheld == 0 || recall > best_recall)
+		{
+			best_recall = recall;
+			res->best_epoch = epoch;
+			res->loss_after = loss;
+			memcpy(best, st.cb, sizeof(float) * st.ncb);
+		}
+	}
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	res->seconds_per_epoch = res->epochs > 0 ? INSTR_TIME_GET_DOUBLE(duration) / res->epochs : 0;
+	res->pool_recall_after = best_recall;
+	memcpy(st.cb, best, sizeof(float) * st.ncb);
+	st.sq->ops->prepare(st.sq);
+	q->ops->prepare(q);
+}
+
+/*
+ * Self-test of the hand-written gradients: on a small random problem with
+ * the codes held fixed, the gradient of every loss with respect to every
+ * codebook entry against central finite differences.  Returns the largest
+ * relative error.
+ */
+double
+kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss)
+{
+	const int	dim = 8,
+				m = 2,
+				nb = 3,
+				per = 6;
+	const double h = 1e-2;
+	KdQuantizer *q = kd_quantizer_create(kind, dim, m, 4);
+	KdDistillParams p;
+	Student		st;
+	Batch		b;
+	pg_prng_state rng;
+	float	   *grad;
+	double		worst = 0;
+
+	kd_distill_defaults(&p);
+	p.loss = loss;
+	p.topn = 3;
+	p.rec_weight = 0.5;
+	memset(&st, 0, sizeof(st));
+	st.q = st.sq = q;
+	st.metric = metric;
+	st.additive = kind == KD_QUANT_AQ;
+	st.dim = dim;
+	st.dsub = st.additive ? dim : dim / m;
+	st.cb = q->ops->param(q, 0, &st.ncb);
+	st.u = 2.0;
+	pg_prng_seed(&rng, KD_DISTILL_SEED);
+	for (Size i = 0; i < st.ncb; i++)
+		st.cb[i] = (float) (pg_prng_double(&rng) * 2 - 1);
+	q->ops->prepare(q);
+
+	batch_alloc(&b, nb, nb * per, dim, q->code_size);
+	b.nb = nb;
+	b.nd = nb * per;
+	for (int i = 0; i < nb; i++)
+	{
+		b.off[i] = i * per;
+		b.cnt[i] = per;
+	}
+	for (int i = 0; i < nb * dim; i++)
+		b.q[i] = (float) (pg_prng_double(&rng) * 2 - 1);
+	for (int i = 0; i < b.nd * dim; i++)
+		b.x[i] = (float) (pg_prng_double(&rng) * 2 - 1);
+	memset(b.codes, 0, b.nd * q->code_size);
+	for (int d = 0; d < b.nd; d++)
+		for (int j = 0; j < m; j++)
+			kd_code_set(b.codes + (Size) d * q->code_size, q->nbits, j,
+						(int) pg_prng_uint64_range(&rng, 0, q->ksub - 1));
+
+	q->ops->decode(q, b.codes, b.nd, b.xhat);
+	grad = palloc(sizeof(float) * st.ncb);
+	batch_loss(&st, &p, &b, true, NULL);
+	scatter_grad(&st, &b, grad);
+	for (Size i = 0; i < st.ncb; i++)
+	{
+		float		keep = st.cb[i];
+		double		up,
+					down,
+					fd;
+
+		st.cb[i] = keep + h;
+		q->ops->decode(q, b.codes, b.nd, b.xhat);
+		up = batch_loss(&st, &p, &b, false, NULL);
+		st.cb[i] = keep - h;
+		q->ops->decode(q, b.codes, b.nd, b.xhat);
+		down = batch_loss(&st, &p, &b, false, NULL);
+		st.cb[i] = keep;
+		fd = (up - down) / (2 * h);
+		worst = Max(worst, fabs(fd - grad[i]) / Max(Max(fabs(fd), fabs(grad[i])), 1e-2));
+	}
+	kd_quantizer_free(q);
+	return worst;
+}
