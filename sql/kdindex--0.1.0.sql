@@ -67,8 +67,9 @@ CREATE FUNCTION kdindex_teacher(tbl regclass, col name, "into" text, queries reg
 -- Distil the index's quantizer from a teacher table and re-encode the index in
 -- place; the index keeps serving reads and writes until an atomic switch.
 CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT 5,
-	learning_rate float8 DEFAULT 2.5e-3, rec_weight float8 DEFAULT 1e-3,
+	learning_rate float8 DEFAULT 5e-3, rec_weight float8 DEFAULT 1e-3,
 	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
+	tau float8 DEFAULT 0, balance float8 DEFAULT 0,
 	OUT loss_before float8, OUT loss_after float8,
 	OUT recall_before float8, OUT recall_after float8,
 	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
@@ -76,8 +77,8 @@ CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Self-test: the distillation gradients against finite differences
-CREATE FUNCTION kdindex_check_gradients(OUT quantizer text, OUT metric text, OUT loss text,
-	OUT max_rel_error float8) RETURNS SETOF record
+CREATE FUNCTION kdindex_check_gradients(OUT quantizer text, OUT path text, OUT metric text,
+	OUT loss text, OUT max_rel_error float8) RETURNS SETOF record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- recall@k of an index against a teacher table: codes only, and re-ranked at

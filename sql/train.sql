@@ -2,8 +2,8 @@
 -- gradients, and distill = on at build time.
 
 -- 1. The hand-written gradients agree with finite differences
-SELECT quantizer, metric, loss, max_rel_error < 1e-2 AS gradient_ok
-  FROM kdindex_check_gradients() ORDER BY 1, 2, 3;
+SELECT quantizer, path, metric, loss, max_rel_error < 1e-2 AS gradient_ok
+  FROM kdindex_check_gradients() ORDER BY 1, 2, 3, 4;
 
 -- rows from a seeded generator, queries from a shifted one
 SELECT setseed(0.5);
@@ -50,6 +50,10 @@ VACUUM docs;
 SELECT epochs FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1);
 SELECT pg_relation_size('docs_pq') <= :size_before AS pages_recycled, generation FROM kdindex_info('docs_pq');
 
+-- soft straight-through path and balanced (Sinkhorn) codes
+SELECT epochs, recall_after BETWEEN 0.2 AND 1 AS recall_ok
+  FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1, tau => 1, balance => 0.03);
+
 -- 4. ListNet, no hold-out; OPQ and AQ with inner product
 SELECT epochs, best_epoch, heldout_queries FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1,
 	loss => 'listnet', holdout => 0);
@@ -75,6 +79,8 @@ SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', learning_rate => 0);
 SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', rec_weight => -1);
 SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', holdout => 1);
 SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', loss => 'hinge');
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', tau => -1);
+SELECT * FROM kdindex_train('docs_pq', 'docs_teacher', balance => 2);
 SELECT * FROM kdindex_train('docs_pq', 'docs_q');
 CREATE TABLE empty_teacher (LIKE docs_teacher);
 SELECT * FROM kdindex_train('docs_pq', 'empty_teacher');

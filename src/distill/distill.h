@@ -44,6 +44,8 @@ typedef struct KdDistillParams
 	double		lr;				/* Adam step, relative to the data's scale */
 	double		rec_weight;		/* weight of the reconstruction loss */
 	double		holdout;		/* fraction of queries held out to pick the best epoch */
+	double		tau;			/* PQ/OPQ: soft straight-through temperature; 0 = hard only */
+	double		balance;		/* PQ/OPQ: Sinkhorn epsilon of balanced batch codes; 0 = off */
 	Size		mem_budget;		/* bytes for cached document vectors */
 } KdDistillParams;
 
@@ -65,7 +67,8 @@ extern void kd_distill_defaults(KdDistillParams *p);
 extern void kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metric,
 								 const int32 *qrows, int nq, int k, int32 *lists);
 
-extern double kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss);
+extern double kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss,
+										bool soft);
 extern void kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 					   const KdDistillParams *p, KdDistillResult *res);
 

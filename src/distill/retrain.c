@@ -363,6 +363,14 @@ check_params(const KdDistillParams *p)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("holdout must be in [0, 1), not %g", p->holdout)));
+	if (!(p->tau >= 0 && p->tau <= 1000))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("tau must be between 0 and 1000, not %g", p->tau)));
+	if (!(p->balance >= 0 && p->balance <= 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("balance must be between 0 and 1, not %g", p->balance)));
 }
 
 /* The held-out queries of a finished distillation, with their teacher top-n */
@@ -460,6 +468,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 	p.rec_weight = PG_GETARG_FLOAT8(4);
 	p.loss = parse_loss(text_to_cstring(PG_GETARG_TEXT_PP(5)));
 	p.holdout = PG_GETARG_FLOAT8(6);
+	p.tau = PG_GETARG_FLOAT8(7);
+	p.balance = PG_GETARG_FLOAT8(8);
 	check_params(&p);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "kdindex_train: return type must be a row type");
@@ -551,7 +561,9 @@ PG_FUNCTION_INFO_V1(kdindex_check_gradients);
 
 /*
  * kdindex_check_gradients(): the hand-written distillation gradients against
- * finite differences, for each quantizer family, metric and loss.
+ * finite differences, for each quantizer family, metric and loss; for PQ
+ * also the soft path of the straight-through estimator (against the soft
+ * reconstruction it differentiates).
  */
 Datum
 kdindex_check_gradients(PG_FUNCTION_ARGS)
@@ -563,17 +575,20 @@ kdindex_check_gradients(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int k = 0; k < lengthof(kinds); k++)
-		for (int mi = 0; mi < lengthof(metrics); mi++)
-			for (int l = 0; l < lengthof(losses); l++)
-			{
-				Datum		values[4];
-				bool		nulls[4] = {false};
+		for (int soft = 0; soft <= (kinds[k] == KD_QUANT_PQ); soft++)
+			for (int mi = 0; mi < lengthof(metrics); mi++)
+				for (int l = 0; l < lengthof(losses); l++)
+				{
+					Datum		values[5];
+					bool		nulls[5] = {false};
 
-				values[0] = CStringGetTextDatum(kd_quantizer_name(kinds[k]));
-				values[1] = CStringGetTextDatum(metrics[mi] == KD_METRIC_L2 ? "l2" : "inner_product");
-				values[2] = CStringGetTextDatum(losses[l] == KD_LOSS_LISTMLE ? "listmle" : "listnet");
-				values[3] = Float8GetDatum(kd_distill_gradient_check(kinds[k], metrics[mi], losses[l]));
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-			}
+					values[0] = CStringGetTextDatum(kd_quantizer_name(kinds[k]));
+					values[1] = CStringGetTextDatum(soft ? "soft" : "hard");
+					values[2] = CStringGetTextDatum(metrics[mi] == KD_METRIC_L2 ? "l2" : "inner_product");
+					values[3] = CStringGetTextDatum(losses[l] == KD_LOSS_LISTMLE ? "listmle" : "listnet");
+					values[4] = Float8GetDatum(kd_distill_gradient_check(kinds[k], metrics[mi], losses[l],
+																		 soft));
+					tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				}
 	return (Datum) 0;
 }

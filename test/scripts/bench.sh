@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench [SUITE=fmnist|scale|ip]`: build and install kdindex, compute (or reuse)
+# `make bench [SUITE=fmnist|scale|ip|distill|distill-ip]`: build and install kdindex, compute (or reuse)
 # the exact ground truth, start a throwaway cluster with room for the data, and run
 # test/bench/bench.py: kdindex, Faiss and (when installed) pgvector side by side on
 # the same queries.  Prints the tables; writes bench-results/<suite>/ (not in git) and
@@ -7,6 +7,9 @@
 #
 #   test/scripts/bench.sh [SUITE] [bench.py options...]
 #   e.g. test/scripts/bench.sh scale --rows 100000 --queries 500
+#
+# SUITE=distill and distill-ip run test/bench/distill.py instead (recall before and
+# after kdindex_train on Fashion-MNIST / the asymmetric inner-product set).
 #
 # bench.py runs as the calling user (as root it reaches the postgres-owned socket
 # anyway) so that it can write the results into the repository and the cache.
@@ -36,6 +39,17 @@ T0=$(date +%s)
 on_exit() { echo "bench.sh: wall time $(( $(date +%s) - T0 )) s"; }
 
 [ "${KDINDEX_BENCH_NO_BUILD:-0}" = 1 ] || build_install
+
+case "$SUITE" in
+  distill|distill-ip)
+    [ "$SUITE" = distill ] && DS=fashion-mnist || DS=synth-ip-256
+    data_cluster bench "${KDINDEX_BENCH_DIR:-}" "${KDINDEX_BENCH_PORT:-54341}" kdindex_bench \
+      max_wal_size=4GB checkpoint_timeout=30min
+    log "distill.py --dataset $DS $* (PGHOST=$PGHOST PGPORT=$PGPORT PGDATABASE=$PGDATABASE)"
+    "$PYTHON" "$ROOT/test/bench/distill.py" --dataset "$DS" "$@" ${KDINDEX_BENCH_ARGS:-}
+    RESULT=$?
+    exit $RESULT ;;
+esac
 
 # ---------------------------------------------------------------- data
 log "data sets + exact ground truth (suite $SUITE; cache: $KDINDEX_CACHE)"

@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""Distillation benchmark: codes-only recall@10 of each kdindex quantizer before and
+after kdindex_train, on queries the training never saw.
+
+    distill.py [--dataset fashion-mnist|synth-ip-256] [--kdindex pq:16,opq:16,aq:16,...]
+               [--epochs N] [--no-sampled]
+
+Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
+asymmetric inner-product set) through test/scripts/bench.sh, which starts the
+throwaway cluster; this script only needs the libpq environment.
+
+Protocol (issue 5): the data set's test queries are split in two halves.  The first
+half (Fashion-MNIST: test images 0-4,999) is the teacher's query set: kdindex_teacher
+writes their exact top-100, and kdindex_train distils from it.  The second half
+(5,000-9,999) is only for evaluation: codes-only recall@10 (kdindex.rerank = 0) against
+their exact top-10, through the index, before and after training.  With --sampled (the
+default) the same is repeated with a teacher built on 5,000 rows sampled from the
+table instead of the test queries (the case without a query log).
+
+Each configuration builds its index, measures, trains, measures again and drops it,
+so only one kdindex index exists on the table at a time.  Prints a markdown table and
+writes it to test/bench/results/distill-<dataset>.md (unless --no-commit-results).
+"""
+
+import os
+import sys
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import time  # noqa: E402
+
+import psycopg2  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import datasets  # noqa: E402
+from bench import OPS, ensure_table, slug, build_identity  # noqa: E402
+
+
+def say(msg=""):
+    print(msg, flush=True)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--rows", type=int, default=0, help="rows of a synthetic data set (0 = default)")
+    ap.add_argument("--kdindex", default="pq:16,opq:16,aq:16,pq:8,opq:8,aq:8",
+                    help="quantizer:m configurations")
+    ap.add_argument("--epochs", type=int, default=None, help="kdindex_train epochs (default: its own)")
+    ap.add_argument("--queries", type=int, default=5000, help="teacher queries = evaluation queries")
+    ap.add_argument("--no-sampled", action="store_true",
+                    help="skip the teacher on sampled rows")
+    ap.add_argument("--no-commit-results", action="store_true")
+    return ap.parse_args(argv)
+
+
+def load_queries(conn, name, data):
+    datasets.load_table(conn, name, data, analyze=True)
+
+
+def codes_recall(cur, idx, truth):
+    cur.execute("SET kdindex.rerank = 0")
+    cur.execute("SELECT codes_recall FROM kdindex_recall(%s, %s)", (idx, truth))
+    r = cur.fetchone()[0]
+    cur.execute("RESET kdindex.rerank")
+    return r
+
+
+def run_config(cur, a, table, opclass, cfg, teacher, truth):
+    kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
+    idx = f"{table}_{kind}{m}_kd"
+    cur.execute(f"DROP INDEX IF EXISTS {idx}")
+    t = time.perf_counter()
+    cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
+                f"WITH (quantizer = '{kind}', m = {m})")
+    build_s = time.perf_counter() - t
+    before = codes_recall(cur, idx, truth)
+    epochs = f", epochs => {a.epochs}" if a.epochs is not None else ""
+    cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
+                f"FROM kdindex_train(%s, %s{epochs})", (idx, teacher))
+    ep, best, spe, secs, hb, ha = cur.fetchone()
+    after = codes_recall(cur, idx, truth)
+    cur.execute(f"DROP INDEX {idx}")
+    row = dict(config=cfg, build_s=build_s, before=before, after=after, epochs=ep, best_epoch=best,
+               s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha)
+    say(f"  {cfg:7s} teacher {teacher}: {before:.4f} -> {after:.4f} ({100 * (after - before):+.2f} pt); "
+        f"held-out teacher queries {hb:.4f} -> {ha:.4f}; best epoch {best}/{ep}, "
+        f"{spe:.1f} s/epoch, train {secs:.0f} s, build {build_s:.0f} s")
+    return row
+
+
+def table_md(rows):
+    out = ["| quantizer | teacher queries | before | after | gain (pt) | held-out teacher recall | "
+           "best epoch | s/epoch | kdindex_train s | build s |",
+           "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['config']} | {r['teacher']} | {r['before']:.4f} | {r['after']:.4f} | "
+                   f"{100 * (r['after'] - r['before']):+.2f} | {r['held_before']:.4f} -> "
+                   f"{r['held_after']:.4f} | {r['best_epoch']}/{r['epochs']} | {r['s_per_epoch']:.1f} | "
+                   f"{r['train_s']:.0f} | {r['build_s']:.0f} |")
+    return out
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    kw = {"n": a.rows} if a.rows else {}
+    ds = datasets.load(a.dataset, **kw)
+    op, opclass, _ = OPS[ds.metric]
+    metric = {"l2": "l2", "ip": "ip", "cosine": "cosine"}[ds.metric]
+    nq = min(a.queries, ds.test.shape[0] // 2)
+    conn = psycopg2.connect("")
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("CREATE EXTENSION IF NOT EXISTS kdindex")
+    commit, so = build_identity()
+    say(f"# kdindex distillation benchmark: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric}), "
+        f"kdindex {commit or '?'}")
+    table = f"kd_{slug(ds.name)}"
+    ensure_table(conn, table, ds, f"{ds.name}-{datasets._fingerprint(ds)}")
+    load_queries(conn, f"{table}_qtrain", ds.test[:nq])
+    load_queries(conn, f"{table}_qeval", ds.test[nq:2 * nq])
+
+    t = time.perf_counter()
+    cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 100, "
+                "nqueries => %s, metric => %s)",
+                (table, f"{table}_teacher", f"{table}_qtrain", nq, metric))
+    teacher_s = time.perf_counter() - t
+    say(f"teacher: exact top-100 of {nq} queries in {teacher_s:.1f} s")
+    cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 10, "
+                "nqueries => %s, metric => %s)",
+                (table, f"{table}_truth", f"{table}_qeval", nq, metric))
+    teachers = [(f"{table}_teacher", f"test queries 0-{nq - 1}")]
+    if not a.no_sampled:
+        cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
+                    "metric => %s)", (table, f"{table}_rows", nq, metric))
+        teachers.append((f"{table}_rows", f"{nq} sampled rows"))
+
+    rows = []
+    for teacher, label in teachers:
+        for cfg in [c.strip() for c in a.kdindex.split(",") if c.strip()]:
+            r = run_config(cur, a, table, opclass, cfg, teacher, f"{table}_truth")
+            r["teacher"] = label
+            rows.append(r)
+    md = [f"# Distillation: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric})", "",
+          f"{datetime.date.today()}, kdindex {commit or '?'}. Codes-only recall@10 (kdindex.rerank = 0) "
+          f"of test queries {nq}-{2 * nq - 1} against their exact top-10, before and after "
+          f"`kdindex_train` with its defaults; the teacher is the exact top-100 of the queries "
+          f"named (teacher: {nq} queries in {teacher_s:.1f} s). \"held-out teacher recall\" is "
+          f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]
+    md += table_md(rows)
+    say("")
+    say("\n".join(md))
+    if not a.no_commit_results:
+        dest = os.path.join(HERE, "results", f"distill-{slug(ds.name)}.md")
+        with open(dest, "w") as f:
+            f.write("\n".join(md) + "\n")
+        say(f"\nwritten: {dest}")
+
+
+if __name__ == "__main__":
+    main()
