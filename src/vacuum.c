@@ -180,7 +180,7 @@ recycle_retired(Relation index)
 	wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
 	for (int i = 0; i < wmeta->nretired;)
 	{
-		if (GlobalVisCheckRemovableFullXid(NULL, wmeta->retired[i].xid))
+		if (GlobalVisCheckRemovableFullXid(index, wmeta->retired[i].xid))
 		{
 			done[ndone++] = wmeta->retired[i];
 			wmeta->retired[i] = wmeta->retired[--wmeta->nretired];

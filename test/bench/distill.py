@@ -3,7 +3,7 @@
 after kdindex_train, on queries the training never saw.
 
     distill.py [--dataset fashion-mnist|synth-ip-256] [--kdindex pq:16,opq:16,aq:16,...]
-               [--epochs N] [--no-sampled]
+               [--epochs N] [--no-sampled | --sampled-kdindex pq:16,...]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
 asymmetric inner-product set) through test/scripts/bench.sh, which starts the
@@ -14,8 +14,9 @@ half (Fashion-MNIST: test images 0-4,999) is the teacher's query set: kdindex_te
 writes their exact top-100, and kdindex_train distils from it.  The second half
 (5,000-9,999) is only for evaluation: codes-only recall@10 (kdindex.rerank = 0) against
 their exact top-10, through the index, before and after training.  With --sampled (the
-default) the same is repeated with a teacher built on 5,000 rows sampled from the
-table instead of the test queries (the case without a query log).
+default) the configurations of --sampled-kdindex are also trained from a teacher built
+on 5,000 rows sampled from the table instead of the test queries (the case without a
+query log).
 
 Each configuration builds its index, measures, trains, measures again and drops it,
 so only one kdindex index exists on the table at a time.  Prints a markdown table and
@@ -54,6 +55,8 @@ def parse_args(argv=None):
     ap.add_argument("--queries", type=int, default=5000, help="teacher queries = evaluation queries")
     ap.add_argument("--no-sampled", action="store_true",
                     help="skip the teacher on sampled rows")
+    ap.add_argument("--sampled-kdindex", default="pq:16",
+                    help="configurations also trained from the sampled-row teacher")
     ap.add_argument("--no-commit-results", action="store_true")
     return ap.parse_args(argv)
 
@@ -124,6 +127,8 @@ def main(argv=None):
     load_queries(conn, f"{table}_qtrain", ds.test[:nq])
     load_queries(conn, f"{table}_qeval", ds.test[nq:2 * nq])
 
+    for suffix in ("teacher", "truth", "rows"):
+        cur.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")
     t = time.perf_counter()
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 100, "
                 "nqueries => %s, metric => %s)",
@@ -133,15 +138,17 @@ def main(argv=None):
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 10, "
                 "nqueries => %s, metric => %s)",
                 (table, f"{table}_truth", f"{table}_qeval", nq, metric))
-    teachers = [(f"{table}_teacher", f"test queries 0-{nq - 1}")]
+    cfgs = [c.strip() for c in a.kdindex.split(",") if c.strip()]
+    teachers = [(f"{table}_teacher", f"test queries 0-{nq - 1}", cfgs)]
     if not a.no_sampled:
         cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
                     "metric => %s)", (table, f"{table}_rows", nq, metric))
-        teachers.append((f"{table}_rows", f"{nq} sampled rows"))
+        teachers.append((f"{table}_rows", f"{nq} sampled rows",
+                         [c.strip() for c in a.sampled_kdindex.split(",") if c.strip()]))
 
     rows = []
-    for teacher, label in teachers:
-        for cfg in [c.strip() for c in a.kdindex.split(",") if c.strip()]:
+    for teacher, label, tcfgs in teachers:
+        for cfg in tcfgs:
             r = run_config(cur, a, table, opclass, cfg, teacher, f"{table}_truth")
             r["teacher"] = label
             rows.append(r)
