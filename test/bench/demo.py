@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""kdindex demo on Fashion-MNIST (784-d, L2): build an index, measure recall and latency.
+"""kdindex demo on Fashion-MNIST (784-d, L2): build an index, distil it, measure recall and latency.
 
 Connects with the libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER), loads the
 60,000 training images into table `fmnist (id int primary key, embedding real[])`
@@ -7,9 +7,12 @@ Connects with the libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER), loads 
 
     CREATE INDEX fmnist_kd ON fmnist USING kdindex (embedding) WITH (m = 16, nbits = 8)
 
-and runs the first --queries test images through a prepared top-10 query with
-kdindex.rerank = 0 (codes only) and with the default re-rank depth, against exact
-ground truth; plus an exact sequential scan for reference.
+measures its codes-only recall on the first --queries test images, distils it
+(kdindex_teacher: the exact top-100 of test images 5,000-9,999, which are never
+measured; kdindex_train), then runs the same queries through a prepared top-10 query
+with kdindex.rerank = 0 (codes only) and with the default re-rank depth, against
+exact ground truth; plus an exact sequential scan for reference.  --no-distill skips
+the distillation.
 """
 
 import argparse
@@ -86,6 +89,7 @@ def main():
     ap.add_argument("--rerank", default="50,100,400",
                     help="extra comma-separated kdindex.rerank values to measure, e.g. 20,50,200")
     ap.add_argument("--reload", action="store_true", help="reload the table even if present")
+    ap.add_argument("--no-distill", action="store_true", help="measure the index as built")
     ap.add_argument("--no-extension", action="store_true",
                     help="skip everything kdindex-specific (tests the harness on plain PostgreSQL)")
     args = ap.parse_args()
@@ -157,6 +161,7 @@ def main():
         note_failure("prepare", f"PREPARE knn(real[]) AS {stmt}", e)
         return finish(t_all)
     results = []   # (label, recall, latencies, nqueries)
+    summ_extra = []   # rows for the settings table
 
     def measure(label, setup, queries, expect_index):
         for s in setup:
@@ -183,6 +188,13 @@ def main():
         default_rerank, probes = cur.fetchone()
         print(f"kdindex.rerank default = {default_rerank}"
               + (f", kdindex.probes = {probes}" if probes is not None else ""))
+        if not args.no_distill:
+            try:
+                measure("kdindex, rerank = 0 (codes only), before distillation",
+                        ["SET kdindex.rerank = 0"], qtexts, True)
+                distill(cur, args, ds, summ_extra)
+            except psycopg2.Error as e:
+                note_failure("distillation", "kdindex_teacher / kdindex_train", e)
         modes = [("kdindex, rerank = 0 (codes only)", "0")]
         modes.append((f"kdindex, rerank = {default_rerank} (default)", None))
         for v in [x.strip() for x in args.rerank.split(",") if x.strip()]:
@@ -232,6 +244,7 @@ def main():
         summ.append(["index bytes per row", f"{index_bytes / ds.train.shape[0]:.1f}"])
         summ.append(["raw float32 vectors", f"{ds.train.nbytes / 2**20:.1f} MB "
                      f"({ds.train.shape[1] * 4} bytes/row)"])
+    summ += summ_extra
     print(fmt_table(["setting", "value"], summ, ["l", "l"]))
 
     if index_bytes is not None:
@@ -252,6 +265,32 @@ def main():
             note_failure("kdindex_info", sql % f"'{args.index}'", e)
     conn.close()
     return finish(t_all)
+
+
+def distill(cur, args, ds, summ):
+    """Teacher from test images 5,000-9,999 (never measured), then kdindex_train."""
+    qtable = f"{args.table}_teacher_queries"
+    datasets.load_table(cur.connection, qtable, ds.test[5000:])
+    cur.execute(f"DROP TABLE IF EXISTS {args.table}_teacher")
+    print(f"kdindex_teacher: exact top-100 of {ds.test.shape[0] - 5000} test images "
+          f"(5,000-9,999) ...", flush=True)
+    t = time.perf_counter()
+    cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 100, nqueries => %s)",
+                (args.table, f"{args.table}_teacher", qtable, ds.test.shape[0] - 5000))
+    teacher_s = time.perf_counter() - t
+    print(f"  done in {teacher_s:.1f} s")
+    print(f"kdindex_train('{args.index}', '{args.table}_teacher') ...", flush=True)
+    cur.execute("SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
+                "FROM kdindex_train(%s, %s)", (args.index, f"{args.table}_teacher"))
+    ep, best, spe, secs, rb, ra = cur.fetchone()
+    print(f"  {secs:.1f} s: {ep} epochs of {spe:.1f} s, kept epoch {best}; held-out teacher "
+          f"queries' codes-only recall@10 {rb:.3f} -> {ra:.3f}")
+    cur.execute("SELECT pg_relation_size(%s)", (args.index,))
+    size = cur.fetchone()[0]
+    summ.append(["teacher (exact top-100, 5,000 queries)", f"{teacher_s:.1f} s"])
+    summ.append(["kdindex_train", f"{secs:.1f} s ({ep} epochs, kept {best})"])
+    summ.append(["index size after kdindex_train", f"{size / 2**20:.2f} MB (the replaced pages "
+                 f"wait for VACUUM to recycle them into the next retrain)"])
 
 
 def finish(t_all):
