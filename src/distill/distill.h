@@ -47,6 +47,7 @@ typedef struct KdDistillParams
 	double		tau;			/* PQ/OPQ: soft straight-through temperature; 0 = hard only */
 	double		balance;		/* PQ/OPQ: Sinkhorn epsilon of balanced batch codes; 0 = off */
 	Size		mem_budget;		/* bytes for cached document vectors */
+	Size		batch_budget;	/* bytes for a batch's vectors: fewer queries when short */
 } KdDistillParams;
 
 typedef struct KdDistillResult

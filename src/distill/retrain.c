@@ -524,6 +524,7 @@ kdindex_train(PG_FUNCTION_ARGS)
 
 	/* the documents' vectors may use what the teacher lists leave */
 	p.mem_budget = (Size) maintenance_work_mem * 1024 / 2;
+	p.batch_budget = (Size) maintenance_work_mem * 1024 / 4;
 	kd_distill(q, ts.metric, &ts.set, &p, &res);
 	held_out(&ts, &res, p.topn, &ho);
 	values[2] = Float8GetDatum(chain_recall(index, &meta, oldq, ts.metric, &ho, meta.dim));

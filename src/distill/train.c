@@ -101,6 +101,7 @@ kd_distill_defaults(KdDistillParams *p)
 	p->tau = 0;
 	p->balance = 0;
 	p->mem_budget = 64 * 1024 * 1024;
+	p->batch_budget = 16 * 1024 * 1024;
 }
 
 static inline double
@@ -764,7 +765,8 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	double		best_recall;
 	double	   *rates;
 	int			step = 0,
-				total_steps;
+				total_steps,
+				batch;
 	instr_time	start,
 				duration;
 
@@ -787,11 +789,15 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	res->held = order + ntrain;
 
 	student_init(&st, q, metric, set, p->mem_budget);
-	batch_alloc(&b, p->batch, p->batch * set->k, st.dim, st.sq->code_size);
+	/* a query brings k documents: vectors, reconstructions and gradients */
+	batch = (int) Min((Size) p->batch,
+					  p->batch_budget / ((Size) Max(set->k, 1) * st.dim * sizeof(float) * 3));
+	batch = Max(batch, 1);
+	batch_alloc(&b, batch, batch * set->k, st.dim, st.sq->code_size);
 	st.u = score_scale(&st, p, &b, order, set->nq);
 
 	rates = codebook_rates(&st, p->lr);
-	total_steps = p->epochs * ((ntrain + p->batch - 1) / p->batch);
+	total_steps = p->epochs * ((ntrain + batch - 1) / batch);
 
 	best = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE);
 	gcb = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE);
@@ -815,10 +821,10 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 		double		recall,
 					loss;
 
-		for (int b0 = 0; b0 < ntrain; b0 += p->batch)
+		for (int b0 = 0; b0 < ntrain; b0 += batch)
 		{
 			CHECK_FOR_INTERRUPTS();
-			batch_load(&st, &b, order + b0, Min(p->batch, ntrain - b0), set->k,
+			batch_load(&st, &b, order + b0, Min(batch, ntrain - b0), set->k,
 					   st.additive ? 0 : p->balance);
 			batch_loss(&st, p, &b, true, NULL);
 			scatter_grad(&st, &b, gcb);
