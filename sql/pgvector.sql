@@ -30,6 +30,11 @@ SELECT rows FROM kdindex_info('vitems_kd');
 CREATE INDEX vitems_ip ON vitems USING kdindex (v vector_ip_ops) WITH (m = 8);
 CREATE INDEX vitems_cos ON vitems USING kdindex (v vector_cosine_ops) WITH (m = 8);
 SELECT metric FROM kdindex_info('vitems_ip') UNION ALL SELECT metric FROM kdindex_info('vitems_cos');
+-- distillation on a vector column (cosine)
+SELECT kdindex_teacher('vitems', 'v', 'vitems_teacher', k => 20, nqueries => 100, metric => 'cosine');
+SELECT epochs, train_queries, recall_after BETWEEN 0.3 AND 1 AS recall_ok
+  FROM kdindex_train('vitems_cos', 'vitems_teacher', epochs => 2);
+DROP TABLE vitems_teacher;
 
 -- pgvector installed before kdindex: CREATE EXTENSION creates them itself
 DROP TABLE vitems;
