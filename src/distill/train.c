@@ -300,7 +300,9 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 		for (int j = 0; j < n; j++)
 		{
 			s[j] = -metric_dist(st->metric, q, b->xhat + (Size) who[j] * dim, dim) / st->u;
-			t[j] = -metric_dist(st->metric, q, b->x + (Size) who[j] * dim, dim) / st->u;
+			/* ListNet's teacher scores: the exact ones */
+			if (p->loss == KD_LOSS_LISTNET)
+				t[j] = -metric_dist(st->metric, q, b->x + (Size) who[j] * dim, dim) / st->u;
 			gs[j] = 0;
 		}
 		if (p->loss == KD_LOSS_LISTNET)
@@ -346,23 +348,23 @@ subspace_distances(const Student *st, const Batch *b, int j, float *xsub, float 
 {
 	KdQuantizer *sq = st->sq;
 	const float *cb = st->cb + (Size) j * sq->ksub * st->dsub;
+	float	   *cnorms = palloc(sizeof(float) * sq->ksub);
 
 	for (int d = 0; d < b->nd; d++)
 		memcpy(xsub + (Size) d * st->dsub, b->x + (Size) d * st->dim + j * st->dsub,
 			   sizeof(float) * st->dsub);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->nd, sq->ksub, st->dsub, -2.0f,
 				xsub, st->dsub, cb, st->dsub, 0.0f, dist, sq->ksub);
+	for (int w = 0; w < sq->ksub; w++)
+		cnorms[w] = kd_dot(cb + (Size) w * st->dsub, cb + (Size) w * st->dsub, st->dsub);
 	for (int d = 0; d < b->nd; d++)
 	{
 		float		xn = kd_dot(xsub + (Size) d * st->dsub, xsub + (Size) d * st->dsub, st->dsub);
 
 		for (int w = 0; w < sq->ksub; w++)
-		{
-			const float *c = cb + (Size) w * st->dsub;
-
-			dist[(Size) d * sq->ksub + w] += xn + kd_dot(c, c, st->dsub);
-		}
+			dist[(Size) d * sq->ksub + w] += xn + cnorms[w];
 	}
+	pfree(cnorms);
 }
 
 /*
@@ -577,7 +579,7 @@ evaluate(Student *st, const KdDistillParams *p, Batch *b, const int32 *held, int
 	double		hits = 0,
 				total = 0,
 				lsum = 0;
-	int			count = 0;
+	double	   *dist = palloc(sizeof(double) * Max(st->set->k, 1));
 
 	for (int h = 0; h < nheld; h++)
 	{
@@ -591,23 +593,20 @@ evaluate(Student *st, const KdDistillParams *p, Batch *b, const int32 *held, int
 		lsum += rank;
 		n = b->cnt[0];
 		top = Min(p->topn, n);
-		if (top == 0)
-			continue;
-		count++;
+		for (int o = 0; o < n; o++)
+			dist[o] = metric_dist(st->metric, b->q, b->xhat + (Size) o * st->dim, st->dim);
 		/* rank j is found when fewer than top documents score above it */
 		for (int j = 0; j < top; j++)
 		{
-			double		dj = metric_dist(st->metric, b->q, b->xhat + (Size) j * st->dim, st->dim);
 			int			above = 0;
 
 			for (int o = 0; o < n && above < top; o++)
-				if (o != j &&
-					metric_dist(st->metric, b->q, b->xhat + (Size) o * st->dim, st->dim) < dj)
-					above++;
+				above += o != j && dist[o] < dist[j];
 			hits += above < top;
 		}
 		total += top;
 	}
+	pfree(dist);
 	*loss = lsum / Max(nheld, 1);
 	return total > 0 ? hits / total : 0;
 }
