@@ -53,7 +53,7 @@ CREATE FUNCTION kdindex_info(idx regclass,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
-	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint)
+	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Distillation and measurement.  kdindex_teacher writes each query's top-k

@@ -19,16 +19,30 @@ SELECT bool_and(d >= prev) AS ordered, count(*)
 			   lag(v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}', 1, 0::float8) OVER () AS prev
 		  FROM (SELECT v FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 50) s) t;
 
--- a LIMIT past the re-rank depth, and a full walk, still get every row once
+-- a LIMIT past the re-rank depth, and a full walk: every row at most once and
+-- in exact order.  A row that re-ranks nearer than one already returned is
+-- skipped (strict order), which the re-rank pool makes rare.
 SET kdindex.rerank = 10;
-SELECT count(*), count(DISTINCT id)
-  FROM (SELECT id FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 500) s;
-SELECT count(*), count(DISTINCT id)
-  FROM (SELECT id FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 100000) s;
-SELECT count(*) FROM items WHERE v IS NOT NULL;
+CREATE FUNCTION walk(n int) RETURNS TABLE (rows bigint, distinct_rows bigint, ordered bool)
+LANGUAGE sql AS $$
+  SELECT count(*), count(DISTINCT id), coalesce(bool_and(d >= prev), true)
+    FROM (SELECT id, d, lag(d, 1, 0::float8) OVER () AS prev
+            FROM (SELECT id, v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' AS d FROM items
+                   ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT n) s) t
+$$;
+SELECT rows = 500 AS all_500, rows = distinct_rows AS once, ordered FROM walk(500);
+SELECT rows >= 0.995 * (SELECT count(*) FROM items WHERE v IS NOT NULL) AS nearly_all,
+       rows = distinct_rows AS once, ordered FROM walk(100000);
+-- codes only: code order, every row once
 SET kdindex.rerank = 0;
 SELECT count(*), count(DISTINCT id)
   FROM (SELECT id FROM items ORDER BY v <-> '{3,1,4,1,5,9,2,6,5,3,5,8,9,7,9,3}' LIMIT 100000) s;
+SELECT count(*) FROM items WHERE v IS NOT NULL;
+-- kdindex.max_scan_tuples bounds the candidates a scan consumes
+SET kdindex.rerank = 10;
+SET kdindex.max_scan_tuples = 100;
+SELECT rows <= 100 AS bounded, rows >= 90 AS most, ordered FROM walk(100000);
+RESET kdindex.max_scan_tuples;
 
 -- codes only vs re-ranked recall
 SELECT knn_recall('items', '<->', 0) >= 0.4 AS codes_ok, knn_recall('items', '<->', 100) >= 0.98 AS rerank_ok;
@@ -85,3 +99,4 @@ RESET plan_cache_mode;
 RESET kdindex.rerank;
 RESET enable_seqscan;
 DROP INDEX items_kd;
+DROP FUNCTION walk(int);

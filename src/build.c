@@ -74,19 +74,28 @@ struct KdBuildState
 	double		rowstoskip;
 	ReservoirStateData rstate;
 
+	int			lists;			/* IVF lists wanted; 0: flat */
+
 	/* encoding */
 	KdQuantizer *quantizer;		/* NULL: untrained, TIDs only */
 	float	   *batch;
 	ItemPointerData *batch_tids;
+	int32	   *batch_lists;
 	int			nbatch;
 	uint8	   *codes;
 
-	/* page writing */
+	/*
+	 * page writing: encoded tuples wait in memory, then each list's go to the
+	 * end of its chain
+	 */
 	int			tupsize;
-	Buffer		buf;			/* allocated page being filled, locked */
-	Page		page;			/* its contents, built locally */
-	BlockNumber head;
-	BlockNumber tail;
+	char	   *pending;
+	int32	   *pending_lists;
+	int			npending;
+	int			pending_cap;
+	KdListEntry *chains;		/* nchains: where each chain begins and ends */
+	int			nchains;
+	Page		page;			/* page being filled, built locally */
 	int64		ntuples;
 };
 
@@ -173,55 +182,98 @@ sample_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	MemoryContextReset(bs->tmpcxt);
 }
 
-/* Flush the page being filled; if more follow, allocate and link the next one */
+/* Write the locally built page to buf (locked) and release it */
 static void
-finish_page(KdBuildState *bs, bool more)
+put_page(KdBuildState *bs, Buffer buf)
 {
-	GenericXLogState *state;
-	Page		page;
-	Buffer		next = InvalidBuffer;
+	GenericXLogState *state = GenericXLogStart(bs->index);
+	Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
 
-	if (more)
-	{
-		next = kd_new_buffer(bs->index, MAIN_FORKNUM);
-		bs->tail = BufferGetBlockNumber(next);
-		KdPageGetOpaque(bs->page)->nextblkno = bs->tail;
-	}
-	state = GenericXLogStart(bs->index);
-	page = GenericXLogRegisterBuffer(state, bs->buf, GENERIC_XLOG_FULL_IMAGE);
 	memcpy(page, bs->page, BLCKSZ);
 	GenericXLogFinish(state);
-	UnlockReleaseBuffer(bs->buf);
+	UnlockReleaseBuffer(buf);
+}
 
-	bs->buf = next;
-	if (more)
+/*
+ * Append n pending tuples (positions in order[]) to a chain: fill up its
+ * tail page, then link new pages after it.
+ */
+static void
+append_run(KdBuildState *bs, KdListEntry *chain, const int32 *order, int n)
+{
+	Buffer		buf;
+
+	if (BlockNumberIsValid(chain->tail))
+	{
+		buf = ReadBuffer(bs->index, chain->tail);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		memcpy(bs->page, BufferGetPage(buf), BLCKSZ);
+	}
+	else
+	{
+		buf = kd_new_buffer(bs->index, MAIN_FORKNUM);
+		chain->head = chain->tail = BufferGetBlockNumber(buf);
 		kd_init_page(bs->page, KDINDEX_PAGE_DATA);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		KdPageOpaque opaque = KdPageGetOpaque(bs->page);
+
+		if (opaque->ntuples >= KdPageCapacity(bs->tupsize))
+		{
+			Buffer		next = kd_new_buffer(bs->index, MAIN_FORKNUM);
+
+			chain->tail = opaque->nextblkno = BufferGetBlockNumber(next);
+			put_page(bs, buf);
+			buf = next;
+			kd_init_page(bs->page, KDINDEX_PAGE_DATA);
+			opaque = KdPageGetOpaque(bs->page);
+		}
+		memcpy(KdPageTuple(bs->page, bs->tupsize, opaque->ntuples),
+			   bs->pending + (Size) order[i] * bs->tupsize, bs->tupsize);
+		opaque->ntuples++;
+		((PageHeader) bs->page)->pd_lower += bs->tupsize;
+	}
+	put_page(bs, buf);
+}
+
+/* Write the pending tuples out, grouped by list (a counting sort) */
+static void
+write_pending(KdBuildState *bs)
+{
+	int32	   *start = palloc0(sizeof(int32) * (bs->nchains + 1));
+	int32	   *order = palloc(sizeof(int32) * Max(bs->npending, 1));
+
+	for (int i = 0; i < bs->npending; i++)
+		start[bs->pending_lists[i] + 1]++;
+	for (int l = 0; l < bs->nchains; l++)
+		start[l + 1] += start[l];
+	for (int i = 0; i < bs->npending; i++)
+		order[start[bs->pending_lists[i]]++] = i;
+	/* start[l] is now where list l + 1 begins */
+	for (int l = 0, from = 0; l < bs->nchains; from = start[l], l++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (start[l] > from)
+			append_run(bs, &bs->chains[l], order + from, start[l] - from);
+	}
+	bs->npending = 0;
+	pfree(order);
+	pfree(start);
 }
 
 static void
-append_tuple(KdBuildState *bs, ItemPointer tid, const uint8 *code)
+append_tuple(KdBuildState *bs, int list, ItemPointer tid, const uint8 *code)
 {
-	KdPageOpaque opaque;
 	char	   *tup;
 
-	if (!BufferIsValid(bs->buf))
-	{
-		bs->buf = kd_new_buffer(bs->index, MAIN_FORKNUM);
-		bs->head = bs->tail = BufferGetBlockNumber(bs->buf);
-		kd_init_page(bs->page, KDINDEX_PAGE_DATA);
-	}
-	opaque = KdPageGetOpaque(bs->page);
-	if (opaque->ntuples >= KdPageCapacity(bs->tupsize))
-	{
-		finish_page(bs, true);
-		opaque = KdPageGetOpaque(bs->page);
-	}
-	tup = KdPageTuple(bs->page, bs->tupsize, opaque->ntuples);
+	if (bs->npending == bs->pending_cap)
+		write_pending(bs);
+	tup = bs->pending + (Size) bs->npending * bs->tupsize;
 	memcpy(tup, tid, sizeof(ItemPointerData));
 	if (bs->tupsize > sizeof(ItemPointerData))
 		memcpy(KdTupleCode(tup), code, bs->tupsize - sizeof(ItemPointerData));
-	opaque->ntuples++;
-	((PageHeader) bs->page)->pd_lower += bs->tupsize;
+	bs->pending_lists[bs->npending++] = list;
 	bs->ntuples++;
 }
 
@@ -233,9 +285,10 @@ flush_batch(KdBuildState *bs)
 	if (bs->nbatch == 0)
 		return;
 	if (q)
-		q->ops->encode(q, bs->batch, bs->nbatch, bs->codes);
+		kd_quantizer_encode(q, bs->batch, bs->nbatch, bs->batch_lists, bs->codes);
 	for (int i = 0; i < bs->nbatch; i++)
-		append_tuple(bs, &bs->batch_tids[i], q ? bs->codes + (Size) i * q->code_size : NULL);
+		append_tuple(bs, q ? bs->batch_lists[i] : 0, &bs->batch_tids[i],
+					 q ? bs->codes + (Size) i * q->code_size : NULL);
 	bs->nbatch = 0;
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, bs->ntuples);
 }
@@ -329,7 +382,8 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
 	trained->iterations = bs->iterations;
 	trained->beam = bs->beam;
-	trained->ops->train(trained, bs->sample, bs->nsample);
+	kd_ivf_set_lists(trained, bs->lists);
+	kd_quantizer_train(trained, bs->sample, bs->nsample);
 	if (bs->distill)
 		distill_sample(bs, trained);
 	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
@@ -422,39 +476,64 @@ init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPa
 	bs->iterations = opts ? opts->iterations : 0;
 	bs->beam = opts ? opts->beam : 0;
 	bs->distill = opts ? opts->distill : false;
-	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer);
+	bs->lists = opts ? opts->lists : 0;
+	/* IVF trains the quantizer on a copy of the sample: the residuals */
+	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer) +
+		(bs->lists > 0 ? 1 : 0);
 	bs->index = index;
 	bs->heap = heap;
 	bs->metric = kd_index_metric(index);
 	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
 									   ALLOCSET_DEFAULT_SIZES);
-	bs->sample_cap = sample > 0 ? sample : 256 * (1 << meta->nbits);
+	/* 256 rows per codeword, and at least 64 per list */
+	bs->sample_cap = sample > 0 ? sample : Max(256 * (1 << meta->nbits), 64 * bs->lists);
 	bs->rowstoskip = -1;
-	bs->head = bs->tail = InvalidBlockNumber;
 	bs->page = palloc(BLCKSZ);
 }
 
-/* Get ready to encode rows into a new data chain */
+/*
+ * Get ready to encode rows into new data chains; tuples wait in memory within
+ * a quarter of maintenance_work_mem
+ */
 static void
 encode_start(KdBuildState *bs, int code_size)
 {
+	int64		cap;
+
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
 	bs->tupsize = KdTupleSize(code_size);
 	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
 	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs->batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
 	bs->codes = palloc(KD_ENCODE_BATCH * Max(code_size, 1));
+	cap = (int64) maintenance_work_mem * 1024 / 4 / (bs->tupsize + sizeof(int32));
+	bs->pending_cap = (int) Min(Max(cap, KD_ENCODE_BATCH), MaxAllocSize / bs->tupsize);
+	bs->pending = palloc_extended((Size) bs->pending_cap * bs->tupsize, MCXT_ALLOC_HUGE);
+	bs->pending_lists = palloc_extended(sizeof(int32) * bs->pending_cap, MCXT_ALLOC_HUGE);
+	bs->nchains = bs->quantizer ? Max(bs->quantizer->nlists, 1) : 1;
+	bs->chains = palloc_extended(sizeof(KdListEntry) * bs->nchains, MCXT_ALLOC_HUGE);
+	for (int l = 0; l < bs->nchains; l++)
+		bs->chains[l].head = bs->chains[l].tail = bs->chains[l].free = InvalidBlockNumber;
 }
 
-/* Write out what is pending; meta gets the new chain */
+/* Write out what is pending; meta gets the new chain or list directory */
 static void
 encode_finish(KdBuildState *bs, KdMetaPageData *meta)
 {
 	flush_batch(bs);
-	if (BufferIsValid(bs->buf))
-		finish_page(bs, false);
-	meta->data_head = bs->head;
-	meta->data_tail = bs->tail;
+	write_pending(bs);
+	if (bs->quantizer && bs->quantizer->nlists > 0)
+	{
+		kd_write_lists(bs->index, bs->chains, bs->quantizer->nlists, meta);
+		meta->data_head = meta->data_tail = InvalidBlockNumber;
+	}
+	else
+	{
+		meta->nlists = 0;
+		meta->data_head = bs->chains[0].head;
+		meta->data_tail = bs->chains[0].tail;
+	}
 }
 
 /*
@@ -475,7 +554,7 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 		meta->m = choose_m(bs->dim, meta->m);
 		check_m((KdQuantizerKind) meta->quantizer, bs->dim, meta->m);
 	}
-	if (bs->nsample >= min_train_rows)
+	if (bs->nsample >= Max(min_train_rows, bs->lists))
 	{
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_TRAIN);
 		train_quantizer(bs, meta);
@@ -496,13 +575,16 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 }
 
 /*
- * Rows an untrained index collects before it trains itself: 39 per codeword,
- * Faiss's minimum for a k-means worth having (9,984 at nbits = 8).
+ * Rows an untrained index collects before it trains itself: 39 per codeword
+ * and per list, Faiss's minimum for a k-means worth having (9,984 at
+ * nbits = 8).
  */
 int
-kd_autotrain_rows(int nbits)
+kd_autotrain_rows(Relation index, int nbits)
 {
-	return 39 * (1 << nbits);
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+
+	return 39 * Max(1 << nbits, opts ? opts->lists : 0);
 }
 
 IndexBuildResult *
@@ -518,6 +600,11 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+	if (opts && opts->distill && opts->lists > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("distill = on is not supported with lists > 0"),
+				 errhint("Distil a flat index (lists = 0).")));
 
 	kd_init_meta(&meta, kd_index_metric(index), kd_options_quantizer(index), opts ? opts->m : 0, nbits);
 	init_build_state(&bs, index, heap, &meta);
@@ -528,13 +615,15 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	if (!build_data(&bs, &meta, ksub))
 	{
+		int			need = Max(ksub, bs.lists);
+
 		meta.untrained_rows = bs.ntuples;
 		ereport(NOTICE,
 				(errmsg("kdindex \"%s\" has %lld rows, fewer than the %d needed to train its quantizer",
-						RelationGetRelationName(index), (long long) bs.ntuples, ksub),
+						RelationGetRelationName(index), (long long) bs.ntuples, need),
 				 errdetail("Until it is trained the index answers with exact distances from the table."),
 				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
-						 kd_autotrain_rows(nbits))));
+						 kd_autotrain_rows(index, nbits))));
 	}
 	write_meta(index, metabuf, &meta);
 	UnlockReleaseBuffer(metabuf);
@@ -563,14 +652,14 @@ kd_train_in_place(Relation index, Relation heap)
 	bool		trained;
 
 	kd_read_meta(index, &meta);
-	if (meta.trained || meta.untrained_rows < kd_autotrain_rows(meta.nbits))
+	if (meta.trained || meta.untrained_rows < kd_autotrain_rows(index, meta.nbits))
 		return;					/* someone else trained it first */
 	init_build_state(&bs, index, heap, &meta);
 	bs.source = index_rows;
 	bs.from_blk = meta.data_head;
 	bs.stop_blk = InvalidBlockNumber;
 	bs.old_tupsize = KdTupleSize(0);
-	trained = build_data(&bs, &meta, kd_autotrain_rows(meta.nbits));
+	trained = build_data(&bs, &meta, kd_autotrain_rows(index, meta.nbits));
 
 	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);

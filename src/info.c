@@ -10,6 +10,8 @@
 #include "utils/builtins.h"
 #include "utils/rel.h"
 
+#include "miscadmin.h"
+
 #include "kdindex.h"
 
 PG_FUNCTION_INFO_V1(kdindex_info);
@@ -32,20 +34,29 @@ metric_name(KdMetric metric)
 static int64
 count_tuples(Relation index, const KdMetaPageData *meta)
 {
-	BlockNumber blkno = meta->data_head;
+	int			nchains = kd_nchains(meta);
+	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
 	int64		n = 0;
 
-	while (blkno != InvalidBlockNumber)
+	kd_read_list_heads(index, meta, heads);
+	for (int l = 0; l < nchains; l++)
 	{
-		Buffer		buf = ReadBuffer(index, blkno);
-		Page		page;
+		BlockNumber blkno = heads[l];
 
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		n += KdPageGetOpaque(page)->ntuples;
-		blkno = KdPageGetOpaque(page)->nextblkno;
-		UnlockReleaseBuffer(buf);
+		while (blkno != InvalidBlockNumber)
+		{
+			Buffer		buf = ReadBuffer(index, blkno);
+			Page		page;
+
+			CHECK_FOR_INTERRUPTS();
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			n += KdPageGetOpaque(page)->ntuples;
+			blkno = KdPageGetOpaque(page)->nextblkno;
+			UnlockReleaseBuffer(buf);
+		}
 	}
+	pfree(heads);
 	return n;
 }
 
@@ -68,8 +79,8 @@ kdindex_info(PG_FUNCTION_ARGS)
 	Relation	index = kd_open_index(relid, AccessShareLock);
 	TupleDesc	tupdesc;
 	KdMetaPageData meta;
-	Datum		values[15];
-	bool		nulls[15] = {0};
+	Datum		values[16];
+	bool		nulls[16] = {0};
 	int64		rows;
 	int64		total;
 	int			i = 0;
@@ -100,6 +111,7 @@ kdindex_info(PG_FUNCTION_ARGS)
 	nulls[i] = !meta.trained;
 	values[i++] = Float8GetDatum(meta.train_seconds);
 	values[i++] = Int64GetDatum(meta.generation);
+	values[i++] = Int32GetDatum(meta.nlists);
 	Assert(i == lengthof(values));
 
 	index_close(index, AccessShareLock);

@@ -21,6 +21,7 @@ typedef struct KdEncoded
 	uint32		generation;
 	bool		trained;
 	int			dim;
+	int32		list;			/* IVF list of the row */
 	uint8		code[FLEXIBLE_ARRAY_MEMBER];
 } KdEncoded;
 
@@ -34,6 +35,82 @@ put_tuple(Page page, int tupsize, ItemPointer tid, const KdEncoded *enc)
 	memcpy(KdTupleCode(tup), enc->code, tupsize - sizeof(ItemPointerData));
 	opaque->ntuples++;
 	((PageHeader) page)->pd_lower += tupsize;
+}
+
+/* Put the tuple on page buf (locked) if it has room */
+static bool
+put_if_room(Relation index, Buffer buf, int tupsize, ItemPointer tid, const KdEncoded *enc)
+{
+	GenericXLogState *state;
+
+	if (KdPageGetOpaque(BufferGetPage(buf))->ntuples >= KdPageCapacity(tupsize))
+		return false;
+	state = GenericXLogStart(index);
+	put_tuple(GenericXLogRegisterBuffer(state, buf, 0), tupsize, tid, enc);
+	GenericXLogFinish(state);
+	return true;
+}
+
+/*
+ * Add the tuple to its IVF list: on the page vacuum left room on, else on the
+ * tail, else on a new page linked after it.  The meta page is locked
+ * exclusively, so appends do not race; the list's directory page is locked
+ * after it and before any data page.
+ */
+static void
+append_to_list(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *enc)
+{
+	KdMetaPage meta = KdPageGetMeta(BufferGetPage(metabuf));
+	int			tupsize = KdTupleSize(meta->code_size);
+	Buffer		dirbuf = kd_list_buffer(index, meta, enc->list);
+	KdListEntry entry;
+	GenericXLogState *state;
+	KdListEntry *wentry;
+	Buffer		buf = InvalidBuffer;
+	Buffer		newbuf;
+	Page		newpage;
+
+	LockBuffer(dirbuf, BUFFER_LOCK_EXCLUSIVE);
+	entry = *KdListEntryOf(BufferGetPage(dirbuf), enc->list);
+	if (BlockNumberIsValid(entry.free))
+	{
+		buf = ReadBuffer(index, entry.free);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		if (put_if_room(index, buf, tupsize, tid, enc))
+			goto done;
+		/* refilled: forget it */
+		UnlockReleaseBuffer(buf);
+		buf = InvalidBuffer;
+		state = GenericXLogStart(index);
+		KdListEntryOf(GenericXLogRegisterBuffer(state, dirbuf, 0), enc->list)->free = InvalidBlockNumber;
+		GenericXLogFinish(state);
+	}
+	if (BlockNumberIsValid(entry.tail))
+	{
+		buf = ReadBuffer(index, entry.tail);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		if (put_if_room(index, buf, tupsize, tid, enc))
+			goto done;
+	}
+
+	/* an empty list, or a full tail: a new page */
+	newbuf = kd_new_buffer(index, MAIN_FORKNUM);
+	state = GenericXLogStart(index);
+	wentry = KdListEntryOf(GenericXLogRegisterBuffer(state, dirbuf, 0), enc->list);
+	newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
+	kd_init_page(newpage, KDINDEX_PAGE_DATA);
+	put_tuple(newpage, tupsize, tid, enc);
+	if (BufferIsValid(buf))
+		KdPageGetOpaque(GenericXLogRegisterBuffer(state, buf, 0))->nextblkno = BufferGetBlockNumber(newbuf);
+	else
+		wentry->head = BufferGetBlockNumber(newbuf);
+	wentry->tail = BufferGetBlockNumber(newbuf);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(newbuf);
+done:
+	if (BufferIsValid(buf))
+		UnlockReleaseBuffer(buf);
+	UnlockReleaseBuffer(dirbuf);
 }
 
 /* Add the tuple to the data chain; the meta page is locked exclusively */
@@ -126,7 +203,7 @@ encode_row(Relation index, const KdMetaPageData *meta, Datum value)
 	{
 		KdQuantizer *q = kd_get_quantizer(index, meta);
 
-		q->ops->encode(q, x, 1, enc->code);
+		kd_quantizer_encode(q, x, 1, &enc->list, enc->code);
 	}
 	return enc;
 }
@@ -142,7 +219,7 @@ count_untrained_row(Relation index, Buffer metabuf)
 	bool		train;
 
 	wmeta->untrained_rows++;
-	train = wmeta->untrained_rows >= kd_autotrain_rows(wmeta->nbits);
+	train = wmeta->untrained_rows >= kd_autotrain_rows(index, wmeta->nbits);
 	GenericXLogFinish(state);
 	return train;
 }
@@ -193,7 +270,10 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 		wmeta->dim = enc->dim;
 		GenericXLogFinish(state);
 	}
-	append_tuple(index, metabuf, heap_tid, enc);
+	if (KdPageGetMeta(BufferGetPage(metabuf))->nlists > 0)
+		append_to_list(index, metabuf, heap_tid, enc);
+	else
+		append_tuple(index, metabuf, heap_tid, enc);
 	if (!enc->trained)
 		train = count_untrained_row(index, metabuf);
 	UnlockReleaseBuffer(metabuf);

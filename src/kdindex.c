@@ -8,6 +8,7 @@
 #include <float.h>
 
 #include "access/amvalidate.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "catalog/pg_amop.h"
 #include "catalog/pg_amproc.h"
@@ -31,6 +32,8 @@ PG_MODULE_MAGIC;
 PG_FUNCTION_INFO_V1(kdindex_handler);
 
 int			kdindex_rerank = 200;
+int			kdindex_probes = 8;
+int			kdindex_max_scan_tuples = 20000;
 
 static relopt_kind kd_relopt_kind;
 
@@ -78,14 +81,29 @@ _PG_init(void)
 					   "Distil the quantizer at build time from an exact teacher on sampled rows",
 					   false, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "sample",
-					  "Rows sampled to train the quantizer (0: 256 per codeword)",
+					  "Rows sampled to train the quantizer (0: 256 per codeword, 64 per list)",
 					  0, 0, INT_MAX, AccessExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "lists",
+					  "IVF lists: rows coded as residuals from the nearest of this many centroids (0: one flat list)",
+					  0, 0, KDINDEX_MAX_LISTS, AccessExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
 							"Candidates re-scored with the exact distance per batch (0: codes only).",
 							"The best candidates by code distance are re-ranked on the heap's vectors "
 							"and returned in exact order.",
 							&kdindex_rerank, 200, 0, 100000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("kdindex.probes",
+							"IVF lists a scan reads first, nearest centroids first.",
+							"When the executor asks for more rows (a WHERE clause rejected some), "
+							"the scan goes on to the next lists, this many at a time.",
+							&kdindex_probes, 8, 1, KDINDEX_MAX_LISTS,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("kdindex.max_scan_tuples",
+							"Candidates a scan consumes at most before it stops returning rows.",
+							"Bounds the work of a filtered query whose filter rejects most rows; "
+							"0 means no bound.",
+							&kdindex_max_scan_tuples, 20000, 0, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }
@@ -101,6 +119,7 @@ kd_options(Datum reloptions, bool validate)
 		{"iterations", RELOPT_TYPE_INT, offsetof(KdOptions, iterations)},
 		{"beam", RELOPT_TYPE_INT, offsetof(KdOptions, beam)},
 		{"distill", RELOPT_TYPE_BOOL, offsetof(KdOptions, distill)},
+		{"lists", RELOPT_TYPE_INT, offsetof(KdOptions, lists)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));
@@ -137,6 +156,18 @@ kd_index_metric(Relation index)
 	return (KdMetric) DatumGetInt32(FunctionCall1(proc, PointerGetDatum(NULL)));
 }
 
+/* The part of the codes the first pass reads: kdindex.probes of the lists */
+static double
+read_fraction(Oid indexoid)
+{
+	Relation	index = index_open(indexoid, NoLock);
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	int			lists = opts ? opts->lists : 0;
+
+	index_close(index, NoLock);
+	return lists > 0 ? Min(1.0, (double) kdindex_probes / lists) : 1.0;
+}
+
 /*
  * The first row costs a pass over every code (cheap, sequential) plus the
  * re-rank of the first batch; every further row one more heap fetch.  An
@@ -152,6 +183,7 @@ kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	IndexOptInfo *index = path->indexinfo;
 	double		ntuples = Max(index->tuples, 1);
 	double		rerank = Min(Max(kdindex_rerank, 1), ntuples);
+	double		scanned = read_fraction(index->indexoid);
 	/* a re-rank fetch: a heap tuple, mostly cached, and its detoast */
 	double		fetch_cost = 0.1 * random_page_cost + cpu_tuple_cost;
 
@@ -164,8 +196,8 @@ kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 		*indexTotalCost = get_float8_infinity();
 		return;
 	}
-	*indexStartupCost = index->pages * seq_page_cost
-		+ ntuples * (cpu_index_tuple_cost + cpu_operator_cost)
+	*indexStartupCost = scanned * (index->pages * seq_page_cost
+								   + ntuples * (cpu_index_tuple_cost + cpu_operator_cost))
 		+ rerank * fetch_cost;
 	*indexTotalCost = *indexStartupCost + (ntuples - rerank) * fetch_cost;
 }

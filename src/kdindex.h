@@ -25,7 +25,7 @@
 #include "quant/quantizer.h"
 
 #define KDINDEX_MAGIC			0x4B44494E	/* "KDIN" */
-#define KDINDEX_LAYOUT_VERSION	1
+#define KDINDEX_LAYOUT_VERSION	2
 
 #define KDINDEX_METAPAGE_BLKNO	0
 
@@ -44,6 +44,7 @@
 #define KDINDEX_PAGE_BLOB		(1 << 1)
 #define KDINDEX_PAGE_DATA		(1 << 2)
 #define KDINDEX_PAGE_FREE		(1 << 3)	/* recycled: in the free space map */
+#define KDINDEX_PAGE_LISTS		(1 << 4)	/* IVF list directory */
 
 #define KDINDEX_PAGE_ID			0xFF8A
 
@@ -60,6 +61,10 @@ typedef struct KdPageOpaqueData
 typedef KdPageOpaqueData *KdPageOpaque;
 
 #define KdPageGetOpaque(page) ((KdPageOpaque) PageGetSpecialPointer(page))
+
+/* Bytes after the page header and before the opaque area */
+#define KdPageUsable \
+	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(KdPageOpaqueData)))
 
 /*
  * Pages with free space that vacuum found, so inserts refill them before
@@ -81,6 +86,26 @@ typedef struct KdRetiredChains
 	BlockNumber blob_head;
 	FullTransactionId xid;		/* next xid when they were replaced */
 } KdRetiredChains;
+
+/*
+ * IVF indexes keep one data chain per list; the list directory, an array of
+ * these entries on pages the meta page names, says where each begins and
+ * ends.  free is a page of the list VACUUM left room on, for inserts to
+ * refill before the tail.
+ */
+typedef struct KdListEntry
+{
+	BlockNumber head;
+	BlockNumber tail;
+	BlockNumber free;
+} KdListEntry;
+
+#define KDINDEX_LISTS_PER_PAGE	((int) (KdPageUsable / sizeof(KdListEntry)))
+#define KDINDEX_MAX_LISTS		32768
+#define KDINDEX_MAX_DIR_PAGES \
+	((KDINDEX_MAX_LISTS + KDINDEX_LISTS_PER_PAGE - 1) / KDINDEX_LISTS_PER_PAGE)
+#define KdListEntryOf(page, list) \
+	((KdListEntry *) PageGetContents(page) + (list) % KDINDEX_LISTS_PER_PAGE)
 
 typedef struct KdMetaPageData
 {
@@ -106,6 +131,9 @@ typedef struct KdMetaPageData
 	int64		untrained_rows; /* rows inserted while untrained, for auto-training */
 	uint16		nretired;
 	KdRetiredChains retired[KDINDEX_MAX_RETIRED];
+	/* IVF: 0 lists is one flat chain (data_head, data_tail, free_pages) */
+	int32		nlists;
+	BlockNumber dir_pages[KDINDEX_MAX_DIR_PAGES];
 } KdMetaPageData;
 
 typedef KdMetaPageData *KdMetaPage;
@@ -116,8 +144,6 @@ typedef KdMetaPageData *KdMetaPage;
 #define KdTupleSize(code_size)	(sizeof(ItemPointerData) + (code_size))
 #define KdTupleCode(tup)		((uint8 *) (tup) + sizeof(ItemPointerData))
 
-#define KdPageUsable \
-	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(KdPageOpaqueData)))
 #define KdPageCapacity(tupsize)	((int) (KdPageUsable / (tupsize)))
 #define KdPageTuple(page, tupsize, i) \
 	((char *) PageGetContents(page) + (size_t) (i) * (tupsize))
@@ -136,10 +162,13 @@ typedef struct KdOptions
 	int			iterations;		/* training alternations; 0: the quantizer's default */
 	int			beam;			/* AQ beam width; 0: its default */
 	bool		distill;		/* distil from sampled rows at build time */
+	int			lists;			/* IVF lists; 0: one flat list */
 } KdOptions;
 
 /* GUCs */
 extern int	kdindex_rerank;
+extern int	kdindex_probes;
+extern int	kdindex_max_scan_tuples;
 
 /* Progress subphases of CREATE INDEX */
 #define KDINDEX_PHASE_SAMPLE	2
@@ -183,7 +212,7 @@ extern void kd_retrain_switch(Relation index, Relation heap, KdQuantizer *traine
 #define KdUnlockInserts(index)	UnlockPage((index), KDINDEX_METAPAGE_BLKNO, ShareLock)
 #define KdLockTraining(index)	LockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
 #define KdUnlockTraining(index) UnlockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
-extern int	kd_autotrain_rows(int nbits);
+extern int	kd_autotrain_rows(Relation index, int nbits);
 extern void kd_buildempty(Relation index);
 
 /* insert.c */
@@ -211,6 +240,11 @@ extern void kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind 
 						 int m, int nbits);
 extern char *kd_read_blob(Relation index, BlockNumber head, Size size);
 extern BlockNumber kd_write_blob(Relation index, const char *data, Size size);
+extern int	kd_nchains(const KdMetaPageData *meta);
+extern void kd_read_list_heads(Relation index, const KdMetaPageData *meta, BlockNumber *heads);
+extern Buffer kd_list_buffer(Relation index, const KdMetaPageData *meta, int list);
+extern void kd_write_lists(Relation index, const KdListEntry *entries, int nlists,
+						   KdMetaPageData *meta);
 extern bool kd_retire_chains(KdMetaPageData *meta, BlockNumber data_head, BlockNumber blob_head);
 
 extern KdQuantizer *kd_get_quantizer(Relation index, const KdMetaPageData *meta);

@@ -251,3 +251,62 @@ kd_get_quantizer(Relation index, const KdMetaPageData *meta)
 	victim->last_used = ++kd_cache_clock;
 	return victim->quantizer;
 }
+
+/* Data chains of the index: one per IVF list, or the one flat chain */
+int
+kd_nchains(const KdMetaPageData *meta)
+{
+	return meta->nlists > 0 ? meta->nlists : 1;
+}
+
+/* The directory page holding list's entry, pinned, not locked */
+Buffer
+kd_list_buffer(Relation index, const KdMetaPageData *meta, int list)
+{
+	Assert(list >= 0 && list < meta->nlists);
+	return ReadBuffer(index, meta->dir_pages[list / KDINDEX_LISTS_PER_PAGE]);
+}
+
+/* The first page of every chain (kd_nchains of them) */
+void
+kd_read_list_heads(Relation index, const KdMetaPageData *meta, BlockNumber *heads)
+{
+	if (meta->nlists == 0)
+	{
+		heads[0] = meta->data_head;
+		return;
+	}
+	for (int l = 0; l < meta->nlists; l += KDINDEX_LISTS_PER_PAGE)
+	{
+		Buffer		buf = kd_list_buffer(index, meta, l);
+		Page		page;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		for (int i = l; i < Min(meta->nlists, l + KDINDEX_LISTS_PER_PAGE); i++)
+			heads[i] = KdListEntryOf(page, i)->head;
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/* Write a new list directory; meta records its pages */
+void
+kd_write_lists(Relation index, const KdListEntry *entries, int nlists, KdMetaPageData *meta)
+{
+	meta->nlists = nlists;
+	for (int l = 0; l < nlists; l += KDINDEX_LISTS_PER_PAGE)
+	{
+		Buffer		buf = kd_new_buffer(index, MAIN_FORKNUM);
+		int			n = Min(nlists - l, KDINDEX_LISTS_PER_PAGE);
+		GenericXLogState *state = GenericXLogStart(index);
+		Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+
+		kd_init_page(page, KDINDEX_PAGE_LISTS);
+		memcpy(PageGetContents(page), entries + l, sizeof(KdListEntry) * n);
+		((PageHeader) page)->pd_lower += sizeof(KdListEntry) * n;
+		KdPageGetOpaque(page)->ntuples = n;
+		GenericXLogFinish(state);
+		meta->dir_pages[l / KDINDEX_LISTS_PER_PAGE] = BufferGetBlockNumber(buf);
+		UnlockReleaseBuffer(buf);
+	}
+}

@@ -1,21 +1,29 @@
 /*
- * scan.c — ordered scans: ADC lookup table, candidate passes over the codes,
+ * scan.c — ordered scans: ADC lookup tables, candidate passes over the codes,
  * exact re-rank on the heap.
  *
- * A pass reads every code once and keeps, in a bounded max-heap, the best
- * `cap` candidates (by code distance, ties by TID) that come after the last
- * candidate already consumed; the next pass, if the executor keeps asking,
- * resumes after that one with a larger cap.  Candidates are consumed in
- * batches of kdindex.rerank: each batch is re-scored with the exact distance
- * on the heap tuple (fetched under the scan's snapshot, the indexed value
- * recomputed with FormIndexDatum so expression indexes work), sorted, and
- * returned.  Rows invisible to the snapshot drop out there.  With
- * kdindex.rerank = 0 candidates are returned in code order.
+ * The codes a scan reads are the flat index's one chain, or in an IVF index
+ * the kdindex.probes lists whose centroids are nearest the query (each list
+ * scored with its own lookup table).  A pass reads those codes once and keeps,
+ * in a bounded max-heap, the best `cap` candidates (by code distance, ties by
+ * TID) that come after the last candidate already consumed; the next pass, if
+ * the executor keeps asking, resumes after that one with a larger cap.  When
+ * the lists read so far have nothing left, the scan goes on to the next
+ * kdindex.probes lists: a WHERE clause that rejects most rows still gets its
+ * LIMIT, up to kdindex.max_scan_tuples candidates.
  *
- * The executor trusts this order (xs_recheckorderby is false): each batch
- * is in exact order; a later batch, needed only when a LIMIT exceeds the
- * re-rank depth or a filter rejects rows, continues with the next
- * candidates by code distance.
+ * Re-rank: candidates are re-scored with the exact distance on the heap tuple
+ * (fetched under the scan's snapshot, the indexed value recomputed with
+ * FormIndexDatum so expression indexes work) into a pool that returns its
+ * nearest first.  The first kdindex.rerank candidates fill the pool; before a
+ * row leaves it, further candidates are re-ranked while the next one by code
+ * distance could still be nearer than that row (by the errors of the code
+ * distances re-ranked so far).  Rows invisible to the snapshot drop out there.
+ * With kdindex.rerank = 0 candidates are returned in code order.
+ *
+ * The executor trusts the order (xs_recheckorderby is false), so a row that
+ * turns out nearer than one already returned is skipped, as pgvector's
+ * strict_order does: what is returned is always in order.
  */
 #include "postgres.h"
 
@@ -32,10 +40,11 @@
 #include "kdindex.h"
 #include "vector.h"
 
+/* dist is double: re-ranked rows must sort exactly as the operator's values */
 typedef struct KdCandidate
 {
 	ItemPointerData tid;
-	float		dist;
+	double		dist;
 } KdCandidate;
 
 typedef struct KdScanOpaqueData
@@ -51,10 +60,19 @@ typedef struct KdScanOpaqueData
 
 	/* index state read at the first call */
 	KdMetaPageData meta;
-	float	   *lut;
-	float		bias;
+	float	   *unit;			/* the query as the codes see it (normalised) */
+	int			lutsize;		/* m x ksub */
 	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
 							 const uint8 *codes, int stride, int n, float *out);
+
+	/* chains: the lists, nearest centroid first, or the flat chain */
+	int			nchains;
+	BlockNumber *heads;
+	int32	   *order;
+	int			set_start;		/* the lists read now: order[set_start, set_end) */
+	int			set_end;
+	float	   *luts;			/* their lookup tables and biases */
+	float	   *biases;
 
 	/* candidate passes */
 	KdCandidate *cands;			/* current pass, ascending */
@@ -65,12 +83,17 @@ typedef struct KdScanOpaqueData
 	bool		have_cursor;
 	KdCandidate cursor;			/* last candidate consumed */
 
-	/* re-ranked batch */
-	KdCandidate *batch;
-	int			batch_cap;
-	int			nbatch;
-	int			batch_pos;
-	bool		exact;			/* batch holds exact distances */
+	/* re-ranked rows not returned yet: a min-heap */
+	KdCandidate *pool;
+	int			pool_cap;
+	int			npool;
+	bool		exact;			/* rows are returned with exact distances */
+	int64		consumed;		/* candidates taken from the passes */
+	int64		nerr;			/* code minus exact distance of re-ranked rows: */
+	double		err_sum;		/* their count, sum and sum of squares */
+	double		err_sumsq;
+	bool		have_last;
+	double		last;			/* distance of the row returned last */
 
 	/* heap access for the re-rank */
 	KdHeapFetch *heapfetch;
@@ -145,10 +168,97 @@ heap_push(KdCandidate *heap, int *n, int cap, const KdCandidate *c)
 	}
 }
 
+/* What the operator would return, from a code distance */
+static double
+code_distance_value(KdMetric metric, double d)
+{
+	switch (metric)
+	{
+		case KD_METRIC_L2:
+			return sqrt(Max(d, 0));
+		case KD_METRIC_IP:
+			return d;
+		case KD_METRIC_COSINE:
+			/* squared distance of unit vectors: 2 - 2 cos */
+			return (double) d / 2;
+	}
+	return d;
+}
+
+/* Min-heap of the pool, by distance then TID */
+static void
+pool_push(KdScanOpaque so, const KdCandidate *c)
+{
+	int			i;
+
+	if (so->npool == so->pool_cap)
+	{
+		so->pool_cap = Max(64, so->pool_cap * 2);
+		if (so->pool == NULL)
+			so->pool = MemoryContextAllocHuge(so->querycxt, sizeof(KdCandidate) * so->pool_cap);
+		else
+			so->pool = repalloc_huge(so->pool, sizeof(KdCandidate) * so->pool_cap);
+	}
+	i = so->npool++;
+	while (i > 0 && cand_cmp(&so->pool[(i - 1) / 2], c) > 0)
+	{
+		so->pool[i] = so->pool[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	so->pool[i] = *c;
+}
+
+static KdCandidate
+pool_pop(KdScanOpaque so)
+{
+	KdCandidate top = so->pool[0];
+	KdCandidate item = so->pool[--so->npool];
+	int			i = 0;
+
+	for (;;)
+	{
+		int			child = 2 * i + 1;
+
+		if (child >= so->npool)
+			break;
+		if (child + 1 < so->npool && cand_cmp(&so->pool[child + 1], &so->pool[child]) < 0)
+			child++;
+		if (cand_cmp(&so->pool[child], &item) >= 0)
+			break;
+		so->pool[i] = so->pool[child];
+		i = child;
+	}
+	if (so->npool > 0)
+		so->pool[i] = item;
+	return top;
+}
+
+/* Lookup tables for the lists of the current set */
+static void
+prepare_set(IndexScanDesc scan)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdQuantizer *q = kd_get_quantizer(scan->indexRelation, &so->meta);
+	int			n = so->set_end - so->set_start;
+	MemoryContext old = MemoryContextSwitchTo(so->querycxt);
+
+	if (so->luts)
+	{
+		pfree(so->luts);
+		pfree(so->biases);
+	}
+	so->luts = palloc(sizeof(float) * so->lutsize * n);
+	so->biases = palloc(sizeof(float) * n);
+	for (int i = 0; i < n; i++)
+		kd_ivf_list_lut(q, so->unit, so->metric, so->order[so->set_start + i],
+						so->luts + (Size) i * so->lutsize, &so->biases[i]);
+	MemoryContextSwitchTo(old);
+}
+
 /*
- * One pass over all codes: the best so->cap candidates after the cursor.
- * Untrained indexes (and NULL queries) have no code distance: every tuple
- * scores 0, so candidates come in TID order.
+ * One pass over the codes of the current set: the best so->cap candidates
+ * after the cursor.  Untrained indexes (and NULL queries) have no code
+ * distance: every tuple scores 0, so candidates come in TID order.
  */
 static void
 run_pass(IndexScanDesc scan)
@@ -157,7 +267,6 @@ run_pass(IndexScanDesc scan)
 	int			tupsize = KdTupleSize(so->meta.code_size);
 	bool		use_codes = so->meta.trained && !so->null_query;
 	float	   *dists = palloc(sizeof(float) * KdPageCapacity(tupsize));
-	BlockNumber blkno = so->meta.data_head;
 	int			n = 0;
 
 	if (so->cands == NULL)
@@ -165,36 +274,43 @@ run_pass(IndexScanDesc scan)
 	else
 		so->cands = repalloc_huge(so->cands, sizeof(KdCandidate) * so->cap);
 
-	while (blkno != InvalidBlockNumber)
+	for (int k = so->set_start; k < so->set_end; k++)
 	{
-		Buffer		buf;
-		Page		page;
-		int			ntup;
+		BlockNumber blkno = so->heads[so->order[k]];
+		const float *lut = use_codes ? so->luts + (Size) (k - so->set_start) * so->lutsize : NULL;
+		float		bias = use_codes ? so->biases[k - so->set_start] : 0;
 
-		CHECK_FOR_INTERRUPTS();
-		buf = ReadBufferExtended(scan->indexRelation, MAIN_FORKNUM, blkno, RBM_NORMAL, NULL);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		ntup = KdPageGetOpaque(page)->ntuples;
-		if (use_codes)
-			so->adc_scan(so->lut, so->meta.m, so->meta.nbits, so->metric,
-						 (const uint8 *) KdTupleCode(KdPageTuple(page, tupsize, 0)),
-						 tupsize, ntup, dists);
-		for (int i = 0; i < ntup; i++)
+		while (blkno != InvalidBlockNumber)
 		{
-			KdCandidate c;
+			Buffer		buf;
+			Page		page;
+			int			ntup;
 
-			c.dist = use_codes ? dists[i] + so->bias : 0;
-			/* most codes lose to the worst kept candidate: reject before anything else */
-			if (n == so->cap && c.dist > so->cands[0].dist)
-				continue;
-			memcpy(&c.tid, KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
-			if (so->have_cursor && cand_cmp(&c, &so->cursor) <= 0)
-				continue;
-			heap_push(so->cands, &n, so->cap, &c);
+			CHECK_FOR_INTERRUPTS();
+			buf = ReadBufferExtended(scan->indexRelation, MAIN_FORKNUM, blkno, RBM_NORMAL, NULL);
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			ntup = KdPageGetOpaque(page)->ntuples;
+			if (use_codes)
+				so->adc_scan(lut, so->meta.m, so->meta.nbits, so->metric,
+							 (const uint8 *) KdTupleCode(KdPageTuple(page, tupsize, 0)),
+							 tupsize, ntup, dists);
+			for (int i = 0; i < ntup; i++)
+			{
+				KdCandidate c;
+
+				c.dist = use_codes ? dists[i] + bias : 0;
+				/* most codes lose to the worst kept candidate: reject before anything else */
+				if (n == so->cap && c.dist > so->cands[0].dist)
+					continue;
+				memcpy(&c.tid, KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
+				if (so->have_cursor && cand_cmp(&c, &so->cursor) <= 0)
+					continue;
+				heap_push(so->cands, &n, so->cap, &c);
+			}
+			blkno = KdPageGetOpaque(page)->nextblkno;
+			UnlockReleaseBuffer(buf);
 		}
-		blkno = KdPageGetOpaque(page)->nextblkno;
-		UnlockReleaseBuffer(buf);
 	}
 	pfree(dists);
 
@@ -204,25 +320,66 @@ run_pass(IndexScanDesc scan)
 	so->exhausted = n < so->cap;
 }
 
-/* The next candidate by code distance, running a new pass when needed */
+/*
+ * The next candidate by code distance (not consumed), running a new pass or
+ * moving on to the next lists when needed; NULL when there is none.
+ */
+static KdCandidate *
+peek_candidate(IndexScanDesc scan)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+
+	while (so->pos >= so->ncands)
+	{
+		if (so->exhausted)
+		{
+			/* these lists are done: the next ones, with a fresh cursor */
+			if (so->set_end >= so->nchains)
+				return NULL;
+			so->set_start = so->set_end;
+			so->set_end = Min(so->nchains, so->set_end + kdindex_probes);
+			so->have_cursor = false;
+			so->exhausted = false;
+			so->ncands = 0;
+			if (so->meta.trained && !so->null_query)
+				prepare_set(scan);
+		}
+		else if (so->ncands > 0)
+		{
+			/* widen each further pass, within work_mem */
+			so->cap = (int) Max(so->cap, Min((int64) so->cap * 4,
+											 (int64) work_mem * 1024 / sizeof(KdCandidate)));
+		}
+		run_pass(scan);
+	}
+	return &so->cands[so->pos];
+}
+
+/*
+ * Has the scan consumed kdindex.max_scan_tuples candidates?  Untrained
+ * indexes and NULL queries are not bounded: they return every row.
+ */
+static inline bool
+scan_bounded(KdScanOpaque so)
+{
+	return so->meta.trained && !so->null_query && kdindex_max_scan_tuples > 0 &&
+		so->consumed >= kdindex_max_scan_tuples;
+}
+
 static bool
 next_candidate(IndexScanDesc scan, KdCandidate *c)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdCandidate *next;
 
-	if (so->pos >= so->ncands)
-	{
-		if (so->exhausted)
-			return false;
-		/* widen each further pass, within work_mem */
-		if (so->ncands > 0)
-			so->cap = (int) Max(so->cap, Min((int64) so->cap * 4,
-											 (int64) work_mem * 1024 / sizeof(KdCandidate)));
-		run_pass(scan);
-		if (so->ncands == 0)
-			return false;
-	}
-	*c = so->cands[so->pos++];
+	if (scan_bounded(so))
+		return false;
+	next = peek_candidate(scan);
+	if (next == NULL)
+		return false;
+	*c = *next;
+	so->pos++;
+	so->consumed++;
 	so->cursor = *c;
 	so->have_cursor = true;
 	return true;
@@ -233,7 +390,7 @@ next_candidate(IndexScanDesc scan, KdCandidate *c)
  * visible to the scan's snapshot.
  */
 static bool
-exact_distance(IndexScanDesc scan, ItemPointer tid, float *dist)
+exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	MemoryContext old;
@@ -255,50 +412,92 @@ exact_distance(IndexScanDesc scan, ItemPointer tid, float *dist)
 		int			dim;
 		float	   *x = kd_datum_floats(value, so->typid, &dim);
 
-		*dist = (float) kd_exact_distance(so->metric, so->query, x, dim);
+		*dist = kd_exact_distance(so->metric, so->query, x, dim);
 	}
 	MemoryContextSwitchTo(old);
 	return found;
 }
 
-/*
- * Fill the next batch.  Re-rank: the next kdindex.rerank candidates (all of
- * them while the index is untrained) with exact distances, sorted.  Codes
- * only: the next candidates as they are.
- */
+/* Re-rank up to n more candidates into the pool; false when none was left */
 static bool
-next_batch(IndexScanDesc scan)
+rerank_more(IndexScanDesc scan, int64 n)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	bool		untrained = !so->meta.trained && !so->null_query;
-	int			depth = untrained ? INT_MAX : (so->null_query ? 0 : kdindex_rerank);
-	int			want = depth > 0 ? Min(depth, so->cap) : Min(so->cap, 1024);
 	KdCandidate c;
+	bool		any = false;
 
-	so->nbatch = 0;
-	so->batch_pos = 0;
-	so->exact = depth > 0;
-	while ((untrained || so->nbatch < want) && next_candidate(scan, &c))
+	while (n-- > 0 && next_candidate(scan, &c))
 	{
-		if (so->exact && !exact_distance(scan, &c.tid, &c.dist))
+		double		code = code_distance_value(so->metric, c.dist);
+
+		any = true;
+		if (!exact_distance(scan, &c.tid, &c.dist))
 			continue;
-		if (so->nbatch >= so->batch_cap)
-		{
-			/* untrained indexes re-rank everything: the batch grows */
-			so->batch_cap = Max(want, so->batch_cap * 2);
-			if (so->batch == NULL)
-				so->batch = MemoryContextAllocHuge(so->querycxt, sizeof(KdCandidate) * so->batch_cap);
-			else
-				so->batch = repalloc_huge(so->batch, sizeof(KdCandidate) * so->batch_cap);
-		}
-		so->batch[so->nbatch++] = c;
+		pool_push(so, &c);
+		so->nerr++;
+		so->err_sum += code - c.dist;
+		so->err_sumsq += (code - c.dist) * (code - c.dist);
 	}
-	if (so->exact)
-		qsort(so->batch, so->nbatch, sizeof(KdCandidate), cand_qsort_cmp);
-	return so->nbatch > 0;
+	return any;
 }
 
-/* Read the index state, prepare the query and its lookup table */
+/*
+ * Could the next candidate be nearer than a row at exact distance d?  How far
+ * code distances stray from exact ones is measured on the rows re-ranked so
+ * far: the next one could be nearer if its code distance, less the mean
+ * error and three standard deviations, is.
+ */
+static bool
+next_may_be_nearer(IndexScanDesc scan, double d)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdCandidate *next;
+	double		mean,
+				var;
+
+	if (scan_bounded(so) || so->nerr < 2)
+		return false;
+	next = peek_candidate(scan);
+	if (next == NULL)
+		return false;
+	mean = so->err_sum / so->nerr;
+	var = Max(so->err_sumsq / so->nerr - mean * mean, 0);
+	return d > code_distance_value(so->metric, next->dist) - mean - 3 * sqrt(var);
+}
+
+/* Re-rank candidates at each step of the pool (kdindex.rerank / 4, or 16) */
+#define KD_RERANK_STEP(rerank)	Max((rerank) / 4, 16)
+
+/* The next row to return, by exact distance when re-ranking */
+static bool
+next_row(IndexScanDesc scan, KdCandidate *c)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+
+	if (!so->exact)
+		return next_candidate(scan, c);
+	if (!so->meta.trained)
+	{
+		/* untrained: every row is re-ranked, no bound applies */
+		if (so->consumed == 0)
+			while (rerank_more(scan, INT_MAX))
+				;
+	}
+	else
+	{
+		if (so->consumed == 0)
+			rerank_more(scan, kdindex_rerank);
+		while (so->npool == 0 || next_may_be_nearer(scan, so->pool[0].dist))
+			if (!rerank_more(scan, KD_RERANK_STEP(kdindex_rerank)))
+				break;
+	}
+	if (so->npool == 0)
+		return false;
+	*c = pool_pop(so);
+	return true;
+}
+
+/* Read the index state, prepare the query and the first lists */
 static void
 start_scan(IndexScanDesc scan)
 {
@@ -306,50 +505,44 @@ start_scan(IndexScanDesc scan)
 	MemoryContext old = MemoryContextSwitchTo(so->querycxt);
 
 	kd_read_meta(scan->indexRelation, &so->meta);
-	if (so->meta.data_head == InvalidBlockNumber)
+	if (so->meta.nlists == 0 && so->meta.data_head == InvalidBlockNumber)
 		so->empty = true;
-	if (!so->empty && !so->null_query)
-	{
-		if (so->meta.dim != 0 && so->dim != so->meta.dim)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("different vector dimensions %d and %d", so->meta.dim, so->dim)));
-		if (so->meta.trained)
-		{
-			KdQuantizer *q = kd_get_quantizer(scan->indexRelation, &so->meta);
-			float	   *unit = so->query;
+	if (!so->empty && !so->null_query && so->meta.dim != 0 && so->dim != so->meta.dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different vector dimensions %d and %d", so->meta.dim, so->dim)));
 
-			if (so->metric == KD_METRIC_COSINE)
-			{
-				unit = palloc(sizeof(float) * so->dim);
-				memcpy(unit, so->query, sizeof(float) * so->dim);
-				kd_normalize(unit, so->dim);
-			}
-			so->lut = palloc(sizeof(float) * q->m * q->ksub);
-			q->ops->compute_lut(q, unit, so->metric, so->lut, &so->bias);
-			so->adc_scan = q->ops->adc_scan;
+	so->nchains = kd_nchains(&so->meta);
+	so->heads = palloc(sizeof(BlockNumber) * so->nchains);
+	so->order = palloc(sizeof(int32) * so->nchains);
+	if (!so->empty)
+		kd_read_list_heads(scan->indexRelation, &so->meta, so->heads);
+	for (int l = 0; l < so->nchains; l++)
+		so->order[l] = l;
+	so->set_start = 0;
+	so->set_end = so->meta.nlists > 0 ? Min(kdindex_probes, so->nchains) : 1;
+
+	if (!so->empty && !so->null_query && so->meta.trained)
+	{
+		KdQuantizer *q = kd_get_quantizer(scan->indexRelation, &so->meta);
+
+		so->unit = so->query;
+		if (so->metric == KD_METRIC_COSINE)
+		{
+			so->unit = palloc(sizeof(float) * so->dim);
+			memcpy(so->unit, so->query, sizeof(float) * so->dim);
+			kd_normalize(so->unit, so->dim);
 		}
+		so->lutsize = q->m * q->ksub;
+		so->adc_scan = q->ops->adc_scan;
+		if (q->nlists > 0)
+			kd_ivf_rank_lists(q, so->unit, so->metric, so->order, NULL);
+		prepare_set(scan);
 	}
 	so->cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;
+	so->exact = !so->null_query && (!so->meta.trained || kdindex_rerank > 0);
 	so->started = true;
 	MemoryContextSwitchTo(old);
-}
-
-/* What the operator would return, from a code distance */
-static double
-code_distance_value(KdMetric metric, float d)
-{
-	switch (metric)
-	{
-		case KD_METRIC_L2:
-			return sqrt(Max(d, 0));
-		case KD_METRIC_IP:
-			return d;
-		case KD_METRIC_COSINE:
-			/* squared distance of unit vectors: 2 - 2 cos */
-			return (double) d / 2;
-	}
-	return d;
 }
 
 IndexScanDesc
@@ -387,13 +580,19 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->empty = false;
 	so->null_query = false;
 	so->query = NULL;
-	so->lut = NULL;
+	so->unit = NULL;
+	so->luts = NULL;
+	so->biases = NULL;
 	so->cands = NULL;
-	so->batch = NULL;
-	so->batch_cap = 0;
-	so->ncands = so->pos = so->nbatch = so->batch_pos = 0;
+	so->pool = NULL;
+	so->pool_cap = so->npool = 0;
+	so->ncands = so->pos = 0;
+	so->consumed = 0;
+	so->nerr = 0;
+	so->err_sum = so->err_sumsq = 0;
 	so->exhausted = false;
 	so->have_cursor = false;
+	so->have_last = false;
 
 	if (scan->numberOfOrderBys == 0)
 	{
@@ -425,17 +624,22 @@ bool
 kd_gettuple(IndexScanDesc scan, ScanDirection dir)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	KdCandidate *c;
+	KdCandidate c;
 
 	if (!so->started)
 		start_scan(scan);
 	if (so->empty)
 		return false;
-	if (so->batch_pos >= so->nbatch && !next_batch(scan))
-		return false;
+	do
+	{
+		if (!next_row(scan, &c))
+			return false;
+		/* nearer than a row already returned: too late for it (strict order) */
+	} while (!so->null_query && so->have_last && c.dist < so->last);
+	so->last = c.dist;
+	so->have_last = true;
 
-	c = &so->batch[so->batch_pos++];
-	scan->xs_heaptid = c->tid;
+	scan->xs_heaptid = c.tid;
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
 	if (so->null_query)
@@ -445,7 +649,7 @@ kd_gettuple(IndexScanDesc scan, ScanDirection dir)
 	}
 	else
 	{
-		double		value = so->exact ? c->dist : code_distance_value(so->metric, c->dist);
+		double		value = so->exact ? c.dist : code_distance_value(so->metric, c.dist);
 
 		scan->xs_orderbyvals[0] = Float8GetDatum(value);
 		scan->xs_orderbynulls[0] = false;

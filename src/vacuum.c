@@ -3,8 +3,9 @@
  *
  * Each data page is compacted in place (tuples are fixed size, so the
  * survivors just slide down, as contrib/bloom does).  Pages that end up with
- * room are remembered in the meta page for inserts to refill; pages stay in
- * their chain, so no scan ever loses its way.  Chains a retrain replaced
+ * room are remembered for inserts to refill: in the meta page for a flat
+ * index, one per list in an IVF index's directory.  Pages stay in their
+ * chain, so no scan ever loses its way.  Chains a retrain replaced
  * go to the free space map once no scan can still be reading them.
  */
 #include "postgres.h"
@@ -17,26 +18,21 @@
 
 #include "kdindex.h"
 
-/* Walk the data chain; remove tuples callback reports dead when it is set */
+/*
+ * Walk one data chain; remove the tuples callback reports dead when it is
+ * set.  Pages left with room go to freepages (up to maxfree of them).
+ */
 static void
-scan_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
-		   IndexBulkDeleteCallback callback, void *callback_state)
+walk_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+		   IndexBulkDeleteCallback callback, void *callback_state, int tupsize,
+		   BlockNumber blkno, BlockNumber *freepages, int *nfree, int maxfree)
 {
 	Relation	index = info->index;
-	KdMetaPageData meta;
-	int			tupsize;
-	BlockNumber blkno;
-	BlockNumber freepages[KDINDEX_MAX_FREE_PAGES];
-	int			nfree = 0;
 
-	kd_read_meta(index, &meta);
-	tupsize = KdTupleSize(meta.code_size);
-	blkno = meta.data_head;
 	while (blkno != InvalidBlockNumber)
 	{
 		Buffer		buf;
 		Page		page;
-		KdPageOpaque opaque;
 		int			ntup;
 		int			kept = 0;
 
@@ -44,8 +40,7 @@ scan_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
 		LockBuffer(buf, callback ? BUFFER_LOCK_EXCLUSIVE : BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
-		opaque = KdPageGetOpaque(page);
-		ntup = opaque->ntuples;
+		ntup = KdPageGetOpaque(page)->ntuples;
 
 		if (callback)
 		{
@@ -70,8 +65,8 @@ scan_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 				KdPageGetOpaque(wpage)->ntuples = kept;
 				((PageHeader) wpage)->pd_lower -= (ntup - kept) * tupsize;
 				GenericXLogFinish(state);
-				if (blkno != meta.data_tail && nfree < KDINDEX_MAX_FREE_PAGES)
-					freepages[nfree++] = blkno;
+				if (*nfree < maxfree)
+					freepages[(*nfree)++] = blkno;
 			}
 			else
 				GenericXLogAbort(state);
@@ -83,29 +78,86 @@ scan_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		blkno = KdPageGetOpaque(page)->nextblkno;
 		UnlockReleaseBuffer(buf);
 	}
+}
 
-	if (nfree > 0)
+/* The flat chain: pages with room join the meta page's list */
+static void
+vacuum_flat(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+			IndexBulkDeleteCallback callback, void *callback_state, const KdMetaPageData *meta)
+{
+	Relation	index = info->index;
+	BlockNumber freepages[KDINDEX_MAX_FREE_PAGES + 1];
+	int			nfree = 0;
+	Buffer		metabuf;
+	GenericXLogState *state;
+	KdMetaPage wmeta;
+
+	walk_chain(info, stats, callback, callback_state, KdTupleSize(meta->code_size),
+			   meta->data_head, freepages, &nfree, lengthof(freepages));
+	if (nfree == 0)
+		return;
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+	/* pages already listed stay; add ours (not the tail) while there is room */
+	for (int i = 0; i < nfree && wmeta->nfree < KDINDEX_MAX_FREE_PAGES; i++)
 	{
-		Buffer		metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
-		GenericXLogState *state;
-		KdMetaPage wmeta;
+		bool		listed = freepages[i] == meta->data_tail;
 
-		LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
-		state = GenericXLogStart(index);
-		wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
-		/* pages already listed stay; add ours while there is room */
-		for (int i = 0; i < nfree && wmeta->nfree < KDINDEX_MAX_FREE_PAGES; i++)
-		{
-			bool		listed = false;
-
-			for (int j = 0; j < wmeta->nfree; j++)
-				listed |= wmeta->free_pages[j] == freepages[i];
-			if (!listed)
-				wmeta->free_pages[wmeta->nfree++] = freepages[i];
-		}
-		GenericXLogFinish(state);
-		UnlockReleaseBuffer(metabuf);
+		for (int j = 0; j < wmeta->nfree; j++)
+			listed |= wmeta->free_pages[j] == freepages[i];
+		if (!listed)
+			wmeta->free_pages[wmeta->nfree++] = freepages[i];
 	}
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+}
+
+/* Each IVF list: the first page left with room becomes its free page */
+static void
+vacuum_lists(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+			 IndexBulkDeleteCallback callback, void *callback_state, const KdMetaPageData *meta)
+{
+	Relation	index = info->index;
+	BlockNumber *heads = palloc(sizeof(BlockNumber) * meta->nlists);
+
+	kd_read_list_heads(index, meta, heads);
+	for (int l = 0; l < meta->nlists; l++)
+	{
+		BlockNumber freepage;
+		int			nfree = 0;
+		Buffer		dirbuf;
+
+		walk_chain(info, stats, callback, callback_state, KdTupleSize(meta->code_size),
+				   heads[l], &freepage, &nfree, 1);
+		if (nfree == 0)
+			continue;
+		dirbuf = kd_list_buffer(index, meta, l);
+		LockBuffer(dirbuf, BUFFER_LOCK_EXCLUSIVE);
+		if (!BlockNumberIsValid(KdListEntryOf(BufferGetPage(dirbuf), l)->free))
+		{
+			GenericXLogState *state = GenericXLogStart(index);
+
+			KdListEntryOf(GenericXLogRegisterBuffer(state, dirbuf, 0), l)->free = freepage;
+			GenericXLogFinish(state);
+		}
+		UnlockReleaseBuffer(dirbuf);
+	}
+	pfree(heads);
+}
+
+static void
+scan_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
+		   IndexBulkDeleteCallback callback, void *callback_state)
+{
+	KdMetaPageData meta;
+
+	kd_read_meta(info->index, &meta);
+	if (meta.nlists > 0)
+		vacuum_lists(info, stats, callback, callback_state, &meta);
+	else
+		vacuum_flat(info, stats, callback, callback_state, &meta);
 }
 
 /*

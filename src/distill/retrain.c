@@ -490,7 +490,13 @@ kdindex_train(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("kdindex \"%s\" is not trained yet", RelationGetRelationName(index)),
 				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
-						 kd_autotrain_rows(meta.nbits))));
+						 kd_autotrain_rows(index, meta.nbits))));
+	if (meta.nlists > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("kdindex_train does not support indexes with lists yet"),
+				 errdetail("kdindex \"%s\" has %d IVF lists.",
+						   RelationGetRelationName(index), meta.nlists)));
 	if (meta.nretired >= KDINDEX_MAX_RETIRED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

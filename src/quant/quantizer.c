@@ -26,6 +26,7 @@ typedef struct KdBlobHeader
 	int32		m;
 	int32		nbits;
 	int32		precision;		/* KdPrecision of the parameters */
+	int32		nlists;			/* IVF centroids after the parameters */
 } KdBlobHeader;
 
 typedef enum KdPrecision
@@ -295,6 +296,7 @@ serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 	hdr.m = q->m;
 	hdr.nbits = q->nbits;
 	hdr.precision = prec;
+	hdr.nlists = q->nlists;
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (char *) &hdr, sizeof(hdr));
@@ -308,6 +310,8 @@ serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 		pack(prec, p, len, buf.data + buf.len);
 		buf.len += bytes;
 	}
+	if (q->nlists > 0)
+		appendBinaryStringInfo(&buf, (char *) q->centroids, kd_ivf_blob_size(q));
 	*size = buf.len;
 	return buf.data;
 }
@@ -364,6 +368,17 @@ kd_quantizer_deserialize(const char *blob, Size size)
 		unpack((KdPrecision) hdr.precision, p, len, dst);
 		p += bytes;
 	}
+	if (hdr.nlists > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(q->cxt);
+
+		kd_ivf_set_lists(q, hdr.nlists);
+		MemoryContextSwitchTo(old);
+		if (p + kd_ivf_blob_size(q) > blob + size)
+			elog(ERROR, "kdindex: codebook blob truncated");
+		memcpy(q->centroids, p, kd_ivf_blob_size(q));
+		kd_ivf_after_load(q);
+	}
 	q->ops->prepare(q);
 	return q;
 }
@@ -374,6 +389,7 @@ kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 {
 	const int64 batch = 1024;
 	uint8	   *codes = palloc(batch * q->code_size);
+	int32	   *lists = palloc(batch * sizeof(int32));
 	float	   *xhat = palloc(batch * q->dim * sizeof(float));
 	double		err = 0;
 
@@ -381,8 +397,8 @@ kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 	{
 		int64		nb = Min(batch, n - start);
 
-		q->ops->encode(q, x + start * q->dim, nb, codes);
-		q->ops->decode(q, codes, nb, xhat);
+		kd_quantizer_encode(q, x + start * q->dim, nb, lists, codes);
+		kd_quantizer_decode(q, lists, codes, nb, xhat);
 		for (int64 i = 0; i < nb * q->dim; i++)
 		{
 			double		r = (double) x[start * q->dim + i] - xhat[i];
@@ -391,6 +407,7 @@ kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 		}
 	}
 	pfree(codes);
+	pfree(lists);
 	pfree(xhat);
 	return n > 0 ? err / ((double) n * q->dim) : 0;
 }

@@ -69,6 +69,13 @@ struct KdQuantizer
 	const KdQuantizerOps *ops;
 	int			iterations;		/* training alternations; 0: the quantizer's default */
 	int			beam;			/* AQ encoder's beam width; 0: its default */
+	/*
+	 * IVF: rows are coded as their residual from the nearest of nlists coarse
+	 * centroids (nlists x dim); 0 lists: one flat list, rows coded as they are
+	 */
+	int			nlists;
+	float	   *centroids;
+	float	   *centroid_norms;
 	MemoryContext cxt;			/* holds the quantizer and its parameters */
 	void	   *state;			/* kind-specific parameters */
 };
@@ -80,6 +87,20 @@ extern int	kd_quantizer_train_copies(KdQuantizerKind kind);
 extern char *kd_quantizer_serialize(KdQuantizer *q, const float *x, int64 n, Size *size);
 extern KdQuantizer *kd_quantizer_deserialize(const char *blob, Size size);
 extern double kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n);
+
+/* ivf.c: the coarse quantizer in front of any of them */
+extern void kd_ivf_set_lists(KdQuantizer *q, int nlists);
+extern void kd_quantizer_train(KdQuantizer *q, const float *x, int64 n);
+extern void kd_quantizer_encode(const KdQuantizer *q, const float *x, int64 n, int32 *lists,
+								uint8 *codes);
+extern void kd_quantizer_decode(const KdQuantizer *q, const int32 *lists, const uint8 *codes,
+								int64 n, float *x);
+extern void kd_ivf_rank_lists(const KdQuantizer *q, const float *query, KdMetric metric,
+							  int32 *order, float *dists);
+extern Size kd_ivf_blob_size(const KdQuantizer *q);
+extern void kd_ivf_after_load(KdQuantizer *q);
+extern void kd_ivf_list_lut(const KdQuantizer *q, const float *query, KdMetric metric, int list,
+							float *lut, float *bias);
 extern int	kd_code_get(const uint8 *code, int nbits, int j);
 extern void kd_code_set(uint8 *code, int nbits, int j, int value);
 

@@ -1,0 +1,112 @@
+-- IVF lists: coarse centroids, one chain per list, residual codes, probes,
+-- scans that go on to further lists under filters, inserts, vacuum, limits.
+-- Uses items and queries from build.sql.
+SET enable_seqscan = off;
+
+CREATE INDEX items_ivf ON items USING kdindex (v) WITH (m = 8, lists = 16);
+SELECT quantizer, m, trained, lists, rows = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS all_rows
+  FROM kdindex_info('items_ivf');
+-- the residuals from the centroids are coded better than the rows themselves
+CREATE INDEX items_flat ON items USING kdindex (v) WITH (m = 8);
+SELECT i.train_mse < f.train_mse AS residuals_code_better
+  FROM kdindex_info('items_ivf') i, kdindex_info('items_flat') f;
+DROP INDEX items_flat;
+
+-- probes: more lists, more recall; all lists is the flat index's recall
+SET kdindex.probes = 1;
+SELECT knn_recall('items', '<->', 0) AS codes_probes_1 \gset
+SET kdindex.probes = 16;
+SELECT knn_recall('items', '<->', 0) AS codes_probes_16 \gset
+SELECT :codes_probes_1 <= :codes_probes_16 AS more_probes_more_recall,
+       :codes_probes_16 >= 0.5 AS codes_ok;
+SET kdindex.probes = 4;
+SELECT knn_recall('items', '<->', 100) >= 0.95 AS rerank_ok;
+
+-- the planner reads only probes / lists of the codes: cheaper than flat
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY v <-> make_vec(3) LIMIT 10;
+
+-- a filter that rejects most rows: with one probe the scan moves on to
+-- further lists until 10 rows pass, in exact order, and finds the exact ones
+SET kdindex.probes = 1;
+SET kdindex.rerank = 50;
+CREATE TEMP TABLE ivf_filtered AS
+	SELECT id, v <-> make_vec(3) AS d FROM items WHERE id % 50 = 0 ORDER BY v <-> make_vec(3) LIMIT 10;
+SELECT count(*) AS rows, bool_and(d >= prev) AS ordered
+  FROM (SELECT d, lag(d, 1, 0::float8) OVER (ORDER BY d) AS prev FROM ivf_filtered) s;
+SET enable_indexscan = off;
+SET enable_seqscan = on;
+SELECT count(*) >= 9 AS filtered_recall_ok
+  FROM (SELECT id FROM items WHERE id % 50 = 0 ORDER BY v <-> make_vec(3) LIMIT 10) e
+  JOIN ivf_filtered USING (id);
+RESET enable_indexscan;
+SET enable_seqscan = off;
+-- kdindex.max_scan_tuples stops it: fewer rows, never wrong ones
+SET kdindex.max_scan_tuples = 60;
+SELECT count(*) < 10 AS stopped_early, coalesce(bool_and(id % 50 = 0), true) AS filter_holds
+  FROM (SELECT id FROM items WHERE id % 50 = 0 ORDER BY v <-> make_vec(3) LIMIT 10) s;
+RESET kdindex.max_scan_tuples;
+RESET kdindex.rerank;
+
+-- codes only, all lists at once: every row exactly once (with fewer probes,
+-- a row of a later list that codes nearer than one returned is skipped)
+SET kdindex.rerank = 0;
+SET kdindex.probes = 16;
+SELECT count(*) = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS every_row, count(*) = count(DISTINCT id) AS once
+  FROM (SELECT id FROM items ORDER BY v <-> make_vec(3) LIMIT 100000) s;
+RESET kdindex.rerank;
+
+-- inserts go to their lists and are found; deleted rows are not
+INSERT INTO items SELECT i, make_vec(i) FROM generate_series(200001, 200300) i;
+SELECT rows = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS all_rows FROM kdindex_info('items_ivf');
+SELECT id FROM items ORDER BY v <-> make_vec(200007) LIMIT 1;
+DELETE FROM items WHERE id > 200000;
+VACUUM items;
+SELECT rows = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS all_rows FROM kdindex_info('items_ivf');
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v <-> make_vec(200007) LIMIT 100000) s WHERE id > 200000;
+-- vacuum left room in the lists' pages: inserting the rows again does not grow the index
+SELECT pg_relation_size('items_ivf') AS size_before \gset
+INSERT INTO items SELECT i, make_vec(i) FROM generate_series(200001, 200300) i;
+SELECT pg_relation_size('items_ivf') = :size_before AS refilled;
+DELETE FROM items WHERE id > 200000;
+VACUUM items;
+
+-- inner product, cosine, other quantizers
+SET kdindex.probes = 4;
+CREATE INDEX items_ivf_ip ON items USING kdindex (v float4_ip_ops) WITH (m = 8, lists = 16);
+SELECT knn_recall('items', '<#>', 100) >= 0.95 AS ip_rerank_ok;
+DROP INDEX items_ivf_ip;
+CREATE INDEX items_ivf_cos ON items USING kdindex (v float4_cosine_ops) WITH (m = 8, lists = 16, quantizer = 'aq');
+SELECT knn_recall('items', '<=>', 100) >= 0.95 AS cosine_aq_rerank_ok;
+DROP INDEX items_ivf_cos;
+CREATE INDEX items_ivf_opq ON items USING kdindex (v) WITH (m = 8, lists = 8, quantizer = 'opq');
+SELECT knn_recall('items', '<->', 100) >= 0.95 AS opq_rerank_ok;
+DROP INDEX items_ivf_opq;
+
+-- not (yet) for lists: distillation; bad values
+SELECT kdindex_teacher('items', 'v', 'ivf_teacher_t', nqueries => 20, k => 10) AS teacher_queries;
+SELECT * FROM kdindex_train('items_ivf', 'ivf_teacher_t');
+DROP TABLE ivf_teacher_t;
+CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = 8, distill = on);
+CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = -1);
+CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = 40000);
+SET kdindex.probes = 0;
+DROP INDEX items_ivf;
+
+-- more lists than rows: untrained until enough rows arrive
+CREATE TABLE few (id int, v real[]);
+INSERT INTO few SELECT i, make_vec(i) FROM generate_series(1, 300) i;
+CREATE INDEX few_ivf ON few USING kdindex (v) WITH (m = 4, nbits = 4, lists = 400);
+SELECT trained, lists FROM kdindex_info('few_ivf');
+SELECT id FROM few ORDER BY v <-> make_vec(7) LIMIT 1;
+DROP TABLE few;
+
+-- 4,096 dimensions: small codes, exact answers after the re-rank
+CREATE TABLE wide4k (id int, v real[]);
+INSERT INTO wide4k SELECT i, make_vec(i, 4096) FROM generate_series(1, 400) i;
+CREATE INDEX wide4k_kd ON wide4k USING kdindex (v) WITH (m = 16, nbits = 4, lists = 4);
+SELECT dim, m, code_bytes, lists, rows FROM kdindex_info('wide4k_kd');
+SELECT id FROM wide4k ORDER BY v <-> make_vec(123, 4096) LIMIT 1;
+DROP TABLE wide4k;
+
+RESET kdindex.probes;
+RESET enable_seqscan;
