@@ -12,6 +12,26 @@ SELECT i.train_mse < f.train_mse AS residuals_code_better
   FROM kdindex_info('items_ivf') i, kdindex_info('items_flat') f;
 DROP INDEX items_flat;
 
+-- a parallel build (workers encode, the leader writes) gives the same codes:
+-- the same codes-only answers as the serial build
+SET kdindex.rerank = 0;
+CREATE TEMP TABLE serial_knn AS SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL
+	(SELECT id FROM items i ORDER BY i.v <-> q.v LIMIT 10) f;
+SET max_parallel_maintenance_workers = 1;
+SET min_parallel_table_scan_size = 0;
+SET client_min_messages = debug1;
+CREATE INDEX items_ivf_par ON items USING kdindex (v) WITH (m = 8, lists = 16);
+RESET client_min_messages;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_maintenance_workers;
+DROP INDEX items_ivf;
+SELECT count(*) AS same_answers FROM serial_knn JOIN
+	(SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL
+		(SELECT id FROM items i ORDER BY i.v <-> q.v LIMIT 10) f) p USING (qid, id);
+SELECT rows = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS all_rows FROM kdindex_info('items_ivf_par');
+ALTER INDEX items_ivf_par RENAME TO items_ivf;
+RESET kdindex.rerank;
+
 -- probes: more lists, more recall; all lists is the flat index's recall
 SET kdindex.probes = 1;
 SELECT knn_recall('items', '<->', 0) AS codes_probes_1 \gset

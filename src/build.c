@@ -15,14 +15,21 @@
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
+#include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "access/xloginsert.h"
 #include "catalog/index.h"
 #include "commands/progress.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
+#include "storage/shm_mq.h"
 #include "storage/smgr.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/sampling.h"
 #include "utils/snapmgr.h"
@@ -78,6 +85,7 @@ struct KdBuildState
 
 	/* encoding */
 	KdQuantizer *quantizer;		/* NULL: untrained, TIDs only */
+	shm_mq_handle *queue;		/* parallel worker: encoded rows go to the leader */
 	float	   *batch;
 	ItemPointerData *batch_tids;
 	int32	   *batch_lists;
@@ -277,6 +285,50 @@ append_tuple(KdBuildState *bs, int list, ItemPointer tid, const uint8 *code)
 	bs->ntuples++;
 }
 
+/*
+ * Parallel encoding: a worker sends each encoded batch to the leader as one
+ * message, the batch's rows' lists followed by their (TID, code) tuples.
+ */
+static void
+send_batch(KdBuildState *bs)
+{
+	int			tupsize = KdTupleSize(bs->quantizer->code_size);
+	Size		size = bs->nbatch * (sizeof(int32) + tupsize);
+	char	   *msg = palloc(size);
+	char	   *tup = msg + bs->nbatch * sizeof(int32);
+
+	memcpy(msg, bs->batch_lists, bs->nbatch * sizeof(int32));
+	for (int i = 0; i < bs->nbatch; i++, tup += tupsize)
+	{
+		memcpy(tup, &bs->batch_tids[i], sizeof(ItemPointerData));
+		memcpy(KdTupleCode(tup), bs->codes + (Size) i * bs->quantizer->code_size,
+			   bs->quantizer->code_size);
+	}
+	if (shm_mq_send(bs->queue, size, msg, false, true) != SHM_MQ_SUCCESS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("kdindex: lost the connection to the parallel build leader")));
+	pfree(msg);
+	bs->nbatch = 0;
+}
+
+/* The leader: append the tuples of a worker's message */
+static void
+receive_batch(KdBuildState *bs, const char *msg, Size size)
+{
+	int			n = (int) (size / (sizeof(int32) + bs->tupsize));
+	const char *tup = msg + n * sizeof(int32);
+
+	for (int i = 0; i < n; i++, tup += bs->tupsize)
+	{
+		int32		list;
+
+		memcpy(&list, msg + i * sizeof(int32), sizeof(int32));
+		append_tuple(bs, list, (ItemPointer) tup, (const uint8 *) KdTupleCode(tup));
+	}
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, bs->ntuples);
+}
+
 static void
 flush_batch(KdBuildState *bs)
 {
@@ -286,6 +338,11 @@ flush_batch(KdBuildState *bs)
 		return;
 	if (q)
 		kd_quantizer_encode(q, bs->batch, bs->nbatch, bs->batch_lists, bs->codes);
+	if (bs->queue)
+	{
+		send_batch(bs);
+		return;
+	}
 	for (int i = 0; i < bs->nbatch; i++)
 		append_tuple(bs, q ? bs->batch_lists[i] : 0, &bs->batch_tids[i],
 					 q ? bs->codes + (Size) i * q->code_size : NULL);
@@ -419,6 +476,215 @@ heap_rows(KdBuildState *bs, IndexBuildCallback callback)
 {
 	bs->reltuples = table_index_build_scan(bs->heap, bs->index, bs->indexInfo, true, true,
 										   callback, bs, NULL);
+}
+
+/*
+ * Parallel encoding (CREATE INDEX with max_parallel_maintenance_workers > 0).
+ * The sample and training stay in the leader; then workers share the table
+ * scan, encode their rows with the trained quantizer (read back from the
+ * codebook pages) and send them to the leader through one message queue
+ * each; the leader writes every page, so chains fill as densely as in a
+ * serial build.  The leader only writes: encoding is where the time goes, so
+ * two workers encode about twice as fast as one.
+ */
+#define KD_PARALLEL_KEY_SHARED		UINT64CONST(0xA4B4D4E400000001)
+#define KD_PARALLEL_KEY_QUEUES		UINT64CONST(0xA4B4D4E400000002)
+#define KD_PARALLEL_KEY_QUERY_TEXT	UINT64CONST(0xA4B4D4E400000003)
+#define KD_PARALLEL_QUEUE_SIZE		((Size) 1 << 20)
+
+typedef struct KdParallelShared
+{
+	Oid			heaprelid;
+	Oid			indexrelid;
+	bool		isconcurrent;
+	int			dim;
+	BlockNumber blob_head;
+	uint32		blob_size;
+	slock_t		mutex;
+	double		reltuples;		/* summed over the workers */
+	/* the ParallelTableScanDesc follows, BUFFERALIGNed */
+} KdParallelShared;
+
+#define KdParallelScan(shared) \
+	((ParallelTableScanDesc) ((char *) (shared) + BUFFERALIGN(sizeof(KdParallelShared))))
+
+PGDLLEXPORT void kd_parallel_build_main(dsm_segment *seg, shm_toc *toc);
+
+/* A worker: encode its share of the table's rows and send them on */
+void
+kd_parallel_build_main(dsm_segment *seg, shm_toc *toc)
+{
+	KdParallelShared *shared = shm_toc_lookup(toc, KD_PARALLEL_KEY_SHARED, false);
+	char	   *queues = shm_toc_lookup(toc, KD_PARALLEL_KEY_QUEUES, false);
+	LOCKMODE	heaplock = shared->isconcurrent ? ShareUpdateExclusiveLock : ShareLock;
+	LOCKMODE	indexlock = shared->isconcurrent ? RowExclusiveLock : AccessExclusiveLock;
+	shm_mq	   *mq = (shm_mq *) (queues + ParallelWorkerNumber * KD_PARALLEL_QUEUE_SIZE);
+	KdBuildState bs;
+	char	   *blob;
+	double		reltuples;
+
+	debug_query_string = shm_toc_lookup(toc, KD_PARALLEL_KEY_QUERY_TEXT, true);
+	pgstat_report_activity(STATE_RUNNING, debug_query_string);
+
+	memset(&bs, 0, sizeof(bs));
+	bs.heap = table_open(shared->heaprelid, heaplock);
+	bs.index = index_open(shared->indexrelid, indexlock);
+	bs.indexInfo = BuildIndexInfo(bs.index);
+	bs.indexInfo->ii_Concurrent = shared->isconcurrent;
+	bs.metric = kd_index_metric(bs.index);
+	bs.typid = TupleDescAttr(RelationGetDescr(bs.index), 0)->atttypid;
+	bs.dim = shared->dim;
+	bs.tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
+									  ALLOCSET_DEFAULT_SIZES);
+	blob = kd_read_blob(bs.index, shared->blob_head, shared->blob_size);
+	bs.quantizer = kd_quantizer_deserialize(blob, shared->blob_size);
+	bs.batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * bs.dim, MCXT_ALLOC_HUGE);
+	bs.batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs.batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
+	bs.codes = palloc(KD_ENCODE_BATCH * bs.quantizer->code_size);
+	shm_mq_set_sender(mq, MyProc);
+	bs.queue = shm_mq_attach(mq, seg, NULL);
+
+	reltuples = table_index_build_scan(bs.heap, bs.index, bs.indexInfo, true, false,
+									   encode_callback, &bs,
+									   table_beginscan_parallel(bs.heap, KdParallelScan(shared)));
+	flush_batch(&bs);
+	shm_mq_detach(bs.queue);
+
+	SpinLockAcquire(&shared->mutex);
+	shared->reltuples += reltuples;
+	SpinLockRelease(&shared->mutex);
+
+	kd_quantizer_free(bs.quantizer);
+	index_close(bs.index, indexlock);
+	table_close(bs.heap, heaplock);
+}
+
+/* The leader: write what the workers send until every one is done */
+static void
+receive_all(KdBuildState *bs, shm_mq_handle **mqh, int n)
+{
+	int			live = n;
+
+	while (live > 0)
+	{
+		bool		got = false;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int i = 0; i < n; i++)
+		{
+			Size		size;
+			void	   *data;
+			shm_mq_result res;
+
+			if (mqh[i] == NULL)
+				continue;
+			res = shm_mq_receive(mqh[i], &size, &data, true);
+			if (res == SHM_MQ_SUCCESS)
+			{
+				receive_batch(bs, data, size);
+				got = true;
+			}
+			else if (res == SHM_MQ_DETACHED)
+			{
+				mqh[i] = NULL;
+				live--;
+			}
+		}
+		if (!got && live > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1,
+							 WAIT_EVENT_MQ_RECEIVE);
+			ResetLatch(MyLatch);
+		}
+	}
+}
+
+/*
+ * Encode the table's rows with workers; false (nothing done) when none could
+ * be launched, and the caller encodes them itself.
+ */
+static bool
+parallel_encode(KdBuildState *bs, const KdMetaPageData *meta)
+{
+	int			nworkers = plan_create_index_workers(RelationGetRelid(bs->heap),
+													 RelationGetRelid(bs->index));
+	bool		concurrent = bs->indexInfo->ii_Concurrent;
+	ParallelContext *pcxt;
+	Snapshot	snapshot;
+	Size		sharedsize;
+	Size		querylen = debug_query_string ? strlen(debug_query_string) : 0;
+	KdParallelShared *shared;
+	char	   *queues;
+	shm_mq_handle **mqh;
+	int			launched;
+
+	if (nworkers <= 0)
+		return false;
+	EnterParallelMode();
+	pcxt = CreateParallelContext("kdindex", "kd_parallel_build_main", nworkers);
+	snapshot = concurrent ? RegisterSnapshot(GetTransactionSnapshot()) : SnapshotAny;
+	sharedsize = add_size(BUFFERALIGN(sizeof(KdParallelShared)),
+						  table_parallelscan_estimate(bs->heap, snapshot));
+	shm_toc_estimate_chunk(&pcxt->estimator, sharedsize);
+	shm_toc_estimate_chunk(&pcxt->estimator, KD_PARALLEL_QUEUE_SIZE * nworkers);
+	shm_toc_estimate_chunk(&pcxt->estimator, querylen + 1);
+	shm_toc_estimate_keys(&pcxt->estimator, 3);
+	InitializeParallelDSM(pcxt);
+	if (pcxt->seg == NULL)
+	{
+		/* no dynamic shared memory: encode serially */
+		if (IsMVCCSnapshot(snapshot))
+			UnregisterSnapshot(snapshot);
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+
+	shared = shm_toc_allocate(pcxt->toc, sharedsize);
+	memset(shared, 0, sizeof(KdParallelShared));
+	shared->heaprelid = RelationGetRelid(bs->heap);
+	shared->indexrelid = RelationGetRelid(bs->index);
+	shared->isconcurrent = concurrent;
+	shared->dim = bs->dim;
+	shared->blob_head = meta->blob_head;
+	shared->blob_size = meta->blob_size;
+	SpinLockInit(&shared->mutex);
+	table_parallelscan_initialize(bs->heap, KdParallelScan(shared), snapshot);
+	shm_toc_insert(pcxt->toc, KD_PARALLEL_KEY_SHARED, shared);
+
+	queues = shm_toc_allocate(pcxt->toc, KD_PARALLEL_QUEUE_SIZE * nworkers);
+	for (int i = 0; i < nworkers; i++)
+		shm_mq_set_receiver(shm_mq_create(queues + i * KD_PARALLEL_QUEUE_SIZE,
+										  KD_PARALLEL_QUEUE_SIZE), MyProc);
+	shm_toc_insert(pcxt->toc, KD_PARALLEL_KEY_QUEUES, queues);
+	if (debug_query_string)
+	{
+		char	   *query = shm_toc_allocate(pcxt->toc, querylen + 1);
+
+		memcpy(query, debug_query_string, querylen + 1);
+		shm_toc_insert(pcxt->toc, KD_PARALLEL_KEY_QUERY_TEXT, query);
+	}
+
+	LaunchParallelWorkers(pcxt);
+	launched = pcxt->nworkers_launched;
+	if (launched > 0)
+	{
+		ereport(DEBUG1, (errmsg("kdindex: encoding with %d parallel workers", launched)));
+		mqh = palloc(sizeof(shm_mq_handle *) * launched);
+		for (int i = 0; i < launched; i++)
+			mqh[i] = shm_mq_attach((shm_mq *) (queues + i * KD_PARALLEL_QUEUE_SIZE), pcxt->seg,
+								   pcxt->worker[i].bgwhandle);
+		receive_all(bs, mqh, launched);
+		WaitForParallelWorkersToFinish(pcxt);
+		bs->reltuples = shared->reltuples;
+	}
+
+	if (IsMVCCSnapshot(snapshot))
+		UnregisterSnapshot(snapshot);
+	DestroyParallelContext(pcxt);
+	ExitParallelMode();
+	return launched > 0;
 }
 
 /*
@@ -565,7 +831,8 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs->seen);
 	encode_start(bs, meta->code_size);
-	if (bs->seen > 0)
+	if (bs->seen > 0 &&
+		!(bs->source == heap_rows && bs->quantizer && parallel_encode(bs, meta)))
 		bs->source(bs, encode_callback);
 	encode_finish(bs, meta);
 	if (bs->quantizer)
@@ -612,6 +879,12 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 	bs.source = heap_rows;
 	metabuf = kd_new_buffer(index, MAIN_FORKNUM);
 	Assert(BufferGetBlockNumber(metabuf) == KDINDEX_METAPAGE_BLKNO);
+	/*
+	 * Block 0 is ours; no one else can use the index before the build ends.
+	 * Holding its content lock all along would hold off interrupts: the build
+	 * could not be cancelled, nor start parallel workers.
+	 */
+	LockBuffer(metabuf, BUFFER_LOCK_UNLOCK);
 
 	if (!build_data(&bs, &meta, ksub))
 	{
@@ -625,6 +898,7 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
 						 kd_autotrain_rows(index, nbits))));
 	}
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	write_meta(index, metabuf, &meta);
 	UnlockReleaseBuffer(metabuf);
 

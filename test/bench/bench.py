@@ -12,8 +12,14 @@ Suites (data sets in datasets.py; exact top-100 ground truth cached outside the 
 
     fmnist  Fashion-MNIST, 60,000 x 784, 10,000 queries, L2 (the default; ~10 min
             once the Faiss cache is warm, see below)
-    scale   synthetic anisotropic Gaussian mixtures: 1M x 128 and 100k x 960, L2
-            (--rows N shrinks both; kdindex has no IVF yet, so every query scans all codes)
+    scale   synthetic anisotropic Gaussian mixture, 1M x 128, L2 (--rows N shrinks it):
+            kdindex IVF (lists = 1000, PQ m = 16 and 32) over a kdindex.probes x
+            kdindex.rerank sweep next to pgvector IVFFlat (lists = 1000) and HNSW;
+            build time / size table (kdindex built with max_parallel_maintenance_workers
+            0 and 2), the recall@10 >= 0.95 headline (QPS ratio kdindex / pgvector), and
+            filtered queries (--filter); Faiss skipped by default (--skip '' runs it)
+    scale-960  synthetic 100k x 960, L2, flat kdindex PQ8/PQ16 (the former second half
+            of `scale`)
     ip      synthetic 200k x 256 inner-product set whose queries come from another
             distribution than its rows (asymmetric query/document retrieval)
 
@@ -32,6 +38,11 @@ For every data set:
             available on the server; otherwise skipped with a notice
   exact     a sequential scan on a few queries: checks that table ids and ground truth
             agree (its recall must be 1)
+  filtered  (--filter 10,100; scale default) generated columns cat<M> = id % M on both
+            tables; query i runs WHERE cat<M> = i % M ORDER BY ... LIMIT 10 against the
+            exact top-10 of the rows that pass (numpy): recall@10 and the rows returned,
+            for kdindex (default GUCs and --filter-kd-probes) and pgvector IVFFlat / HNSW
+            with iterative_scan off and on (pgvector >= 0.8)
 
 Sweep points are timed from one client, one query at a time: kdindex and pgvector
 through a prepared statement `SELECT id FROM t ORDER BY embedding <op> $1 LIMIT 10`
@@ -90,12 +101,22 @@ FAISS_NPROBE = [4, 16, 64]
 FAISS_KFACTOR = [1, 5, 20, 80]
 
 # suite -> list of (dataset name, default rows or None, kdindex configs, faiss codes specs)
+# kdindex configs: 'quantizer:m[:nbits[:lists]]' (lists > 0 = IVF with residual codes)
 SUITES = {
     "fmnist": [("fashion-mnist", None, ["pq:8", "pq:16", "opq:16"], FAISS_CODES)],
-    "scale": [("synth-l2-128", 1_000_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"]),
-              ("synth-l2-960", 100_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"])],
+    "scale": [("synth-l2-128", 1_000_000, ["pq:16:8:1000", "pq:32:8:1000"],
+               ["PQ16", "OPQ16"])],
+    "scale-960": [("synth-l2-960", 100_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"])],
     "ip": [("synth-ip-256", 200_000, ["pq:8", "pq:16"], FAISS_CODES)],
 }
+
+# per-suite defaults of options left unset on the command line (None = the global default)
+SUITE_DEFAULTS = {
+    "scale": dict(kd_probes="1,2,4,8,16,32", rerank="0,100,200,400",
+                  ivf_probes="1,2,4,8,16,32,64", ivf_lists=1000, recall_queries=1000,
+                  filter="10,100", parallel_build=True, skip="faiss"),
+}
+KD_PROBES_DEFAULT = 8      # kdindex.probes default (src/kdindex.c)
 
 OPS = {"l2": ("<->", "float4_l2_ops", "vector_l2_ops"),
        "ip": ("<#>", "float4_ip_ops", "vector_ip_ops"),
@@ -127,14 +148,14 @@ def parse_args(argv=None):
     ap.add_argument("--queries", type=int, default=1000,
                     help="queries per timed sweep point (default 1000); recall of sweep "
                          "points is over these")
-    ap.add_argument("--recall-queries", type=int, default=10000,
+    ap.add_argument("--recall-queries", type=int, default=None,
                     help="queries for codes-only recall (default 10000 = all)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per point (default 3)")
     ap.add_argument("--warmup", type=int, default=50, help="untimed queries before each point")
     ap.add_argument("--kdindex", default=None,
                     help="kdindex configs 'quantizer:m[:nbits]', comma-separated "
                          "(default per suite: pq:8,pq:16)")
-    ap.add_argument("--rerank", default=",".join(map(str, RERANKS)),
+    ap.add_argument("--rerank", default=None,
                     help=f"kdindex.rerank sweep (default {','.join(map(str, RERANKS))})")
     ap.add_argument("--faiss", default=None,
                     help="Faiss codes-only specs, comma-separated (e.g. PQ8,OPQ16,RQ16,LSQ16)")
@@ -144,14 +165,45 @@ def parse_args(argv=None):
                     help="Faiss training sample (rows; 0 = all), like kdindex's default sample")
     ap.add_argument("--faiss-cached-only", action="store_true",
                     help="skip Faiss specs whose trained index is not cached yet (with a notice)")
+    ap.add_argument("--kd-probes", default=None,
+                    help="kdindex.probes sweep for IVF configs (lists > 0), crossed with "
+                         "--rerank (scale default 1,2,4,8,16,32)")
     ap.add_argument("--hnsw-ef", default=",".join(map(str, HNSW_EF)))
-    ap.add_argument("--ivf-probes", default=",".join(map(str, IVF_PROBES)))
+    ap.add_argument("--ivf-probes", default=None,
+                    help=f"ivfflat.probes sweep (default {','.join(map(str, IVF_PROBES))})")
+    ap.add_argument("--ivf-lists", type=int, default=None,
+                    help="pgvector IVFFlat lists (default round(sqrt(rows)))")
+    ap.add_argument("--hnsw-rows", type=int, default=0,
+                    help="build pgvector HNSW on the first N rows only (0 = all rows); its "
+                         "recall is then against the exact top-10 of those N rows")
+    ap.add_argument("--filter", default=None,
+                    help="filtered-query selectivities as moduli, e.g. '10,100': columns "
+                         "cat<M> = id %% M, queries WHERE cat<M> = i %% M (empty = off; "
+                         "scale default 10,100)")
+    ap.add_argument("--filter-queries", type=int, default=200,
+                    help="queries per filtered point (default 200)")
+    ap.add_argument("--filter-reps", type=int, default=3,
+                    help="timed repetitions per filtered point (default 3)")
+    ap.add_argument("--filter-kd-probes", default="0,4,32",
+                    help="kdindex.probes values of the filtered tests (0 = the default GUCs)")
+    ap.add_argument("--filter-ivf-probes", default="0,16",
+                    help="ivfflat.probes values of the filtered tests (0 = default, 1)")
+    ap.add_argument("--filter-hnsw-ef", default="0",
+                    help="hnsw.ef_search values of the filtered tests (0 = default, 40)")
+    ap.add_argument("--parallel-build", action="store_true", default=None,
+                    help="build the first kdindex config with max_parallel_maintenance_workers "
+                         "= 0 and then 2 and report both (scale default on)")
+    ap.add_argument("--target-recall", type=float, default=0.95,
+                    help="headline: fastest point at or above this recall@10 (default 0.95)")
     ap.add_argument("--exact-queries", type=int, default=10,
                     help="queries for the exact sequential-scan check (0 = skip)")
-    ap.add_argument("--skip", default="",
+    ap.add_argument("--skip", default=None,
                     help="comma-separated parts to skip: kdindex, faiss, faiss-ivf, pgvector, "
                          "hnsw, ivfflat, exact")
-    ap.add_argument("--out", default=None, help="results folder (default bench-results/<suite>)")
+    ap.add_argument("--out", default=None, help="results folder (default bench-results/<name>)")
+    ap.add_argument("--name", default=None,
+                    help="name of the results (files <name>.md, <name>-*.png; default the "
+                         "suite), e.g. scale-hnsw for a separate HNSW-only run")
     ap.add_argument("--prepare-only", action="store_true",
                     help="only generate / load the data sets and cache their ground truth")
     ap.add_argument("--no-commit-results", action="store_true",
@@ -160,8 +212,18 @@ def parse_args(argv=None):
     a.suite = a.suite_opt or a.suite or "fmnist"
     if a.suite not in SUITES:
         ap.error(f"unknown suite {a.suite!r}; known: {', '.join(sorted(SUITES))}")
+    defaults = dict(kd_probes=",".join(map(str, [1, 2, 4, 8, 16, 32])),
+                    rerank=",".join(map(str, RERANKS)), ivf_probes=",".join(map(str, IVF_PROBES)),
+                    ivf_lists=None, recall_queries=10000, filter="", parallel_build=False,
+                    skip="")
+    defaults.update(SUITE_DEFAULTS.get(a.suite, {}))
+    for key, val in defaults.items():
+        if getattr(a, key) is None:
+            setattr(a, key, val)
     a.skip = {s.strip() for s in a.skip.split(",") if s.strip()}
-    a.out = a.out or os.path.join(ROOT, "bench-results", a.suite)
+    a.filter = ints(a.filter)
+    a.name = a.name or a.suite
+    a.out = a.out or os.path.join(ROOT, "bench-results", a.name)
     return a
 
 
@@ -261,49 +323,81 @@ def result(**kw):
     base = dict(family=None, method=None, config=None, param=None, rerank=None,
                 bytes_per_vec=None, index_bytes=None, bytes_per_row=None, build_s=None,
                 train_s=None, recall=None, recall_queries=None, qps=None, lat=None,
-                time_queries=None, codes_only=False)
+                time_queries=None, codes_only=False, kind=None, probes=None)
     base.update(kw)
     return base
 
 
-def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep):
+def current_mpw(cur):
+    cur.execute("SHOW max_parallel_maintenance_workers")
+    return int(cur.fetchone()[0])
+
+
+def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep, filt=None):
+    """filt: None, or a dict (mods, qargs, truth per mod) for the filtered tests, which
+    run on the first config (before its index is dropped)."""
     op, opclass, _ = OPS[ds.metric]
     out = []
     n = ds.train.shape[0]
-    for cfg in cfgs:
+    for ci, cfg in enumerate(cfgs):
         parts = cfg.split(":")
         quant, m = parts[0], int(parts[1])
-        nbits = int(parts[2]) if len(parts) > 2 else 8
+        nbits = int(parts[2]) if len(parts) > 2 and parts[2] else 8
+        lists = int(parts[3]) if len(parts) > 3 else 0
         idx = f"{table}_kd"
-        label = f"{quant.upper()}{m}" + ("" if nbits == 8 else f"x{nbits}")
-        with_ = f"quantizer = '{quant}', m = {m}, nbits = {nbits}"
+        label = f"{quant.upper()}{m}" + ("" if nbits == 8 else f"x{nbits}") + \
+            (f" IVF{lists}" if lists else "")
+        with_ = f"quantizer = '{quant}', m = {m}, nbits = {nbits}" + \
+            (f", lists = {lists}" if lists else "")
         sql = f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) WITH ({with_})"
         cur.execute(f"DROP INDEX IF EXISTS {idx}")
         say(f"kdindex {label}: {sql}")
+        # --parallel-build: the first config is built with 0 and then 2 parallel
+        # maintenance workers; the second build is the one measured below
+        mpws = [0, 2] if (a.parallel_build and ci == 0) else [None]
+        build_s = None
+        builds = []
         try:
-            t = time.perf_counter()
-            cur.execute(sql)
-            build_s = time.perf_counter() - t
+            for mpw in mpws:
+                if mpw is not None:
+                    cur.execute(f"SET max_parallel_maintenance_workers = {mpw}")
+                cur.execute(f"DROP INDEX IF EXISTS {idx}")
+                used = current_mpw(cur)
+                t = time.perf_counter()
+                cur.execute(sql)
+                build_s = time.perf_counter() - t
+                cur.execute("SELECT train_seconds FROM kdindex_info(%s)", (idx,))
+                builds.append((used, build_s, cur.fetchone()[0], rel_size(cur, idx)))
+                if len(mpws) > 1:
+                    say(f"  max_parallel_maintenance_workers = {used}: built in {build_s:.1f} s")
         except psycopg2.Error as e:
             if e.pgcode in ("0A000", "22023") and quant != "pq":
                 notice(f"kdindex {label}: quantizer '{quant}' not available in this build "
                        f"({e.pgcode} {str(e).strip()}): skipped")
             else:
                 notice(f"kdindex {label}: build failed: `{sql}`: {e.pgcode} {str(e).strip()}")
+            cur.execute("RESET max_parallel_maintenance_workers")
             continue
+        cur.execute("RESET max_parallel_maintenance_workers")
         cur.execute("ANALYZE " + table)
         cur.execute("SELECT * FROM kdindex_info(%s)", (idx,))
         info = dict(zip([d[0] for d in cur.description], cur.fetchone()))
         size = rel_size(cur, idx)
         say(f"  built in {build_s:.1f} s (train {info['train_seconds']:.1f} s on "
             f"{info['train_rows']} rows), {size / 2**20:.2f} MB, {size / n:.1f} B/row, "
-            f"code {info['code_bytes']} B")
+            f"code {info['code_bytes']} B" +
+            (f", {info['lists']} lists" if info.get("lists") else ""))
         common = dict(family="kdindex", method=f"kdindex {quant.upper()}", config=label,
                       bytes_per_vec=info["code_bytes"], index_bytes=size,
                       bytes_per_row=size / n, build_s=build_s, train_s=info["train_seconds"])
+        for used, bs, ts, sz in builds:
+            out.append(result(**dict(common, build_s=bs, train_s=ts, index_bytes=sz,
+                                     bytes_per_row=sz / n),
+                              kind="build", param=f"max_parallel_maintenance_workers={used}",
+                              rows=n, mpw=used, with_=with_))
         prepare(cur, table, op, "real[]")
         try:
-            # codes-only recall over all recall queries
+            # codes-only recall over all recall queries (IVF: at the default probes)
             cur.execute("SET kdindex.rerank = 0")
             prepare(cur, table, op, "real[]")
             plan = plan_lines(cur, qtexts_r[0])
@@ -313,28 +407,56 @@ def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep)
             found = run_sql_recall(cur, qtexts_r)
             r_all = datasets.recall(found, gt[:len(qtexts_r)], K)
             say(f"  codes only: recall@{K} {r_all:.4f} over {len(qtexts_r)} queries "
-                f"({time.perf_counter() - t:.0f} s)")
+                f"({time.perf_counter() - t:.0f} s)" +
+                (f" (kdindex.probes = {KD_PROBES_DEFAULT})" if lists else ""))
             out.append(result(**common, param="codes only", rerank=0, recall=r_all,
-                              recall_queries=len(qtexts_r), codes_only=True))
-            for rr in rerank_sweep:
-                cur.execute(f"SET kdindex.rerank = {rr}")
-                prepare(cur, table, op, "real[]")
-                ids, qps, lat, same = run_sql_point(cur, qtexts_t, a.reps, a.warmup)
-                if not same:
-                    notice(f"kdindex {label} rerank={rr}: results differ between repetitions")
-                r = datasets.recall(ids, gt[:len(qtexts_t)], K)
-                out.append(result(**common, param=f"rerank={rr}", rerank=rr, recall=r,
-                                  recall_queries=len(qtexts_t), qps=qps, lat=lat,
-                                  time_queries=len(qtexts_t)))
-                say(f"  rerank={rr:<4d} recall@{K} {r:.4f}  QPS {np.median(qps):7.1f} "
-                    f"({min(qps):.0f}-{max(qps):.0f})  p50 {np.percentile(lat, 50):.2f} ms  "
-                    f"p99 {np.percentile(lat, 99):.2f} ms")
+                              recall_queries=len(qtexts_r), codes_only=True,
+                              probes=KD_PROBES_DEFAULT if lists else None))
+            for pr in (ints(a.kd_probes) if lists else [None]):
+                if pr is not None:
+                    if pr > lists:
+                        continue
+                    cur.execute(f"SET kdindex.probes = {pr}")
+                for rr in rerank_sweep:
+                    cur.execute(f"SET kdindex.rerank = {rr}")
+                    prepare(cur, table, op, "real[]")
+                    ids, qps, lat, same = run_sql_point(cur, qtexts_t, a.reps, a.warmup)
+                    setting = (f"probes={pr} " if pr is not None else "") + f"rerank={rr}"
+                    if not same:
+                        notice(f"kdindex {label} {setting}: results differ between repetitions")
+                    r = datasets.recall(ids, gt[:len(qtexts_t)], K)
+                    short = sum(1 for x in ids if len(x) < K)
+                    if short:
+                        notice(f"kdindex {label} {setting}: {short} of {len(ids)} queries "
+                               f"returned fewer than {K} rows")
+                    out.append(result(**common, param=setting, rerank=rr, probes=pr, recall=r,
+                                      recall_queries=len(qtexts_t), qps=qps, lat=lat,
+                                      time_queries=len(qtexts_t)))
+                    say(f"  {setting:<22s} recall@{K} {r:.4f}  QPS {np.median(qps):7.1f} "
+                        f"({min(qps):.0f}-{max(qps):.0f})  p50 {np.percentile(lat, 50):.2f} ms  "
+                        f"p99 {np.percentile(lat, 99):.2f} ms")
+            cur.execute("RESET kdindex.probes")
+            cur.execute("RESET kdindex.rerank")
+            if filt and ci == 0:
+                variants = []
+                for pr in ints(a.filter_kd_probes):
+                    if pr == 0:
+                        variants.append((f"default GUCs (probes {KD_PROBES_DEFAULT}, rerank 200)",
+                                         ["RESET kdindex.probes", "RESET kdindex.rerank"]))
+                    elif not lists or pr <= lists:
+                        variants.append((f"probes={pr}", [f"SET kdindex.probes = {pr}",
+                                                          "RESET kdindex.rerank"]))
+                out += bench_filtered(cur, a, filt, table, op, "real[]", idx,
+                                      dict(family="kdindex", method=f"kdindex {quant.upper()}",
+                                           config=label), variants)
         except psycopg2.Error as e:
             notice(f"kdindex {label}: query failed: {e.pgcode} {str(e).strip()}")
+        cur.execute("RESET kdindex.probes")
         for r in out:      # the codes-only row shows the speed of the rerank = 0 point
             if r["config"] == label and r["codes_only"]:
                 z = [x for x in out if x["config"] == label and x["rerank"] == 0
-                     and not x["codes_only"]]
+                     and not x["codes_only"] and x["kind"] is None
+                     and x["probes"] in (None, KD_PROBES_DEFAULT)]
                 if z:
                     r.update(qps=z[0]["qps"], lat=z[0]["lat"], time_queries=z[0]["time_queries"])
         cur.execute("RESET kdindex.rerank")
@@ -343,11 +465,132 @@ def bench_kdindex(cur, a, ds, gt, table, cfgs, qtexts_t, qtexts_r, rerank_sweep)
     return out
 
 
-def bench_pgvector(cur, a, ds, gt, vtable, vtexts_t):
+# ---------------------------------------------------------------------------- filtered queries
+
+def filter_columns(conn, table, mods):
+    """Add `cat<M> int GENERATED ALWAYS AS (id % M) STORED` for each modulus M the table
+    lacks (one table rewrite), then VACUUM ANALYZE.  Returns seconds (0 if nothing to do)."""
+    cur = conn.cursor()
+    cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s",
+                (table,))
+    have = {r[0] for r in cur.fetchall()}
+    add = [m for m in mods if f"cat{m}" not in have]
+    if not add:
+        return 0.0
+    t = time.perf_counter()
+    cur.execute(f"ALTER TABLE {table} " + ", ".join(
+        f"ADD COLUMN cat{m} int GENERATED ALWAYS AS (id % {m}) STORED" for m in add))
+    cur.execute(f"VACUUM ANALYZE {table}")
+    return time.perf_counter() - t
+
+
+def filtered_truth(train, test, mod, metric, k=K):
+    """Exact top-k ids among the rows with id % mod == c, for query i with c = i % mod
+    (ids = row numbers)."""
+    nq = test.shape[0]
+    truth = np.empty((nq, k), dtype=np.int64)
+    qi = np.arange(nq)
+    for c in range(mod):
+        qs = qi[qi % mod == c]
+        if len(qs):
+            ids, _ = datasets.exact_knn(train[c::mod], test[qs], k, metric)
+            truth[qs] = c + mod * ids.astype(np.int64)
+    return truth
+
+
+def make_filter(a, ds, nq, rows=None):
+    """The filtered-query set-up: query i asks WHERE cat<M> = i % M.  rows: truth among
+    the first `rows` rows only (HNSW on a subset)."""
+    train = ds.train if rows is None else ds.train[:rows]
+    nq = min(nq, ds.test.shape[0])
+    t = time.perf_counter()
+    truth = {m: filtered_truth(train, ds.test[:nq], m, ds.metric) for m in a.filter}
+    say(f"filtered ground truth ({', '.join(f'1/{m}' for m in a.filter)} of "
+        f"{train.shape[0]} rows, {nq} queries) in {time.perf_counter() - t:.1f} s")
+    return dict(mods=a.filter, nq=nq, truth=truth, rows=train.shape[0])
+
+
+def run_filtered_point(cur, qargs, cats, reps, warmup):
+    for q, c in list(zip(qargs, cats))[:warmup]:
+        cur.execute("EXECUTE fknn(%s, %s)", (q, c))
+        cur.fetchall()
+    first, qps, lats = None, [], []
+    for _ in range(reps):
+        lat = np.empty(len(qargs))
+        found = []
+        for i, (q, c) in enumerate(zip(qargs, cats)):
+            t = time.perf_counter()
+            cur.execute("EXECUTE fknn(%s, %s)", (q, c))
+            rows = cur.fetchall()
+            lat[i] = time.perf_counter() - t
+            found.append([r[0] for r in rows])
+        first = first or found
+        qps.append(len(qargs) / lat.sum())
+        lats.append(lat * 1000.0)
+    return first, qps, np.concatenate(lats)
+
+
+def bench_filtered(cur, a, filt, table, op, argtype, idx, common, variants):
+    """WHERE cat<M> = $2 ORDER BY embedding <op> $1 LIMIT 10 for each modulus and each
+    variant (label, [SET statements]); sequential scans are disabled so that the plan
+    is the index's (checked).  Returns result rows of kind 'filtered'."""
+    out = []
+    qargs = filt["qargs"]
+    nq = len(qargs)
+    cur.execute("SET enable_seqscan = off")
+    try:
+        for m in filt["mods"]:
+            cats = [i % m for i in range(nq)]
+            truth = filt["truth"][m]
+            cur.execute("DEALLOCATE ALL")
+            cur.execute(f"PREPARE fknn({argtype}, int) AS SELECT id FROM {table} "
+                        f"WHERE cat{m} = $2 ORDER BY embedding {op} $1 LIMIT {K}")
+            for vlabel, sets in variants:
+                try:
+                    for st in sets:
+                        cur.execute(st)
+                    cur.execute("EXPLAIN (COSTS OFF) EXECUTE fknn(%s, 0)", (qargs[0],))
+                    plan = [r[0] for r in cur.fetchall()]
+                    if not any(idx in p for p in plan):
+                        notice(f"{common['method']} {common['config']} filtered 1/{m} "
+                               f"{vlabel}: plan does not use {idx}: {short_plan(plan)}")
+                    found, qps, lat = run_filtered_point(cur, qargs, cats, a.filter_reps,
+                                                         min(a.warmup, 20))
+                except psycopg2.Error as e:
+                    notice(f"{common['method']} {common['config']} filtered 1/{m} {vlabel}: "
+                           f"failed: {e.pgcode} {str(e).strip()}")
+                    continue
+                nrows = np.array([len(f) for f in found])
+                r = datasets.recall(found, truth[:nq], K)
+                out.append(result(**common, kind="filtered", param=vlabel, recall=r,
+                                  recall_queries=nq, qps=qps, lat=lat, time_queries=nq,
+                                  selectivity=m, rows_mean=float(nrows.mean()),
+                                  rows_min=int(nrows.min()),
+                                  full=float((nrows >= K).mean())))
+                say(f"  filtered 1/{m:<4d} {vlabel:<40s} recall@{K} {r:.4f}  rows "
+                    f"mean {nrows.mean():.2f} min {nrows.min()}  "
+                    f"({(nrows >= K).mean() * 100:.0f}% with {K})  QPS {np.median(qps):7.1f}  "
+                    f"p50 {np.percentile(lat, 50):.2f} ms  p99 {np.percentile(lat, 99):.2f} ms")
+    finally:
+        cur.execute("RESET enable_seqscan")
+        cur.execute("DEALLOCATE ALL")
+    return out
+
+
+def pgvector_has_guc(cur, guc):
+    try:
+        cur.execute(f"SHOW {guc}")
+        cur.fetchall()
+        return True
+    except psycopg2.Error:
+        return False
+
+
+def bench_pgvector(cur, a, ds, gt, vtable, vtexts_t, filt=None):
     op, _, vopclass = OPS[ds.metric]
     n = ds.train.shape[0]
     out = []
-    lists = max(1, int(round(np.sqrt(n))))
+    lists = a.ivf_lists or max(1, int(round(np.sqrt(n))))
     kinds = []
     if "hnsw" not in a.skip:
         kinds.append(("HNSW", "hnsw", "m = 16, ef_construction = 64", "hnsw.ef_search",
@@ -356,34 +599,60 @@ def bench_pgvector(cur, a, ds, gt, vtable, vtexts_t):
         kinds.append(("IVFFlat", "ivfflat", f"lists = {lists}", "ivfflat.probes",
                       ints(a.ivf_probes), f"lists{lists}"))
     for name, am, with_, guc, sweep, cfg in kinds:
-        idx = f"{vtable}_{am}"
-        sql = f"CREATE INDEX {idx} ON {vtable} USING {am} (embedding {vopclass}) WITH ({with_})"
+        tbl, rows, tgt, tfilt = vtable, n, gt, filt
+        if am == "hnsw" and 0 < a.hnsw_rows < n:
+            # HNSW on the first hnsw_rows rows (a long build otherwise): own table,
+            # own exact ground truth
+            rows = a.hnsw_rows
+            tbl = f"{vtable}_{rows // 1000}k"
+            cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (tbl,))
+            row = cur.fetchone()
+            tag = f"first {rows} rows of {vtable}"
+            if not row or row[0] != tag:
+                cur.execute(f"DROP TABLE IF EXISTS {tbl}")
+                cur.execute(f"CREATE TABLE {tbl} AS SELECT * FROM {vtable} WHERE id < {rows}")
+                cur.execute(f"ALTER TABLE {tbl} ADD PRIMARY KEY (id)")
+                cur.execute(f"COMMENT ON TABLE {tbl} IS %s", (tag,))
+                cur.execute(f"VACUUM ANALYZE {tbl}")
+            t = time.perf_counter()
+            tgt, _ = datasets.exact_knn(ds.train[:rows], ds.test[:len(vtexts_t)], K, ds.metric)
+            say(f"pgvector HNSW on {tbl} (first {rows} rows): exact top-{K} of those rows in "
+                f"{time.perf_counter() - t:.1f} s")
+            if filt:
+                tfilt = dict(make_filter(a, ds, filt["nq"], rows), qargs=filt["qargs"])
+        idx = f"{tbl}_{am}"
+        sql = f"CREATE INDEX {idx} ON {tbl} USING {am} (embedding {vopclass}) WITH ({with_})"
         cur.execute(f"DROP INDEX IF EXISTS {idx}")
         say(f"pgvector {name}: {sql}")
         try:
+            mpw = current_mpw(cur)
             t = time.perf_counter()
             cur.execute(sql)
             build_s = time.perf_counter() - t
         except psycopg2.Error as e:
             notice(f"pgvector {name}: build failed: {e.pgcode} {str(e).strip()}")
             continue
-        cur.execute("ANALYZE " + vtable)
+        cur.execute("ANALYZE " + tbl)
         size = rel_size(cur, idx)
-        say(f"  built in {build_s:.1f} s, {size / 2**20:.1f} MB, {size / n:.0f} B/row")
+        say(f"  built in {build_s:.1f} s, {size / 2**20:.1f} MB, {size / rows:.0f} B/row")
+        if rows < n:
+            cfg += f", first {rows // 1000}k rows"
         common = dict(family="pgvector", method=f"pgvector {name}", config=cfg,
-                      index_bytes=size, bytes_per_row=size / n, build_s=build_s)
+                      index_bytes=size, bytes_per_row=size / rows, build_s=build_s)
+        out.append(result(**common, kind="build", param=f"max_parallel_maintenance_workers={mpw}",
+                          rows=rows, mpw=mpw, with_=with_))
         try:
             first = True
             for v in sweep:
                 cur.execute(f"SET {guc} = {v}")
-                prepare(cur, vtable, op, "vector")
+                prepare(cur, tbl, op, "vector")
                 if first:
                     plan = plan_lines(cur, vtexts_t[0])
                     if not any(idx in p for p in plan):
                         notice(f"pgvector {name}: plan does not use {idx}: {short_plan(plan)}")
                     first = False
                 ids, qps, lat, same = run_sql_point(cur, vtexts_t, a.reps, a.warmup)
-                r = datasets.recall(ids, gt[:len(vtexts_t)], K)
+                r = datasets.recall(ids, tgt[:len(vtexts_t)], K)
                 out.append(result(**common, param=f"{guc.split('.')[1]}={v}", recall=r,
                                   recall_queries=len(vtexts_t), qps=qps, lat=lat,
                                   time_queries=len(vtexts_t)))
@@ -392,12 +661,39 @@ def bench_pgvector(cur, a, ds, gt, vtable, vtexts_t):
                     f"p99 {np.percentile(lat, 99):.2f} ms")
                 if not same:
                     say("    (results differ between repetitions)")
+            cur.execute(f"RESET {guc}")
+            if tfilt:
+                variants = []
+                it = f"{am}.iterative_scan"
+                has_it = pgvector_has_guc(cur, it)
+                if not has_it:
+                    notice(f"pgvector {pgvector_ver_note(cur)}: no {it}; filtered tests "
+                           "without iterative scan only")
+                modes = ["off"] + ((["relaxed_order"] if am == "ivfflat" else
+                                    ["strict_order", "relaxed_order"]) if has_it else [])
+                for v in ints(a.filter_ivf_probes if am == "ivfflat" else a.filter_hnsw_ef):
+                    for mode in modes:
+                        sets = [f"RESET {guc}" if v == 0 else f"SET {guc} = {v}"]
+                        if has_it:
+                            sets.append(f"SET {it} = {mode}")
+                        vl = (f"{guc.split('.')[1]}=" +
+                              (f"{v}" if v else "default") + f", iterative_scan={mode}")
+                        variants.append((vl, sets))
+                out += bench_filtered(cur, a, tfilt, tbl, op, "vector", idx, common, variants)
+                if has_it:
+                    cur.execute(f"RESET {it}")
         except psycopg2.Error as e:
             notice(f"pgvector {name}: query failed: {e.pgcode} {str(e).strip()}")
         cur.execute(f"RESET {guc}")
         cur.execute("DEALLOCATE ALL")
         cur.execute(f"DROP INDEX IF EXISTS {idx}")
     return out
+
+
+def pgvector_ver_note(cur):
+    cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    row = cur.fetchone()
+    return f"pgvector {row[0] if row else '?'}"
 
 
 def bench_exact(cur, a, ds, gt, table, qtexts):
@@ -467,9 +763,20 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
     if "exact" not in a.skip and a.exact_queries > 0:
         results.append(bench_exact(cur, a, ds, gt, table, qtexts_t[:a.exact_queries]))
 
+    filt = None
+    if a.filter:
+        secs = filter_columns(conn, table, a.filter)
+        if secs:
+            say(f"table {table}: columns {', '.join(f'cat{m} = id % {m}' for m in a.filter)} "
+                f"added in {secs:.1f} s")
+        filt = make_filter(a, ds, a.filter_queries)
+        filt["qargs"] = qtexts_t[:filt["nq"]] if filt["nq"] <= nq_t else \
+            [vec_text(v) for v in ds.test[:filt["nq"]]]
+        info["filter"] = dict(mods=a.filter, queries=filt["nq"], reps=a.filter_reps)
+
     if "kdindex" not in a.skip:
         results += bench_kdindex(cur, a, ds, gt, table, kd_cfgs, qtexts_t, qtexts_r,
-                                 ints(a.rerank))
+                                 ints(a.rerank), filt)
 
     if "pgvector" not in a.skip and pgvector_ok:
         vtable = table + "_v"
@@ -477,7 +784,14 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
         secs = ensure_table(conn, vtable, ds, fp, kind=table)
         say(f"table {vtable} (vector({d})): " + (f"copied in {secs:.1f} s" if secs
                                                  else "already loaded"))
-        results += bench_pgvector(cur, a, ds, gt, vtable, [vector_text(v) for v in ds.test[:nq_t]])
+        vfilt = None
+        if filt:
+            secs = filter_columns(conn, vtable, a.filter)
+            if secs:
+                say(f"table {vtable}: category columns added in {secs:.1f} s")
+            vfilt = dict(filt, qargs=[vector_text(v) for v in ds.test[:filt["nq"]]])
+        results += bench_pgvector(cur, a, ds, gt, vtable, [vector_text(v) for v in ds.test[:nq_t]],
+                                  vfilt)
     info["seconds"] = time.perf_counter() - t0
     return info, results
 
@@ -517,7 +831,7 @@ def codes_table(results):
 def sweep_table(results):
     rows = []
     for r in results:
-        if r["qps"] is None or r["codes_only"]:
+        if r["qps"] is None or r["codes_only"] or r["kind"]:
             continue
         if r["family"] == "faiss" and r["param"] == "codes only":
             continue
@@ -528,7 +842,101 @@ def sweep_table(results):
                       "QPS min–max", "p50 ms", "p99 ms", "index MB", "build s"], rows)
 
 
-def plot(info, results, out_png_qps, out_png_bytes, title):
+def build_table(results):
+    rows = []
+    for r in results:
+        if r["kind"] != "build":
+            continue
+        rows.append([r["method"], r["config"], r["with_"], r["rows"], r["mpw"],
+                     fmt_s(r["build_s"]), fmt_s(r["train_s"]), fmt_mb(r["index_bytes"]),
+                     f"{r['bytes_per_row']:.1f}"])
+    return fmt_table(["method", "config", "WITH", "rows", "max_parallel_maint._workers",
+                      "build s", "train s", "index MB", "index B/row"], rows)
+
+
+def _frontier(points):
+    """Pareto frontier (recall up, QPS up) of (recall, qps) points, by recall."""
+    pts = sorted(points, key=lambda p: (-p[1], -p[0]))
+    front, best = [], -1.0
+    for rec, q in pts:             # by QPS descending: keep points that raise the recall
+        if rec > best:
+            front.append((rec, q))
+            best = rec
+    return sorted(front)
+
+
+def qps_at(points, target):
+    """QPS at exactly `target` recall on the frontier (log-QPS linear in recall between
+    the two frontier points around it); None if the curve never reaches it."""
+    front = _frontier(points)
+    for (r0, q0), (r1, q1) in zip(front, front[1:]):
+        if r0 <= target <= r1:
+            if r1 == r0:
+                return max(q0, q1)
+            w = (target - r0) / (r1 - r0)
+            return float(np.exp(np.log(q0) + w * (np.log(q1) - np.log(q0))))
+    if front and front[0][0] >= target:
+        return front[0][1]
+    return None
+
+
+def headline(results, target):
+    """Per (method, config): the fastest point with recall >= target and the
+    interpolated QPS at exactly target; then kdindex / pgvector ratios."""
+    groups = {}
+    for r in results:
+        if r["qps"] is None or r["codes_only"] or r["kind"] or r["family"] not in (
+                "kdindex", "pgvector"):
+            continue
+        groups.setdefault((r["method"], r["config"]), []).append(r)
+    rows, best = [], {}
+    for (method, cfg), rs in groups.items():
+        ok = [r for r in rs if r["recall"] >= target]
+        pts = [(r["recall"], float(np.median(r["qps"]))) for r in rs]
+        qi = qps_at(pts, target)
+        if ok:
+            b = max(ok, key=lambda r: np.median(r["qps"]))
+            best[(method, cfg)] = (float(np.median(b["qps"])), qi, b)
+            rows.append([method, cfg, b["param"], f"{b['recall']:.4f}",
+                         f"{np.median(b['qps']):.0f}", f"{min(b['qps']):.0f}–{max(b['qps']):.0f}",
+                         "" if qi is None else f"{qi:.0f}"])
+        else:
+            top = max(rs, key=lambda r: r["recall"])
+            rows.append([method, cfg, f"(best: {top['param']})", f"{top['recall']:.4f}",
+                         "not reached", "", ""])
+    t1 = fmt_table(["method", "config", f"fastest setting with recall@{K} ≥ {target}",
+                    f"recall@{K}", "QPS (median)", "QPS min–max",
+                    f"QPS interpolated at {target}"], rows)
+    ratios = []
+    for (km, kc), (kq, kqi, kb) in best.items():
+        if not km.startswith("kdindex"):
+            continue
+        for (pm, pc), (pq, pqi, pb) in best.items():
+            if not pm.startswith("pgvector"):
+                continue
+            ratios.append([f"{km} {kc}", f"{pm} {pc}", f"{kq / pq:.2f}",
+                           "" if kqi is None or pqi is None else f"{kqi / pqi:.2f}"])
+    t2 = fmt_table(["kdindex", "vs", "QPS ratio, fastest points ≥ target",
+                    "QPS ratio at equal recall (interpolated)"], ratios) if ratios else ""
+    return t1, t2
+
+
+def filtered_table(results):
+    rows = []
+    for r in results:
+        if r["kind"] != "filtered":
+            continue
+        rows.append([f"1/{r['selectivity']}", r["method"], r["config"], r["param"],
+                     f"{r['recall']:.4f}", f"{r['rows_mean']:.2f}", r["rows_min"],
+                     f"{r['full'] * 100:.0f}%", f"{np.median(r['qps']):.0f}",
+                     f"{np.percentile(r['lat'], 50):.2f}", f"{np.percentile(r['lat'], 99):.2f}"])
+    rows.sort(key=lambda x: int(x[0][2:]))
+    return fmt_table(["filter", "method", "config", "setting", f"recall@{K}", "rows (mean)",
+                      "rows (min)", f"queries with {K} rows", "QPS (median)", "p50 ms",
+                      "p99 ms"], rows)
+
+
+def plot(info, results, out_png_qps, out_png_bytes, title, target=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -538,7 +946,7 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
               "faiss RQ": "tab:green", "faiss LSQ": "tab:olive",
               "faiss IVF-PQ+refine": "tab:purple", "pgvector HNSW": "tab:orange",
               "pgvector IVFFlat": "tab:brown", "exact scan (PostgreSQL)": "black"}
-    markers = {8: "s", 16: "o"}
+    markers = {8: "s", 16: "o", 32: "D"}
 
     def color(r):
         if r["family"] == "kdindex":
@@ -549,15 +957,24 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
     fig, ax = plt.subplots(figsize=(9, 6), dpi=90)
     groups = {}
     for r in results:
-        if r["qps"] is None or r["codes_only"] or r["family"] == "exact":
+        if r["qps"] is None or r["codes_only"] or r["family"] == "exact" or r["kind"]:
             continue
-        if r["family"] == "faiss" and r["param"] != "codes only":
+        if r["family"] == "kdindex" and r["probes"] is not None:
+            key = (r["method"], r["config"] + f", rerank {r['rerank']}, probes")
+        elif r["family"] == "faiss" and r["param"] != "codes only":
             key = (r["method"], r["config"] + f" nprobe={r['nprobe']}")
         elif r["family"] == "faiss":
             key = (r["method"], r["config"] + " (codes only)")
         else:
             key = (r["method"], r["config"])
         groups.setdefault(key, []).append(r)
+    ivf_keys = [k for k in groups if k[1].endswith(", probes")]
+    ivf_shade = {}
+    for k in ivf_keys:     # one shade per re-rank depth, darker = deeper
+        rr = groups[k][0]["rerank"]
+        ivf_shade.setdefault(rr, None)
+    for i, rr in enumerate(sorted(ivf_shade)):
+        ivf_shade[rr] = plt.cm.Reds(0.35 + 0.6 * i / max(1, len(ivf_shade) - 1))
     for (method, cfg), rs in groups.items():
         x = np.array([np.median(r["qps"]) for r in rs])
         lo = x - np.array([min(r["qps"]) for r in rs])
@@ -569,9 +986,17 @@ def plot(info, results, out_png_qps, out_png_bytes, title):
             if len(rs) > 1 else "none"
         mk = markers.get(rs[0]["bytes_per_vec"], "o") if rs[0]["family"] != "pgvector" else "^"
         fc = "none" if "nprobe=4 " in cfg + " " or "OPQ" in method or "LSQ" in method else None
-        ax.errorbar(x, y, xerr=[lo, hi], color=color(rs[0]), linestyle=ls, marker=mk,
+        c = color(rs[0])
+        if cfg.endswith(", probes"):
+            c = ivf_shade[rs[0]["rerank"]]
+            label = f"{method} {cfg} {rs[0]['probes']}..{rs[-1]['probes']}"
+            ls = "-" if rs[0]["bytes_per_vec"] and rs[0]["bytes_per_vec"] >= 32 else "--"
+            fc = None
+        ax.errorbar(x, y, xerr=[lo, hi], color=c, linestyle=ls, marker=mk,
                     markersize=5, capsize=2, lw=1.3, label=label,
-                    markerfacecolor=fc if fc else color(rs[0]))
+                    markerfacecolor=fc if fc else c)
+    if target is not None and ivf_keys:
+        ax.axhline(target, color="gray", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_xlabel("queries per second (1 client; median of repetitions, bars = min–max); "
                   "Faiss in-process, others via SQL", fontsize=8)
@@ -722,7 +1147,7 @@ def main(argv=None):
           "can move slightly between runs. Sizes: kdindex and pgvector pg_relation_size, "
           "Faiss serialized index (IVF-PQ+refine includes the float32 copy it re-ranks on).",
           ""]
-    prefix = a.suite
+    prefix = a.name
     for i, (info, results) in enumerate(all_sections):
         tag = prefix if len(all_sections) == 1 else f"{prefix}-{slug(info['dataset'])}"
         title = (f"{info['dataset']}: {info['rows']} x {info['dim']}, {info['metric']}, "
@@ -730,19 +1155,44 @@ def main(argv=None):
         png_q = os.path.join(a.out, f"{tag}-recall-qps.png")
         png_b = os.path.join(a.out, f"{tag}-recall-bytes.png")
         try:
-            plot(info, results, png_q, png_b, title)
+            plot(info, results, png_q, png_b, title, target=a.target_recall)
         except Exception as e:  # noqa: BLE001
             notice(f"plotting failed: {type(e).__name__}: {e}")
         t1, t2 = codes_table(results), sweep_table(results)
         sec = [f"## {title}", "",
                f"Table {info['table_bytes'] / 2**20:.0f} MB (heap + TOAST + primary key); "
-               f"raw float32 vectors {info['dim'] * 4} B/row.", "",
-               f"### Codes only (recall over {info['recall_queries']} queries)", "", t1, "",
-               "### Recall vs speed", "", t2, "",
-               f"![recall vs QPS]({os.path.basename(png_q)})",
-               f"![recall vs bytes]({os.path.basename(png_b)})", ""]
+               f"raw float32 vectors {info['dim'] * 4} B/row.", ""]
+        if any(r["kind"] == "build" for r in results):
+            sec += ["### Builds", "", build_table(results), "",
+                    "Wall-clock seconds of CREATE INDEX from the client; `train s` is "
+                    "kdindex_info's train_seconds. `max_parallel_maint._workers` is the "
+                    "session's max_parallel_maintenance_workers during the build (pgvector "
+                    "launches parallel workers on large tables; whether kdindex does shows "
+                    "in the 0-vs-2 pair).", ""]
+        sec += [f"### Codes only (recall over {info['recall_queries']} queries" +
+                (f"; IVF configs at kdindex.probes = {KD_PROBES_DEFAULT})"
+                 if any(r["probes"] for r in results if r["codes_only"]) else ")"),
+                "", t1, "", "### Recall vs speed", "", t2, ""]
+        if any(r["family"] == "kdindex" and r["probes"] for r in results):
+            h1, h2 = headline(results, a.target_recall)
+            sec += [f"### Headline: recall@{K} ≥ {a.target_recall}", "", h1, ""]
+            if h2:
+                sec += [h2, "", "Ratios are kdindex QPS / pgvector QPS measured in the same "
+                        "run. `equal recall` interpolates each method's recall–QPS frontier "
+                        f"(log QPS linear in recall) to recall@{K} = {a.target_recall}.", ""]
+        if any(r["kind"] == "filtered" for r in results):
+            fi = info.get("filter", {})
+            sec += ["### Filtered queries", "",
+                    f"`SELECT id FROM t WHERE cat<M> = $2 ORDER BY embedding <-> $1 LIMIT {K}` "
+                    f"with cat<M> = id % M and, for query i, $2 = i % M (1/M of the rows "
+                    f"pass); {fi.get('queries')} queries x {fi.get('reps')} repetitions; "
+                    "recall against the exact top-10 among the rows that pass (numpy); "
+                    "`enable_seqscan = off` so that the plan is the index scan (checked). "
+                    f"Every query should return {K} rows.", "", filtered_table(results), ""]
+        sec += [f"![recall vs QPS]({os.path.basename(png_q)})",
+                f"![recall vs bytes]({os.path.basename(png_b)})", ""]
         md += sec
-        say("\n" + "\n".join(sec[:-4]))
+        say("\n" + "\n".join(sec[:-3]))
         info["png"] = [png_q, png_b]
     if notices:
         md += ["## Notices", ""] + [f"- {n}" for n in notices] + [""]
@@ -757,7 +1207,7 @@ def main(argv=None):
     if not a.no_commit_results:
         dest = os.path.join(HERE, "results")
         os.makedirs(dest, exist_ok=True)
-        with open(os.path.join(dest, f"{a.suite}.md"), "w") as f:
+        with open(os.path.join(dest, f"{a.name}.md"), "w") as f:
             f.write(text)
         for info, _ in all_sections:
             for p in info["png"]:
