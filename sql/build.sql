@@ -104,6 +104,12 @@ SELECT count(*) >= 9 AS expr_recall_ok
 RESET enable_indexscan;
 DROP INDEX items_head;
 
+-- A build can be cancelled: it holds no buffer lock (which would hold off
+-- interrupts) while it samples, trains and encodes
+SET statement_timeout = '50ms';
+CREATE INDEX items_slow ON items USING kdindex (v) WITH (quantizer = 'aq', m = 8);
+RESET statement_timeout;
+
 -- 8. Unlogged tables (the index gets an init fork) and CREATE INDEX CONCURRENTLY
 CREATE UNLOGGED TABLE scratch AS SELECT * FROM items WHERE id <= 1000;
 CREATE INDEX scratch_kd ON scratch USING kdindex (v) WITH (m = 4);
