@@ -56,6 +56,14 @@ CREATE FUNCTION kdindex_info(idx regclass,
 	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
+-- The 4-bit fast scan's kernel (avx2 or scalar), and a check that it sums
+-- exactly as the scalar kernel does on random tables and codes (returns the
+-- number of differing sums: 0).
+CREATE FUNCTION kdindex_fastscan_kernel() RETURNS text
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+CREATE FUNCTION kdindex_fastscan_check(blocks int DEFAULT 1000, m int DEFAULT 16) RETURNS bigint
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
 -- Distillation and measurement.  kdindex_teacher writes each query's top-k
 -- neighbours by a high-precision teacher: one row per query, neighbours as
 -- arrays in rank order.

@@ -62,7 +62,7 @@ struct KdBuildState
 	int			from_off;
 	BlockNumber stop_blk;
 	int			stop_off;
-	int			old_tupsize;
+	KdLayout	old_layout;
 	double		reltuples;		/* live table rows, NULLs included */
 	KdMetric	metric;
 	Oid			typid;
@@ -96,7 +96,8 @@ struct KdBuildState
 	 * page writing: encoded tuples wait in memory, then each list's go to the
 	 * end of its chain
 	 */
-	int			tupsize;
+	int			tupsize;		/* pending tuples are in row form */
+	KdLayout	layout;			/* of the pages written */
 	char	   *pending;
 	int32	   *pending_lists;
 	int			npending;
@@ -119,10 +120,21 @@ choose_m(int dim, int m)
 	return 1;
 }
 
-/* PQ and OPQ cut the vector into m sub-vectors; AQ's codebooks span it all */
+/*
+ * PQ and OPQ cut the vector into m sub-vectors; AQ's codebooks span it all.
+ * Either way a code has to fit on a page.
+ */
 static void
-check_m(KdQuantizerKind quantizer, int dim, int m)
+check_m(KdQuantizerKind quantizer, int dim, int m, int nbits)
 {
+	KdLayout	layout;
+	int			code_size = (m * nbits + 7) / 8 + (quantizer == KD_QUANT_AQ ? sizeof(float) : 0);
+
+	kd_layout_for(&layout, quantizer, m, nbits, code_size);
+	if (layout.capacity < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("m = %d gives codes of %d bytes, more than a page holds", m, code_size)));
 	if (quantizer == KD_QUANT_AQ)
 		return;
 	if (m > dim)
@@ -226,8 +238,9 @@ append_run(KdBuildState *bs, KdListEntry *chain, const int32 *order, int n)
 	for (int i = 0; i < n; i++)
 	{
 		KdPageOpaque opaque = KdPageGetOpaque(bs->page);
+		char	   *tup;
 
-		if (opaque->ntuples >= KdPageCapacity(bs->tupsize))
+		if (opaque->ntuples >= bs->layout.capacity)
 		{
 			Buffer		next = kd_new_buffer(bs->index, MAIN_FORKNUM);
 
@@ -237,10 +250,10 @@ append_run(KdBuildState *bs, KdListEntry *chain, const int32 *order, int n)
 			kd_init_page(bs->page, KDINDEX_PAGE_DATA);
 			opaque = KdPageGetOpaque(bs->page);
 		}
-		memcpy(KdPageTuple(bs->page, bs->tupsize, opaque->ntuples),
-			   bs->pending + (Size) order[i] * bs->tupsize, bs->tupsize);
-		opaque->ntuples++;
-		((PageHeader) bs->page)->pd_lower += bs->tupsize;
+		tup = bs->pending + (Size) order[i] * bs->tupsize;
+		kd_tuple_set(bs->page, &bs->layout, opaque->ntuples, (ItemPointer) tup,
+					 (const uint8 *) KdTupleCode(tup));
+		kd_page_set_ntuples(bs->page, &bs->layout, opaque->ntuples + 1);
 	}
 	put_page(bs, buf);
 }
@@ -713,7 +726,7 @@ index_rows(KdBuildState *bs, IndexBuildCallback callback)
 		page = BufferGetPage(buf);
 		ntup = last ? bs->stop_off : KdPageGetOpaque(page)->ntuples;
 		for (int i = first; i < ntup; i++)
-			memcpy(&tids[i - first], KdPageTuple(page, bs->old_tupsize, i), sizeof(ItemPointerData));
+			tids[i - first] = *kd_tuple_tid(page, &bs->old_layout, i);
 		blkno = last ? InvalidBlockNumber : KdPageGetOpaque(page)->nextblkno;
 		UnlockReleaseBuffer(buf);
 
@@ -763,12 +776,13 @@ init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPa
  * a quarter of maintenance_work_mem
  */
 static void
-encode_start(KdBuildState *bs, int code_size)
+encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size)
 {
 	int64		cap;
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
 	bs->tupsize = KdTupleSize(code_size);
+	kd_layout_for(&bs->layout, meta->quantizer, meta->m, meta->nbits, code_size);
 	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
 	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
 	bs->batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
@@ -818,7 +832,7 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 	if (bs->dim > 0)
 	{
 		meta->m = choose_m(bs->dim, meta->m);
-		check_m((KdQuantizerKind) meta->quantizer, bs->dim, meta->m);
+		check_m((KdQuantizerKind) meta->quantizer, bs->dim, meta->m, meta->nbits);
 	}
 	if (bs->nsample >= Max(min_train_rows, bs->lists))
 	{
@@ -830,7 +844,7 @@ build_data(KdBuildState *bs, KdMetaPageData *meta, int min_train_rows)
 		pfree(bs->sample);
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs->seen);
-	encode_start(bs, meta->code_size);
+	encode_start(bs, meta, meta->code_size);
 	if (bs->seen > 0 &&
 		!(bs->source == heap_rows && bs->quantizer && parallel_encode(bs, meta)))
 		bs->source(bs, encode_callback);
@@ -932,7 +946,7 @@ kd_train_in_place(Relation index, Relation heap)
 	bs.source = index_rows;
 	bs.from_blk = meta.data_head;
 	bs.stop_blk = InvalidBlockNumber;
-	bs.old_tupsize = KdTupleSize(0);
+	kd_layout_for(&bs.old_layout, meta.quantizer, meta.m, meta.nbits, 0);
 	trained = build_data(&bs, &meta, kd_autotrain_rows(index, meta.nbits));
 
 	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
@@ -996,7 +1010,7 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	blob = kd_quantizer_serialize(trained, x, n, &size);
 	bs.quantizer = kd_quantizer_deserialize(blob, size);
 	blob_head = kd_write_blob(index, blob, size);
-	encode_start(&bs, bs.quantizer->code_size);
+	encode_start(&bs, &meta, bs.quantizer->code_size);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
 
 	/* pass 1: the rows up to the chain's current end */
@@ -1008,7 +1022,7 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->nfree = 0;
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(metabuf);
-	bs.old_tupsize = KdTupleSize(meta.code_size);
+	kd_layout(&bs.old_layout, &meta);
 	bs.from_blk = meta.data_head;
 	bs.from_off = 0;
 	bs.stop_blk = meta.data_tail;

@@ -26,27 +26,24 @@ typedef struct KdEncoded
 } KdEncoded;
 
 static void
-put_tuple(Page page, int tupsize, ItemPointer tid, const KdEncoded *enc)
+put_tuple(Page page, const KdLayout *layout, ItemPointer tid, const KdEncoded *enc)
 {
-	KdPageOpaque opaque = KdPageGetOpaque(page);
-	char	   *tup = KdPageTuple(page, tupsize, opaque->ntuples);
+	int			n = KdPageGetOpaque(page)->ntuples;
 
-	memcpy(tup, tid, sizeof(ItemPointerData));
-	memcpy(KdTupleCode(tup), enc->code, tupsize - sizeof(ItemPointerData));
-	opaque->ntuples++;
-	((PageHeader) page)->pd_lower += tupsize;
+	kd_tuple_set(page, layout, n, tid, enc->code);
+	kd_page_set_ntuples(page, layout, n + 1);
 }
 
 /* Put the tuple on page buf (locked) if it has room */
 static bool
-put_if_room(Relation index, Buffer buf, int tupsize, ItemPointer tid, const KdEncoded *enc)
+put_if_room(Relation index, Buffer buf, const KdLayout *layout, ItemPointer tid, const KdEncoded *enc)
 {
 	GenericXLogState *state;
 
-	if (KdPageGetOpaque(BufferGetPage(buf))->ntuples >= KdPageCapacity(tupsize))
+	if (KdPageGetOpaque(BufferGetPage(buf))->ntuples >= layout->capacity)
 		return false;
 	state = GenericXLogStart(index);
-	put_tuple(GenericXLogRegisterBuffer(state, buf, 0), tupsize, tid, enc);
+	put_tuple(GenericXLogRegisterBuffer(state, buf, 0), layout, tid, enc);
 	GenericXLogFinish(state);
 	return true;
 }
@@ -61,7 +58,7 @@ static void
 append_to_list(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *enc)
 {
 	KdMetaPage meta = KdPageGetMeta(BufferGetPage(metabuf));
-	int			tupsize = KdTupleSize(meta->code_size);
+	KdLayout	layout;
 	Buffer		dirbuf = kd_list_buffer(index, meta, enc->list);
 	KdListEntry entry;
 	GenericXLogState *state;
@@ -70,13 +67,14 @@ append_to_list(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded 
 	Buffer		newbuf;
 	Page		newpage;
 
+	kd_layout(&layout, meta);
 	LockBuffer(dirbuf, BUFFER_LOCK_EXCLUSIVE);
 	entry = *KdListEntryOf(BufferGetPage(dirbuf), enc->list);
 	if (BlockNumberIsValid(entry.free))
 	{
 		buf = ReadBuffer(index, entry.free);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		if (put_if_room(index, buf, tupsize, tid, enc))
+		if (put_if_room(index, buf, &layout, tid, enc))
 			goto done;
 		/* refilled: forget it */
 		UnlockReleaseBuffer(buf);
@@ -89,7 +87,7 @@ append_to_list(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded 
 	{
 		buf = ReadBuffer(index, entry.tail);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		if (put_if_room(index, buf, tupsize, tid, enc))
+		if (put_if_room(index, buf, &layout, tid, enc))
 			goto done;
 	}
 
@@ -99,7 +97,7 @@ append_to_list(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded 
 	wentry = KdListEntryOf(GenericXLogRegisterBuffer(state, dirbuf, 0), enc->list);
 	newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
 	kd_init_page(newpage, KDINDEX_PAGE_DATA);
-	put_tuple(newpage, tupsize, tid, enc);
+	put_tuple(newpage, &layout, tid, enc);
 	if (BufferIsValid(buf))
 		KdPageGetOpaque(GenericXLogRegisterBuffer(state, buf, 0))->nextblkno = BufferGetBlockNumber(newbuf);
 	else
@@ -119,8 +117,9 @@ append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *e
 {
 	Page		metapage = BufferGetPage(metabuf);
 	KdMetaPage meta = KdPageGetMeta(metapage);
-	int			tupsize = KdTupleSize(meta->code_size);
+	KdLayout	layout;
 
+	kd_layout(&layout, meta);
 	for (;;)
 	{
 		GenericXLogState *state;
@@ -141,7 +140,7 @@ append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *e
 			wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
 			newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
 			kd_init_page(newpage, KDINDEX_PAGE_DATA);
-			put_tuple(newpage, tupsize, tid, enc);
+			put_tuple(newpage, &layout, tid, enc);
 			wmeta->data_head = wmeta->data_tail = BufferGetBlockNumber(newbuf);
 			GenericXLogFinish(state);
 			UnlockReleaseBuffer(newbuf);
@@ -150,11 +149,11 @@ append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *e
 
 		buf = ReadBuffer(index, blkno);
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		if (KdPageGetOpaque(BufferGetPage(buf))->ntuples < KdPageCapacity(tupsize))
+		if (KdPageGetOpaque(BufferGetPage(buf))->ntuples < layout.capacity)
 		{
 			state = GenericXLogStart(index);
 			page = GenericXLogRegisterBuffer(state, buf, 0);
-			put_tuple(page, tupsize, tid, enc);
+			put_tuple(page, &layout, tid, enc);
 			GenericXLogFinish(state);
 			UnlockReleaseBuffer(buf);
 			return;
@@ -178,7 +177,7 @@ append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *e
 		page = GenericXLogRegisterBuffer(state, buf, 0);
 		newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
 		kd_init_page(newpage, KDINDEX_PAGE_DATA);
-		put_tuple(newpage, tupsize, tid, enc);
+		put_tuple(newpage, &layout, tid, enc);
 		KdPageGetOpaque(page)->nextblkno = BufferGetBlockNumber(newbuf);
 		wmeta->data_tail = BufferGetBlockNumber(newbuf);
 		GenericXLogFinish(state);

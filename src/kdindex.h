@@ -140,13 +140,54 @@ typedef KdMetaPageData *KdMetaPage;
 
 #define KdPageGetMeta(page) ((KdMetaPage) PageGetContents(page))
 
-/* Data tuples: a heap TID followed by the code, no alignment padding */
+/*
+ * Data tuples.  Row layout: a heap TID followed by the code, no alignment
+ * padding, tuple after tuple.  Block layout (PQ and OPQ at nbits = 4, for the
+ * fast scan): blocks of 32 rows, their 32 TIDs then, for each sub-quantizer,
+ * 16 bytes holding the rows' 4-bit codes (row s in byte s % 16, the low
+ * nibble for s < 16), an even number of such rows.  Everything that reads or
+ * writes tuples goes through a KdLayout (pages.c).
+ */
+#define KDINDEX_BLOCK_ROWS		32
+#define KdFastScanRows(m)		(((m) + 1) & ~1)
+#define KdFastScanLutSize(m)	(KdFastScanRows(m) * 16)
+
+typedef struct KdLayout
+{
+	bool		blocked;
+	int			m;
+	int			code_size;		/* bytes of a code in row form (nibbles packed) */
+	int			tupsize;		/* row layout: bytes per tuple */
+	int			blocksize;		/* block layout: bytes per block */
+	int			capacity;		/* tuples per page */
+} KdLayout;
+
 #define KdTupleSize(code_size)	(sizeof(ItemPointerData) + (code_size))
 #define KdTupleCode(tup)		((uint8 *) (tup) + sizeof(ItemPointerData))
 
 #define KdPageCapacity(tupsize)	((int) (KdPageUsable / (tupsize)))
 #define KdPageTuple(page, tupsize, i) \
 	((char *) PageGetContents(page) + (size_t) (i) * (tupsize))
+
+/* Where tuple i's TID is, in either layout (scans call this per row) */
+static inline ItemPointer
+kd_tuple_tid(Page page, const KdLayout *l, int i)
+{
+	char	   *contents = (char *) PageGetContents(page);
+
+	if (!l->blocked)
+		return (ItemPointer) (contents + (Size) i * l->tupsize);
+	return (ItemPointer) (contents + (Size) (i / KDINDEX_BLOCK_ROWS) * l->blocksize +
+						  (i % KDINDEX_BLOCK_ROWS) * sizeof(ItemPointerData));
+}
+
+/* The codes of block b: KdFastScanRows(m) rows of 16 bytes */
+static inline const uint8 *
+kd_block_codes(Page page, const KdLayout *l, int block)
+{
+	return (const uint8 *) PageGetContents(page) + (Size) block * l->blocksize +
+		KDINDEX_BLOCK_ROWS * sizeof(ItemPointerData);
+}
 
 /* Bytes of blob payload per codebook page */
 #define KdBlobPageCapacity	((int) KdPageUsable)
@@ -240,6 +281,19 @@ extern void kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind 
 						 int m, int nbits);
 extern char *kd_read_blob(Relation index, BlockNumber head, Size size);
 extern BlockNumber kd_write_blob(Relation index, const char *data, Size size);
+extern void kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size);
+extern void kd_layout(KdLayout *l, const KdMetaPageData *meta);
+extern void kd_tuple_code(Page page, const KdLayout *l, int i, uint8 *code);
+extern void kd_tuple_set(Page page, const KdLayout *l, int i, ItemPointer tid, const uint8 *code);
+extern void kd_tuple_move(Page page, const KdLayout *l, int from, int to);
+extern void kd_page_set_ntuples(Page page, const KdLayout *l, int n);
+
+/* fastscan.c */
+extern void kd_fastscan_lut(const float *lut, int m, uint8 *qlut, float *scale, float *bias);
+extern uint32 kd_fastscan_block(const uint8 *qlut, int mb, const uint8 *codes, uint16 limit,
+								uint16 *sums);
+extern const char *kd_fastscan_kernel_name(void);
+
 extern int	kd_nchains(const KdMetaPageData *meta);
 extern void kd_read_list_heads(Relation index, const KdMetaPageData *meta, BlockNumber *heads);
 extern Buffer kd_list_buffer(Relation index, const KdMetaPageData *meta, int list);

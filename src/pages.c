@@ -310,3 +310,109 @@ kd_write_lists(Relation index, const KdListEntry *entries, int nlists, KdMetaPag
 		UnlockReleaseBuffer(buf);
 	}
 }
+
+/*
+ * The tuple layout of data pages holding codes of code_size bytes
+ * (0: untrained, TIDs only)
+ */
+void
+kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size)
+{
+	memset(l, 0, sizeof(*l));
+	l->m = m;
+	l->code_size = code_size;
+	l->blocked = code_size > 0 && nbits == 4 && quantizer != KD_QUANT_AQ;
+	l->tupsize = KdTupleSize(code_size);
+	if (l->blocked)
+	{
+		l->blocksize = KDINDEX_BLOCK_ROWS * sizeof(ItemPointerData) + KdFastScanLutSize(m);
+		l->capacity = (KdPageUsable / l->blocksize) * KDINDEX_BLOCK_ROWS;
+	}
+	else
+		l->capacity = KdPageCapacity(l->tupsize);
+}
+
+void
+kd_layout(KdLayout *l, const KdMetaPageData *meta)
+{
+	kd_layout_for(l, meta->quantizer, meta->m, meta->nbits, meta->code_size);
+}
+
+/* Tuple i's code, in row form (nibbles packed two to a byte) */
+void
+kd_tuple_code(Page page, const KdLayout *l, int i, uint8 *code)
+{
+	const uint8 *codes;
+	int			s = i % KDINDEX_BLOCK_ROWS;
+
+	if (!l->blocked)
+	{
+		memcpy(code, KdTupleCode(KdPageTuple(page, l->tupsize, i)), l->code_size);
+		return;
+	}
+	codes = kd_block_codes(page, l, i / KDINDEX_BLOCK_ROWS);
+	memset(code, 0, l->code_size);
+	for (int j = 0; j < l->m; j++)
+		kd_code_set(code, 4, j, (codes[j * 16 + s % 16] >> (s < 16 ? 0 : 4)) & 0xF);
+}
+
+void
+kd_tuple_set(Page page, const KdLayout *l, int i, ItemPointer tid, const uint8 *code)
+{
+	uint8	   *codes;
+	int			s = i % KDINDEX_BLOCK_ROWS;
+	int			shift = s < 16 ? 0 : 4;
+
+	memcpy(kd_tuple_tid(page, l, i), tid, sizeof(ItemPointerData));
+	if (!l->blocked)
+	{
+		if (l->code_size > 0)
+			memcpy(KdTupleCode(KdPageTuple(page, l->tupsize, i)), code, l->code_size);
+		return;
+	}
+	codes = (uint8 *) kd_block_codes(page, l, i / KDINDEX_BLOCK_ROWS);
+	for (int j = 0; j < l->m; j++)
+	{
+		uint8	   *b = &codes[j * 16 + s % 16];
+
+		*b = (uint8) ((*b & ~(0xF << shift)) | (kd_code_get(code, 4, j) << shift));
+	}
+}
+
+void
+kd_tuple_move(Page page, const KdLayout *l, int from, int to)
+{
+	uint8	   *codes;
+	int			sf = from % KDINDEX_BLOCK_ROWS,
+				st = to % KDINDEX_BLOCK_ROWS;
+
+	if (!l->blocked)
+	{
+		memmove(KdPageTuple(page, l->tupsize, to), KdPageTuple(page, l->tupsize, from), l->tupsize);
+		return;
+	}
+	memmove(kd_tuple_tid(page, l, to), kd_tuple_tid(page, l, from), sizeof(ItemPointerData));
+	for (int j = 0; j < l->m; j++)
+	{
+		uint8		nib;
+		uint8	   *b;
+
+		codes = (uint8 *) kd_block_codes(page, l, from / KDINDEX_BLOCK_ROWS);
+		nib = (codes[j * 16 + sf % 16] >> (sf < 16 ? 0 : 4)) & 0xF;
+		codes = (uint8 *) kd_block_codes(page, l, to / KDINDEX_BLOCK_ROWS);
+		b = &codes[j * 16 + st % 16];
+		*b = (uint8) ((*b & ~(0xF << (st < 16 ? 0 : 4))) | (nib << (st < 16 ? 0 : 4)));
+	}
+}
+
+/* Set the page's tuple count; pd_lower follows, so WAL skips the rest */
+void
+kd_page_set_ntuples(Page page, const KdLayout *l, int n)
+{
+	Size		used = l->blocked
+		? (Size) ((n + KDINDEX_BLOCK_ROWS - 1) / KDINDEX_BLOCK_ROWS) * l->blocksize
+		: (Size) n * l->tupsize;
+
+	KdPageGetOpaque(page)->ntuples = n;
+	((PageHeader) page)->pd_lower = ((char *) PageGetContents(page) - (char *) page) + used;
+}

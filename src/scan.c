@@ -34,6 +34,7 @@
 #include "catalog/index.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "utils/memutils.h"
 
 #include "distance.h"
@@ -62,6 +63,7 @@ typedef struct KdScanOpaqueData
 	KdMetaPageData meta;
 	float	   *unit;			/* the query as the codes see it (normalised) */
 	int			lutsize;		/* m x ksub */
+	KdLayout	layout;			/* of the data pages */
 	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
 							 const uint8 *codes, int stride, int n, float *out);
 
@@ -73,6 +75,8 @@ typedef struct KdScanOpaqueData
 	int			set_end;
 	float	   *luts;			/* their lookup tables and biases */
 	float	   *biases;
+	uint8	   *qluts;			/* block layout: the tables in bytes, */
+	float	   *qscales;		/* with their scale (biases include theirs) */
 
 	/* candidate passes */
 	KdCandidate *cands;			/* current pass, ascending */
@@ -252,7 +256,80 @@ prepare_set(IndexScanDesc scan)
 	for (int i = 0; i < n; i++)
 		kd_ivf_list_lut(q, so->unit, so->metric, so->order[so->set_start + i],
 						so->luts + (Size) i * so->lutsize, &so->biases[i]);
+	if (so->layout.blocked)
+	{
+		if (so->qluts)
+		{
+			pfree(so->qluts);
+			pfree(so->qscales);
+		}
+		so->qluts = palloc(KdFastScanLutSize(q->m) * n);
+		so->qscales = palloc(sizeof(float) * n);
+		for (int i = 0; i < n; i++)
+		{
+			float		qbias;
+
+			kd_fastscan_lut(so->luts + (Size) i * so->lutsize, q->m,
+							so->qluts + (Size) i * KdFastScanLutSize(q->m), &so->qscales[i], &qbias);
+			so->biases[i] += qbias;
+		}
+	}
 	MemoryContextSwitchTo(old);
+}
+
+/* Keep a candidate if it beats the worst kept one and comes after the cursor */
+static inline void
+consider(KdScanOpaque so, int *n, double dist, ItemPointer tid)
+{
+	KdCandidate c;
+
+	if (*n == so->cap && dist > so->cands[0].dist)
+		return;
+	c.dist = dist;
+	c.tid = *tid;
+	if (so->have_cursor && cand_cmp(&c, &so->cursor) <= 0)
+		return;
+	heap_push(so->cands, n, so->cap, &c);
+}
+
+/*
+ * The fast scan of a block-layout page: per block of 32 rows the kernel sums
+ * the byte tables and flags the rows whose sum could still beat the worst
+ * kept candidate; only those are looked at.
+ */
+static void
+scan_blocks(KdScanOpaque so, Page page, int ntup, int set, int *n)
+{
+	int			mb = KdFastScanRows(so->meta.m);
+	const uint8 *qlut = so->qluts + (Size) set * KdFastScanLutSize(so->meta.m);
+	float		scale = so->qscales[set];
+	float		bias = so->biases[set];
+
+	for (int b = 0; b * KDINDEX_BLOCK_ROWS < ntup; b++)
+	{
+		uint16		sums[KDINDEX_BLOCK_ROWS];
+		int			nb = Min(KDINDEX_BLOCK_ROWS, ntup - b * KDINDEX_BLOCK_ROWS);
+		uint16		limit = PG_UINT16_MAX;
+		uint32		below;
+
+		if (*n == so->cap)
+		{
+			double		lim = (so->cands[0].dist - bias) / scale;
+
+			limit = lim <= 0 ? 0 : (lim >= PG_UINT16_MAX ? PG_UINT16_MAX : (uint16) lim);
+		}
+		below = kd_fastscan_block(qlut, mb, kd_block_codes(page, &so->layout, b), limit, sums);
+		if (nb < KDINDEX_BLOCK_ROWS)
+			below &= ((uint32) 1 << nb) - 1;
+		while (below)
+		{
+			int			s = pg_rightmost_one_pos32(below);
+
+			below &= below - 1;
+			consider(so, n, scale * sums[s] + bias,
+					 kd_tuple_tid(page, &so->layout, b * KDINDEX_BLOCK_ROWS + s));
+		}
+	}
 }
 
 /*
@@ -264,9 +341,8 @@ static void
 run_pass(IndexScanDesc scan)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	int			tupsize = KdTupleSize(so->meta.code_size);
 	bool		use_codes = so->meta.trained && !so->null_query;
-	float	   *dists = palloc(sizeof(float) * KdPageCapacity(tupsize));
+	float	   *dists = palloc(sizeof(float) * so->layout.capacity);
 	int			n = 0;
 
 	if (so->cands == NULL)
@@ -277,8 +353,8 @@ run_pass(IndexScanDesc scan)
 	for (int k = so->set_start; k < so->set_end; k++)
 	{
 		BlockNumber blkno = so->heads[so->order[k]];
-		const float *lut = use_codes ? so->luts + (Size) (k - so->set_start) * so->lutsize : NULL;
-		float		bias = use_codes ? so->biases[k - so->set_start] : 0;
+		int			set = k - so->set_start;
+		float		bias = use_codes ? so->biases[set] : 0;
 
 		while (blkno != InvalidBlockNumber)
 		{
@@ -291,22 +367,17 @@ run_pass(IndexScanDesc scan)
 			LockBuffer(buf, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buf);
 			ntup = KdPageGetOpaque(page)->ntuples;
-			if (use_codes)
-				so->adc_scan(lut, so->meta.m, so->meta.nbits, so->metric,
-							 (const uint8 *) KdTupleCode(KdPageTuple(page, tupsize, 0)),
-							 tupsize, ntup, dists);
-			for (int i = 0; i < ntup; i++)
+			if (use_codes && so->layout.blocked)
+				scan_blocks(so, page, ntup, set, &n);
+			else
 			{
-				KdCandidate c;
-
-				c.dist = use_codes ? dists[i] + bias : 0;
-				/* most codes lose to the worst kept candidate: reject before anything else */
-				if (n == so->cap && c.dist > so->cands[0].dist)
-					continue;
-				memcpy(&c.tid, KdPageTuple(page, tupsize, i), sizeof(ItemPointerData));
-				if (so->have_cursor && cand_cmp(&c, &so->cursor) <= 0)
-					continue;
-				heap_push(so->cands, &n, so->cap, &c);
+				if (use_codes)
+					so->adc_scan(so->luts + (Size) set * so->lutsize, so->meta.m, so->meta.nbits,
+								 so->metric,
+								 (const uint8 *) KdTupleCode(KdPageTuple(page, so->layout.tupsize, 0)),
+								 so->layout.tupsize, ntup, dists);
+				for (int i = 0; i < ntup; i++)
+					consider(so, &n, use_codes ? dists[i] + bias : 0, kd_tuple_tid(page, &so->layout, i));
 			}
 			blkno = KdPageGetOpaque(page)->nextblkno;
 			UnlockReleaseBuffer(buf);
@@ -513,6 +584,7 @@ start_scan(IndexScanDesc scan)
 				 errmsg("different vector dimensions %d and %d", so->meta.dim, so->dim)));
 
 	so->nchains = kd_nchains(&so->meta);
+	kd_layout(&so->layout, &so->meta);
 	so->heads = palloc(sizeof(BlockNumber) * so->nchains);
 	so->order = palloc(sizeof(int32) * so->nchains);
 	if (!so->empty)
@@ -583,6 +655,8 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->unit = NULL;
 	so->luts = NULL;
 	so->biases = NULL;
+	so->qluts = NULL;
+	so->qscales = NULL;
 	so->cands = NULL;
 	so->pool = NULL;
 	so->pool_cap = so->npool = 0;

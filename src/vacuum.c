@@ -24,7 +24,7 @@
  */
 static void
 walk_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
-		   IndexBulkDeleteCallback callback, void *callback_state, int tupsize,
+		   IndexBulkDeleteCallback callback, void *callback_state, const KdLayout *layout,
 		   BlockNumber blkno, BlockNumber *freepages, int *nfree, int maxfree)
 {
 	Relation	index = info->index;
@@ -49,21 +49,18 @@ walk_chain(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 
 			for (int i = 0; i < ntup; i++)
 			{
-				char	   *tup = KdPageTuple(wpage, tupsize, i);
-
-				if (callback((ItemPointer) tup, callback_state))
+				if (callback(kd_tuple_tid(wpage, layout, i), callback_state))
 				{
 					stats->tuples_removed++;
 					continue;
 				}
 				if (kept != i)
-					memmove(KdPageTuple(wpage, tupsize, kept), tup, tupsize);
+					kd_tuple_move(wpage, layout, i, kept);
 				kept++;
 			}
 			if (kept < ntup)
 			{
-				KdPageGetOpaque(wpage)->ntuples = kept;
-				((PageHeader) wpage)->pd_lower -= (ntup - kept) * tupsize;
+				kd_page_set_ntuples(wpage, layout, kept);
 				GenericXLogFinish(state);
 				if (*nfree < maxfree)
 					freepages[(*nfree)++] = blkno;
@@ -91,8 +88,10 @@ vacuum_flat(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	Buffer		metabuf;
 	GenericXLogState *state;
 	KdMetaPage wmeta;
+	KdLayout	layout;
 
-	walk_chain(info, stats, callback, callback_state, KdTupleSize(meta->code_size),
+	kd_layout(&layout, meta);
+	walk_chain(info, stats, callback, callback_state, &layout,
 			   meta->data_head, freepages, &nfree, lengthof(freepages));
 	if (nfree == 0)
 		return;
@@ -121,7 +120,9 @@ vacuum_lists(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 {
 	Relation	index = info->index;
 	BlockNumber *heads = palloc(sizeof(BlockNumber) * meta->nlists);
+	KdLayout	layout;
 
+	kd_layout(&layout, meta);
 	kd_read_list_heads(index, meta, heads);
 	for (int l = 0; l < meta->nlists; l++)
 	{
@@ -129,7 +130,7 @@ vacuum_lists(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		int			nfree = 0;
 		Buffer		dirbuf;
 
-		walk_chain(info, stats, callback, callback_state, KdTupleSize(meta->code_size),
+		walk_chain(info, stats, callback, callback_state, &layout,
 				   heads[l], &freepage, &nfree, 1);
 		if (nfree == 0)
 			continue;

@@ -257,14 +257,21 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 {
 	int			lutsize = q->m * q->ksub;
 	int			tupsize = KdTupleSize(meta->code_size);
+	KdLayout	layout;
+	char	   *rows;
 	float	   *luts = palloc_extended(sizeof(float) * ho->n * lutsize, MCXT_ALLOC_HUGE);
 	float	   *bias = palloc(sizeof(float) * ho->n);
 	KdHit	   *best = palloc(sizeof(KdHit) * ho->n * ho->topn);
 	int		   *nbest = palloc0(sizeof(int) * ho->n);
-	float	   *dists = palloc(sizeof(float) * KdPageCapacity(tupsize));
+	float	   *dists;
 	BlockNumber blkno = meta->data_head;
 	int64		hits = 0,
 				total = 0;
+
+	/* each page's tuples in row form, whatever the page layout */
+	kd_layout(&layout, meta);
+	rows = palloc((Size) layout.capacity * tupsize);
+	dists = palloc(sizeof(float) * layout.capacity);
 
 	for (int h = 0; h < ho->n; h++)
 		q->ops->compute_lut(q, ho->queries + (Size) h * dim, metric, luts + (Size) h * lutsize, &bias[h]);
@@ -278,15 +285,20 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		ntup = KdPageGetOpaque(page)->ntuples;
+		for (int i = 0; i < ntup; i++)
+		{
+			memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
+			kd_tuple_code(page, &layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
+		}
 		for (int h = 0; h < ho->n; h++)
 		{
 			KdHit	   *hb = best + (Size) h * ho->topn;
 
 			q->ops->adc_scan(luts + (Size) h * lutsize, q->m, q->nbits, metric,
-							 KdTupleCode(KdPageTuple(page, tupsize, 0)), tupsize, ntup, dists);
+							 (const uint8 *) KdTupleCode(rows), tupsize, ntup, dists);
 			for (int i = 0; i < ntup; i++)
 			{
-				ItemPointer tid = (ItemPointer) KdPageTuple(page, tupsize, i);
+				ItemPointer tid = (ItemPointer) (rows + (Size) i * tupsize);
 				int			pos;
 
 				if (nbest[h] == ho->topn && dists[i] >= hb[ho->topn - 1].dist)
@@ -327,6 +339,7 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 	pfree(best);
 	pfree(nbest);
 	pfree(dists);
+	pfree(rows);
 	return total > 0 ? (double) hits / total : 0;
 }
 

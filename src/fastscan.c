@@ -1,0 +1,217 @@
+/*
+ * fastscan.c — the 4-bit fast scan (André, Kermarrec, Le Scouarnec; Faiss's
+ * PQ fast scan): PQ and OPQ codes at nbits = 4 are stored in blocks of 32
+ * rows (pages.c), their float lookup table is rounded to 8 bits, and one
+ * byte shuffle looks up 32 rows' entries of a sub-quantizer at once.
+ *
+ * Table rounding: each sub-quantizer's 16 entries less their minimum, in
+ * steps of one shared scale chosen so the widest range fits in 0..255.  The
+ * distance of a code is then bias + scale * (sum of m bytes), the sum exact
+ * in 16 bits for any m up to 257.  The rounding error, at most m * scale / 2,
+ * is what the exact re-rank absorbs.
+ *
+ * The AVX2 kernel and the scalar one compute the same integer sums, so the
+ * answers do not depend on the CPU; the kernel is picked at the first call.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "common/pg_prng.h"
+#include "utils/builtins.h"
+
+#include "kdindex.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define KD_HAVE_AVX2_KERNEL 1
+#endif
+
+/* Round a float table (m x 16) to bytes (mb x 16, a padding row zero) */
+void
+kd_fastscan_lut(const float *lut, int m, uint8 *qlut, float *scale, float *bias)
+{
+	float		range = 0;
+	double		sum_min = 0;
+
+	for (int j = 0; j < m; j++)
+	{
+		float		lo = lut[j * 16],
+					hi = lut[j * 16];
+
+		for (int k = 1; k < 16; k++)
+		{
+			lo = Min(lo, lut[j * 16 + k]);
+			hi = Max(hi, lut[j * 16 + k]);
+		}
+		range = Max(range, hi - lo);
+		sum_min += lo;
+	}
+	*scale = range > 0 ? range / 255 : 1;
+	*bias = (float) sum_min;
+	memset(qlut, 0, KdFastScanLutSize(m));
+	for (int j = 0; j < m; j++)
+	{
+		float		lo = lut[j * 16];
+
+		for (int k = 1; k < 16; k++)
+			lo = Min(lo, lut[j * 16 + k]);
+		for (int k = 0; k < 16; k++)
+			qlut[j * 16 + k] = (uint8) Min(255, rintf((lut[j * 16 + k] - lo) / *scale));
+	}
+}
+
+static uint32
+block_scalar(const uint8 *qlut, int mb, const uint8 *codes, uint16 limit, uint16 *sums)
+{
+	uint32		below = 0;
+
+	memset(sums, 0, sizeof(uint16) * KDINDEX_BLOCK_ROWS);
+	for (int j = 0; j < mb; j++)
+	{
+		const uint8 *c = codes + j * 16;
+		const uint8 *l = qlut + j * 16;
+
+		for (int s = 0; s < 16; s++)
+		{
+			sums[s] += l[c[s] & 0xF];
+			sums[s + 16] += l[c[s] >> 4];
+		}
+	}
+	for (int s = 0; s < KDINDEX_BLOCK_ROWS; s++)
+		if (sums[s] <= limit)
+			below |= (uint32) 1 << s;
+	return below;
+}
+
+#ifdef KD_HAVE_AVX2_KERNEL
+/*
+ * Two sub-quantizers per step: their 16 code bytes side by side in one
+ * register (lane 0: j, lane 1: j + 1) and so are their tables, so a shuffle
+ * of the low nibbles gives rows 0-15 of both and one of the high nibbles rows
+ * 16-31.  The byte results are widened to 16 bits and summed.
+ */
+__attribute__((target("avx2")))
+static uint32
+block_avx2(const uint8 *qlut, int mb, const uint8 *codes, uint16 limit, uint16 *sums)
+{
+	const __m256i lim = _mm256_set1_epi16((short) limit);
+	__m256i		le_lo,
+				le_hi;
+	const __m256i nibble = _mm256_set1_epi8(0x0F);
+	__m256i		acc_lo = _mm256_setzero_si256();
+	__m256i		acc_hi = _mm256_setzero_si256();
+
+	for (int j = 0; j < mb; j += 2)
+	{
+		__m256i		c = _mm256_loadu_si256((const __m256i *) (codes + j * 16));
+		__m256i		l = _mm256_loadu_si256((const __m256i *) (qlut + j * 16));
+		__m256i		lo = _mm256_shuffle_epi8(l, _mm256_and_si256(c, nibble));
+		__m256i		hi = _mm256_shuffle_epi8(l, _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble));
+
+		acc_lo = _mm256_add_epi16(acc_lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(lo)));
+		acc_lo = _mm256_add_epi16(acc_lo, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(lo, 1)));
+		acc_hi = _mm256_add_epi16(acc_hi, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(hi)));
+		acc_hi = _mm256_add_epi16(acc_hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(hi, 1)));
+	}
+	_mm256_storeu_si256((__m256i *) sums, acc_lo);
+	_mm256_storeu_si256((__m256i *) (sums + 16), acc_hi);
+
+	/*
+	 * sum <= limit, unsigned: max(sum, limit) == limit.  Packing the 16-bit
+	 * results to bytes interleaves the lanes (rows 0-7, 16-23, 8-15, 24-31);
+	 * a 64-bit permute puts them back in row order for the byte mask.
+	 */
+	le_lo = _mm256_cmpeq_epi16(_mm256_max_epu16(acc_lo, lim), lim);
+	le_hi = _mm256_cmpeq_epi16(_mm256_max_epu16(acc_hi, lim), lim);
+	return (uint32) _mm256_movemask_epi8(_mm256_permute4x64_epi64(_mm256_packs_epi16(le_lo, le_hi), 0xD8));
+}
+#endif
+
+typedef uint32 (*KdBlockKernel) (const uint8 *qlut, int mb, const uint8 *codes, uint16 limit,
+								 uint16 *sums);
+
+static KdBlockKernel block_kernel;
+
+static void
+choose_kernel(void)
+{
+	block_kernel = block_scalar;
+#ifdef KD_HAVE_AVX2_KERNEL
+	if (__builtin_cpu_supports("avx2"))
+		block_kernel = block_avx2;
+#endif
+}
+
+/*
+ * The 32 rows' sums of a block whose codes start at codes (mb rows of 16
+ * bytes), and the bit mask of the rows whose sum is at most limit: a scan
+ * looks at those only.
+ */
+uint32
+kd_fastscan_block(const uint8 *qlut, int mb, const uint8 *codes, uint16 limit, uint16 *sums)
+{
+	if (block_kernel == NULL)
+		choose_kernel();
+	return block_kernel(qlut, mb, codes, limit, sums);
+}
+
+const char *
+kd_fastscan_kernel_name(void)
+{
+	if (block_kernel == NULL)
+		choose_kernel();
+	return block_kernel == block_scalar ? "scalar" : "avx2";
+}
+
+/*
+ * kdindex_fastscan_check(blocks, m): the kernel in use against the scalar
+ * one on random tables, codes and limits; returns the number of rows whose
+ * sum or below-the-limit bit differ.
+ */
+PG_FUNCTION_INFO_V1(kdindex_fastscan_check);
+Datum
+kdindex_fastscan_check(PG_FUNCTION_ARGS)
+{
+	int			nblocks = PG_GETARG_INT32(0);
+	int			m = PG_GETARG_INT32(1);
+	int			mb = KdFastScanRows(m);
+	pg_prng_state rng;
+	uint8	   *qlut = palloc(KdFastScanLutSize(m));
+	uint8	   *codes = palloc(mb * 16);
+	int64		differ = 0;
+
+	if (nblocks < 1 || m < 1 || m > 256)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("blocks must be positive and m between 1 and 256")));
+	pg_prng_seed(&rng, 42);
+	for (int b = 0; b < nblocks; b++)
+	{
+		uint16		fast[KDINDEX_BLOCK_ROWS],
+					slow[KDINDEX_BLOCK_ROWS];
+		uint16		limit = (uint16) pg_prng_uint32(&rng);
+		uint32		fast_below,
+					slow_below;
+
+		for (int i = 0; i < mb * 16; i++)
+		{
+			qlut[i] = (uint8) pg_prng_uint32(&rng);
+			codes[i] = (uint8) pg_prng_uint32(&rng);
+		}
+		fast_below = kd_fastscan_block(qlut, mb, codes, limit, fast);
+		slow_below = block_scalar(qlut, mb, codes, limit, slow);
+		for (int s = 0; s < KDINDEX_BLOCK_ROWS; s++)
+			differ += fast[s] != slow[s] || ((fast_below ^ slow_below) >> s & 1);
+	}
+	PG_RETURN_INT64(differ);
+}
+
+/* kdindex_fastscan_kernel(): the kernel this CPU runs, avx2 or scalar */
+PG_FUNCTION_INFO_V1(kdindex_fastscan_kernel);
+Datum
+kdindex_fastscan_kernel(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(kd_fastscan_kernel_name()));
+}
