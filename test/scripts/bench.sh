@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench [SUITE=fmnist|scale|ip|distill|distill-ip]`: build and install kdindex, compute (or reuse)
+# `make bench [SUITE=fmnist|scale|ip|distill|distill-ip|fastscan]`: build and install kdindex, compute (or reuse)
 # the exact ground truth, start a throwaway cluster with room for the data, and run
 # test/bench/bench.py: kdindex, Faiss and (when installed) pgvector side by side on
 # the same queries.  Prints the tables; writes bench-results/<suite>/ (not in git) and
@@ -9,7 +9,9 @@
 #   e.g. test/scripts/bench.sh scale --rows 100000 --queries 500
 #
 # SUITE=distill and distill-ip run test/bench/distill.py instead (recall before and
-# after kdindex_train on Fashion-MNIST / the asymmetric inner-product set).
+# after kdindex_train on Fashion-MNIST / the asymmetric inner-product set);
+# SUITE=fastscan runs test/bench/fastscan.py (4-bit fast scan vs the 8-bit scan,
+# beside Faiss's PQ and PQ fast scan, on the 1M x 128 set).
 #
 # bench.py runs as the calling user (as root it reaches the postgres-owned socket
 # anyway) so that it can write the results into the repository and the cache.
@@ -49,6 +51,12 @@ case "$SUITE" in
     "$PYTHON" "$ROOT/test/bench/distill.py" --dataset "$DS" "$@" ${KDINDEX_BENCH_ARGS:-}
     RESULT=$?
     exit $RESULT ;;
+  fastscan)
+    data_cluster bench "${KDINDEX_BENCH_DIR:-}" "${KDINDEX_BENCH_PORT:-54341}" kdindex_bench \
+      max_wal_size=4GB checkpoint_timeout=30min
+    log "fastscan.py $* (PGHOST=$PGHOST PGPORT=$PGPORT PGDATABASE=$PGDATABASE)"
+    "$PYTHON" "$ROOT/test/bench/fastscan.py" "$@" ${KDINDEX_BENCH_ARGS:-}
+    exit $? ;;
 esac
 
 # ---------------------------------------------------------------- data
