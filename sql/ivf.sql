@@ -32,6 +32,29 @@ SELECT rows = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS all_rows FROM 
 ALTER INDEX items_ivf_par RENAME TO items_ivf;
 RESET kdindex.rerank;
 
+-- kdindex_lists: rows and pages per list, adding up to the index's rows
+SELECT count(*) AS lists, sum(rows) = (SELECT rows FROM kdindex_info('items_ivf')) AS all_rows,
+       bool_and(pages >= 1) AS every_list_has_pages
+  FROM kdindex_lists('items_ivf');
+
+-- balanced lists (Sinkhorn-Knopp offsets) on rows without clusters: the list
+-- sizes spread less than plain k-means leaves them
+CREATE TABLE cloud AS SELECT i AS id, ARRAY(SELECT ((hashint4(i * 8 + j)::float8 / 2147483648) * (1 + j))::real
+  FROM generate_series(0, 7) j) AS v FROM generate_series(1, 4000) i;
+CREATE INDEX cloud_plain ON cloud USING kdindex (v) WITH (m = 4, nbits = 4, lists = 20);
+CREATE INDEX cloud_balanced ON cloud USING kdindex (v) WITH (m = 4, nbits = 4, lists = 20, balance = 0.1);
+SELECT (SELECT stddev(rows) / avg(rows) FROM kdindex_lists('cloud_balanced')) <
+       (SELECT stddev(rows) / avg(rows) FROM kdindex_lists('cloud_plain')) * 0.75 AS more_even,
+       (SELECT sum(rows) FROM kdindex_lists('cloud_balanced')) AS balanced_rows;
+-- a query probes the balanced lists the way rows were assigned to them
+DROP INDEX cloud_plain;
+SET kdindex.probes = 4;
+SELECT count(*) FROM (SELECT id FROM cloud ORDER BY v <-> (SELECT v FROM cloud WHERE id = 77) LIMIT 5) s;
+SELECT id FROM cloud ORDER BY v <-> (SELECT v FROM cloud WHERE id = 77) LIMIT 1;
+DROP TABLE cloud;
+CREATE INDEX items_bad ON items USING kdindex (v) WITH (balance = 0.1);
+CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = 4, balance = 11);
+
 -- probes: more lists, more recall; all lists is the flat index's recall
 SET kdindex.probes = 1;
 SELECT knn_recall('items', '<->', 0) AS codes_probes_1 \gset

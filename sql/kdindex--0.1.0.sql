@@ -56,6 +56,11 @@ CREATE FUNCTION kdindex_info(idx regclass,
 	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
+-- Rows and pages of each IVF list (one row, list 0, for a flat index).
+CREATE FUNCTION kdindex_lists(idx regclass, OUT list int, OUT rows bigint, OUT pages int)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
 -- The 4-bit fast scan's kernel (avx2 or scalar), and a check that it sums
 -- exactly as the scalar kernel does on random tables and codes (returns the
 -- number of differing sums: 0).

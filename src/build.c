@@ -82,6 +82,7 @@ struct KdBuildState
 	ReservoirStateData rstate;
 
 	int			lists;			/* IVF lists wanted; 0: flat */
+	double		balance;		/* balanced lists (Sinkhorn temperature factor) */
 
 	/* encoding */
 	KdQuantizer *quantizer;		/* NULL: untrained, TIDs only */
@@ -453,6 +454,7 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	trained->iterations = bs->iterations;
 	trained->beam = bs->beam;
 	kd_ivf_set_lists(trained, bs->lists);
+	trained->balance = (float) bs->balance;
 	kd_quantizer_train(trained, bs->sample, bs->nsample);
 	if (bs->distill)
 		distill_sample(bs, trained);
@@ -756,6 +758,7 @@ init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPa
 	bs->beam = opts ? opts->beam : 0;
 	bs->distill = opts ? opts->distill : false;
 	bs->lists = opts ? opts->lists : 0;
+	bs->balance = opts ? opts->balance : 0;
 	/* IVF trains the quantizer on a copy of the sample: the residuals */
 	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer) +
 		(bs->lists > 0 ? 1 : 0);

@@ -1,5 +1,6 @@
 /*
- * info.c — kdindex_info(regclass): what an index holds and what it costs.
+ * info.c — kdindex_info(regclass): what an index holds and what it costs;
+ * kdindex_lists(regclass): rows and pages of each IVF list.
  */
 #include "postgres.h"
 
@@ -11,6 +12,7 @@
 #include "utils/rel.h"
 
 #include "miscadmin.h"
+#include "utils/tuplestore.h"
 
 #include "kdindex.h"
 
@@ -31,6 +33,27 @@ metric_name(KdMetric metric)
 	return "unknown";
 }
 
+/* Rows and pages of the chain starting at blkno */
+static void
+count_chain(Relation index, BlockNumber blkno, int64 *rows, int32 *pages)
+{
+	*rows = 0;
+	*pages = 0;
+	while (blkno != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(index, blkno);
+		Page		page;
+
+		CHECK_FOR_INTERRUPTS();
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		*rows += KdPageGetOpaque(page)->ntuples;
+		(*pages)++;
+		blkno = KdPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+	}
+}
+
 static int64
 count_tuples(Relation index, const KdMetaPageData *meta)
 {
@@ -41,20 +64,11 @@ count_tuples(Relation index, const KdMetaPageData *meta)
 	kd_read_list_heads(index, meta, heads);
 	for (int l = 0; l < nchains; l++)
 	{
-		BlockNumber blkno = heads[l];
+		int64		rows;
+		int32		pages;
 
-		while (blkno != InvalidBlockNumber)
-		{
-			Buffer		buf = ReadBuffer(index, blkno);
-			Page		page;
-
-			CHECK_FOR_INTERRUPTS();
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
-			page = BufferGetPage(buf);
-			n += KdPageGetOpaque(page)->ntuples;
-			blkno = KdPageGetOpaque(page)->nextblkno;
-			UnlockReleaseBuffer(buf);
-		}
+		count_chain(index, heads[l], &rows, &pages);
+		n += rows;
 	}
 	pfree(heads);
 	return n;
@@ -116,4 +130,40 @@ kdindex_info(PG_FUNCTION_ARGS)
 
 	index_close(index, AccessShareLock);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * kdindex_lists(idx): one row per IVF list (list, rows, pages), or one row
+ * (list 0) for a flat index: how evenly the lists share the rows.
+ */
+PG_FUNCTION_INFO_V1(kdindex_lists);
+Datum
+kdindex_lists(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	index = kd_open_index(PG_GETARG_OID(0), AccessShareLock);
+	KdMetaPageData meta;
+	BlockNumber *heads;
+	int			nchains;
+
+	InitMaterializedSRF(fcinfo, 0);
+	kd_read_meta(index, &meta);
+	nchains = kd_nchains(&meta);
+	heads = palloc(sizeof(BlockNumber) * nchains);
+	kd_read_list_heads(index, &meta, heads);
+	for (int l = 0; l < nchains; l++)
+	{
+		Datum		values[3];
+		bool		nulls[3] = {0};
+		int64		rows;
+		int32		pages;
+
+		count_chain(index, heads[l], &rows, &pages);
+		values[0] = Int32GetDatum(l);
+		values[1] = Int64GetDatum(rows);
+		values[2] = Int32GetDatum(pages);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
 }

@@ -72,7 +72,7 @@ _PG_init(void)
 					  "Bits per sub-quantizer code (4 or 8)",
 					  8, 1, 16, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "iterations",
-					  "Training alternations of OPQ (default 25) and AQ (default 2); 0: the default",
+					  "Training alternations of OPQ (default 25) and AQ (default 1); 0: the default",
 					  0, 0, 1000, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "beam",
 					  "Beam width of the AQ encoder (0: its default, 8)",
@@ -86,6 +86,9 @@ _PG_init(void)
 	add_int_reloption(kd_relopt_kind, "lists",
 					  "IVF lists: rows coded as residuals from the nearest of this many centroids (0: one flat list)",
 					  0, 0, KDINDEX_MAX_LISTS, AccessExclusiveLock);
+	add_real_reloption(kd_relopt_kind, "balance",
+					   "Balanced IVF lists: Sinkhorn-Knopp temperature, as a multiple of the mean distance to the nearest centroid (0: plain k-means)",
+					   0, 0, 10, AccessExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
 							"Candidates re-scored with the exact distance per batch (0: codes only).",
@@ -120,10 +123,16 @@ kd_options(Datum reloptions, bool validate)
 		{"beam", RELOPT_TYPE_INT, offsetof(KdOptions, beam)},
 		{"distill", RELOPT_TYPE_BOOL, offsetof(KdOptions, distill)},
 		{"lists", RELOPT_TYPE_INT, offsetof(KdOptions, lists)},
+		{"balance", RELOPT_TYPE_REAL, offsetof(KdOptions, balance)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));
 
+	if (validate && opts && opts->balance > 0 && opts->lists == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("balance applies to IVF lists"),
+				 errhint("Set lists > 0 too.")));
 	if (validate && opts && opts->nbits != 4 && opts->nbits != 8)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

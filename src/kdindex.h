@@ -204,6 +204,7 @@ typedef struct KdOptions
 	int			beam;			/* AQ beam width; 0: its default */
 	bool		distill;		/* distil from sampled rows at build time */
 	int			lists;			/* IVF lists; 0: one flat list */
+	double		balance;		/* balanced lists: Sinkhorn temperature factor; 0: off */
 } KdOptions;
 
 /* GUCs */

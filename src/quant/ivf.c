@@ -10,6 +10,19 @@
  * inner product, which gives -q.(c_l + r̂).  Cosine indexes hold unit rows
  * and use the L2 form.
  *
+ * Balanced lists (WITH (balance = t)): plain k-means leaves some lists far
+ * larger than others, and a scan of a large list costs more while finding no
+ * more neighbours per row read.  Balancing solves, on the sample, the
+ * entropic transport of rows to lists with equal list sizes by
+ * Sinkhorn-Knopp: rows are spread over lists by softmax(-(d + offset) / T),
+ * each row's weights normalised to one, and each list's offset moved by
+ * T log(its mass / its share) until the masses are equal.  The offsets are
+ * Sinkhorn's column scalings in log form; k-means then alternates them with
+ * the centroid update, and a row's list is the one with the least distance
+ * plus offset, for the sample, for every row encoded later, and for the
+ * order in which a query probes the lists.  T is balance times the mean
+ * distance of a row to its nearest centroid.
+ *
  * The centroids belong to the quantizer (its blob carries them), so
  * everything that encodes or scores rows goes through the functions here and
  * does not care whether there are lists; with none they pass straight to the
@@ -18,6 +31,8 @@
 #include "postgres.h"
 
 #include <cblas.h>
+#include <float.h>
+#include <math.h>
 
 #include "miscadmin.h"
 
@@ -26,6 +41,13 @@
 
 /* Faiss trains its IVF coarse quantizers with 10 iterations too */
 #define KD_IVF_KMEANS_NITER 10
+/*
+ * balanced lists: k-means rounds, each after this many Sinkhorn sweeps over
+ * (a stride through) the sample, of this many rows per list at most
+ */
+#define KD_IVF_BALANCE_ROUNDS 3
+#define KD_IVF_SINKHORN_SWEEPS 8
+#define KD_IVF_SINKHORN_ROWS_PER_LIST 64
 #define KD_IVF_SEED 1234
 /* rows assigned and encoded together: block x dim floats of residuals */
 #define KD_IVF_BLOCK 1024
@@ -39,6 +61,7 @@ kd_ivf_set_lists(KdQuantizer *q, int nlists)
 		return;
 	q->centroids = MemoryContextAllocHuge(q->cxt, sizeof(float) * nlists * q->dim);
 	q->centroid_norms = MemoryContextAlloc(q->cxt, sizeof(float) * nlists);
+	q->list_offsets = MemoryContextAllocZero(q->cxt, sizeof(float) * nlists);
 }
 
 static void
@@ -49,11 +72,26 @@ compute_norms(KdQuantizer *q)
 									  q->centroids + (Size) l * q->dim, q->dim);
 }
 
+/*
+ * Each row's list: the least distance plus offset.  The offsets enter as
+ * part of the centroid norms kd_nearest adds (||c||^2 + offset).
+ */
+static void
+assign_lists(const KdQuantizer *q, const float *x, int64 n, int32 *lists)
+{
+	float	   *shifted = palloc(sizeof(float) * q->nlists);
+
+	for (int l = 0; l < q->nlists; l++)
+		shifted[l] = q->centroid_norms[l] + q->list_offsets[l];
+	kd_nearest(x, n, q->dim, q->dim, q->centroids, q->nlists, shifted, lists, NULL);
+	pfree(shifted);
+}
+
 /* The rows' lists and residuals (n <= KD_IVF_BLOCK) */
 static void
 residuals(const KdQuantizer *q, const float *x, int64 n, int32 *lists, float *resid)
 {
-	kd_nearest(x, n, q->dim, q->dim, q->centroids, q->nlists, q->centroid_norms, lists, NULL);
+	assign_lists(q, x, n, lists);
 	for (int64 i = 0; i < n; i++)
 	{
 		const float *c = q->centroids + (Size) lists[i] * q->dim;
@@ -61,6 +99,106 @@ residuals(const KdQuantizer *q, const float *x, int64 n, int32 *lists, float *re
 		for (int d = 0; d < q->dim; d++)
 			resid[i * q->dim + d] = x[i * q->dim + d] - c[d];
 	}
+}
+
+/*
+ * Sinkhorn sweeps: move the offsets until every list gets an equal share of
+ * the soft assignment, at temperature t, of every stride-th of the n rows.
+ * Distances come block by block from one sgemm each (the rows x nlists
+ * matrix is never held).
+ */
+static void
+sinkhorn_offsets(KdQuantizer *q, const float *x, int64 n, float t)
+{
+	int64		stride = Max(1, n / ((int64) KD_IVF_SINKHORN_ROWS_PER_LIST * q->nlists));
+	int64		rows = (n + stride - 1) / stride;
+	int64		block = Min(rows, KD_IVF_BLOCK);
+	float	   *dots = palloc_extended(sizeof(float) * block * q->nlists, MCXT_ALLOC_HUGE);
+	double	   *mass = palloc(sizeof(double) * q->nlists);
+	double		share = (double) rows / q->nlists;
+
+	for (int sweep = 0; sweep < KD_IVF_SINKHORN_SWEEPS; sweep++)
+	{
+		memset(mass, 0, sizeof(double) * q->nlists);
+		for (int64 start = 0; start < rows; start += block)
+		{
+			int64		nb = Min(block, rows - start);
+
+			CHECK_FOR_INTERRUPTS();
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, q->nlists, q->dim,
+						1.0f, x + start * stride * q->dim, stride * q->dim, q->centroids, q->dim,
+						0.0f, dots, q->nlists);
+			for (int64 i = 0; i < nb; i++)
+			{
+				float	   *row = dots + i * q->nlists;
+				float		best = FLT_MAX;
+				double		z = 0;
+
+				/* cost up to the row's constant ||x||^2, which the softmax ignores */
+				for (int l = 0; l < q->nlists; l++)
+				{
+					row[l] = q->centroid_norms[l] - 2 * row[l] + q->list_offsets[l];
+					best = Min(best, row[l]);
+				}
+				for (int l = 0; l < q->nlists; l++)
+				{
+					row[l] = expf((best - row[l]) / t);
+					z += row[l];
+				}
+				for (int l = 0; l < q->nlists; l++)
+					mass[l] += row[l] / z;
+			}
+		}
+		for (int l = 0; l < q->nlists; l++)
+			q->list_offsets[l] += t * (float) log(Max(mass[l], 1e-9) / share);
+	}
+	pfree(mass);
+	pfree(dots);
+}
+
+/* Balanced k-means: Sinkhorn offsets, then centroids of the offset assignment */
+static void
+balance_lists(KdQuantizer *q, const float *x, int64 n)
+{
+	int32	   *lists = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	double	   *sums = palloc_extended(sizeof(double) * q->nlists * q->dim, MCXT_ALLOC_HUGE);
+	int64	   *sizes = palloc(sizeof(int64) * q->nlists);
+	float	   *dist = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
+	double		mean = 0;
+	float		t;
+
+	/* the temperature: balance x the mean distance to the nearest centroid */
+	kd_nearest(x, n, q->dim, q->dim, q->centroids, q->nlists, q->centroid_norms, lists, dist);
+	for (int64 i = 0; i < n; i++)
+		mean += dist[i];
+	t = (float) Max(q->balance * mean / Max(n, 1), 1e-6);
+
+	for (int round = 0; round < KD_IVF_BALANCE_ROUNDS; round++)
+	{
+		sinkhorn_offsets(q, x, n, t);
+		for (int64 start = 0; start < n; start += KD_IVF_BLOCK)
+			assign_lists(q, x + start * q->dim, Min(KD_IVF_BLOCK, n - start), lists + start);
+		memset(sums, 0, sizeof(double) * q->nlists * q->dim);
+		memset(sizes, 0, sizeof(int64) * q->nlists);
+		for (int64 i = 0; i < n; i++)
+		{
+			double	   *sum = sums + (Size) lists[i] * q->dim;
+
+			for (int d = 0; d < q->dim; d++)
+				sum[d] += x[i * q->dim + d];
+			sizes[lists[i]]++;
+		}
+		for (int l = 0; l < q->nlists; l++)
+			for (int d = 0; sizes[l] > 0 && d < q->dim; d++)
+				q->centroids[(Size) l * q->dim + d] = (float) (sums[(Size) l * q->dim + d] / sizes[l]);
+		compute_norms(q);
+	}
+	/* offsets for the final centroids */
+	sinkhorn_offsets(q, x, n, t);
+	pfree(dist);
+	pfree(sizes);
+	pfree(sums);
+	pfree(lists);
 }
 
 /* Learn the centroids, then the quantizer on the residuals */
@@ -77,6 +215,8 @@ kd_quantizer_train(KdQuantizer *q, const float *x, int64 n)
 	}
 	kd_kmeans(x, n, q->dim, q->nlists, KD_IVF_KMEANS_NITER, KD_IVF_SEED, false, q->centroids);
 	compute_norms(q);
+	if (q->balance > 0)
+		balance_lists(q, x, n);
 	resid = palloc_extended(sizeof(float) * n * q->dim, MCXT_ALLOC_HUGE);
 	lists = palloc(sizeof(int32) * KD_IVF_BLOCK);
 	for (int64 start = 0; start < n; start += KD_IVF_BLOCK)
@@ -157,7 +297,8 @@ kd_ivf_rank_lists(const KdQuantizer *q, const float *query, KdMetric metric, int
 	for (int l = 0; l < q->nlists; l++)
 	{
 		ld[l].list = l;
-		ld[l].dist = metric == KD_METRIC_IP ? -dots[l] : q->centroid_norms[l] - 2 * dots[l];
+		ld[l].dist = (metric == KD_METRIC_IP ? -dots[l] : q->centroid_norms[l] - 2 * dots[l]) +
+			q->list_offsets[l];
 	}
 	qsort(ld, q->nlists, sizeof(ListDist), list_dist_cmp);
 	for (int l = 0; l < q->nlists; l++)
@@ -197,11 +338,14 @@ kd_ivf_list_lut(const KdQuantizer *q, const float *query, KdMetric metric, int l
 	pfree(shifted);
 }
 
-/* Serialisation: the centroids follow the quantizer's parameters, in float32 */
+/*
+ * Serialisation: the centroids and then the list offsets follow the
+ * quantizer's parameters, in float32
+ */
 Size
 kd_ivf_blob_size(const KdQuantizer *q)
 {
-	return sizeof(float) * (Size) q->nlists * q->dim;
+	return sizeof(float) * (Size) q->nlists * (q->dim + 1);
 }
 
 void

@@ -311,7 +311,10 @@ serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 		buf.len += bytes;
 	}
 	if (q->nlists > 0)
-		appendBinaryStringInfo(&buf, (char *) q->centroids, kd_ivf_blob_size(q));
+	{
+		appendBinaryStringInfo(&buf, (char *) q->centroids, sizeof(float) * (Size) q->nlists * q->dim);
+		appendBinaryStringInfo(&buf, (char *) q->list_offsets, sizeof(float) * q->nlists);
+	}
 	*size = buf.len;
 	return buf.data;
 }
@@ -374,9 +377,13 @@ kd_quantizer_deserialize(const char *blob, Size size)
 
 		kd_ivf_set_lists(q, hdr.nlists);
 		MemoryContextSwitchTo(old);
-		if (p + kd_ivf_blob_size(q) > blob + size)
+		if (p + sizeof(float) * (Size) q->nlists * q->dim > blob + size)
 			elog(ERROR, "kdindex: codebook blob truncated");
-		memcpy(q->centroids, p, kd_ivf_blob_size(q));
+		memcpy(q->centroids, p, sizeof(float) * (Size) q->nlists * q->dim);
+		p += sizeof(float) * (Size) q->nlists * q->dim;
+		/* blobs written before balanced lists existed end here: no offsets */
+		if (p + sizeof(float) * q->nlists <= blob + size)
+			memcpy(q->list_offsets, p, sizeof(float) * q->nlists);
 		kd_ivf_after_load(q);
 	}
 	q->ops->prepare(q);

@@ -76,6 +76,8 @@ struct KdQuantizer
 	int			nlists;
 	float	   *centroids;
 	float	   *centroid_norms;
+	float	   *list_offsets;	/* balanced lists: added to a row's distance to pick its list */
+	float		balance;		/* training: Sinkhorn temperature factor, 0 = plain k-means */
 	MemoryContext cxt;			/* holds the quantizer and its parameters */
 	void	   *state;			/* kind-specific parameters */
 };

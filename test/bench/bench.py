@@ -114,7 +114,7 @@ SUITES = {
 SUITE_DEFAULTS = {
     "scale": dict(kd_probes="1,2,4,8,16,32", rerank="0,100,200,400",
                   ivf_probes="1,2,4,8,16,32,64", ivf_lists=1000, recall_queries=1000,
-                  filter="10,100", parallel_build=True, skip="faiss"),
+                  filter="10,100", parallel_build=True, skip="faiss", paired="auto"),
 }
 KD_PROBES_DEFAULT = 8      # kdindex.probes default (src/kdindex.c)
 
@@ -176,6 +176,9 @@ def parse_args(argv=None):
     ap.add_argument("--hnsw-rows", type=int, default=0,
                     help="build pgvector HNSW on the first N rows only (0 = all rows); its "
                          "recall is then against the exact top-10 of those N rows")
+    ap.add_argument("--build-timeout", type=int, default=0,
+                    help="statement_timeout (s) of the pgvector CREATE INDEX (0 = none): a "
+                         "build over it is reported as failed (then use --hnsw-rows)")
     ap.add_argument("--filter", default=None,
                     help="filtered-query selectivities as moduli, e.g. '10,100': columns "
                          "cat<M> = id %% M, queries WHERE cat<M> = i %% M (empty = off; "
@@ -193,6 +196,15 @@ def parse_args(argv=None):
     ap.add_argument("--parallel-build", action="store_true", default=None,
                     help="build the first kdindex config with max_parallel_maintenance_workers "
                          "= 0 and then 2 and report both (scale default on)")
+    ap.add_argument("--paired", default=None,
+                    help="paired headline: kdindex points 'quantizer:m:nbits:lists:probes:rerank' "
+                         "(comma-separated) each timed alternately with IVFFlat at "
+                         "--paired-ivf-probes, --paired-rounds times; 'auto' = the first "
+                         "sweep points reaching --target-recall (scale default auto)")
+    ap.add_argument("--paired-ivf-probes", type=int, default=0,
+                    help="ivfflat.probes of the paired headline (0 = auto from the sweep)")
+    ap.add_argument("--paired-rounds", type=int, default=7,
+                    help="alternating rounds of the paired headline (default 7)")
     ap.add_argument("--target-recall", type=float, default=0.95,
                     help="headline: fastest point at or above this recall@10 (default 0.95)")
     ap.add_argument("--exact-queries", type=int, default=10,
@@ -215,7 +227,7 @@ def parse_args(argv=None):
     defaults = dict(kd_probes=",".join(map(str, [1, 2, 4, 8, 16, 32])),
                     rerank=",".join(map(str, RERANKS)), ivf_probes=",".join(map(str, IVF_PROBES)),
                     ivf_lists=None, recall_queries=10000, filter="", parallel_build=False,
-                    skip="")
+                    skip="", paired="")
     defaults.update(SUITE_DEFAULTS.get(a.suite, {}))
     for key, val in defaults.items():
         if getattr(a, key) is None:
@@ -569,7 +581,7 @@ def bench_filtered(cur, a, filt, table, op, argtype, idx, common, variants):
                                   full=float((nrows >= K).mean())))
                 say(f"  filtered 1/{m:<4d} {vlabel:<40s} recall@{K} {r:.4f}  rows "
                     f"mean {nrows.mean():.2f} min {nrows.min()}  "
-                    f"({(nrows >= K).mean() * 100:.0f}% with {K})  QPS {np.median(qps):7.1f}  "
+                    f"({(nrows >= K).mean() * 100:.1f}% with {K})  QPS {np.median(qps):7.1f}  "
                     f"p50 {np.percentile(lat, 50):.2f} ms  p99 {np.percentile(lat, 99):.2f} ms")
     finally:
         cur.execute("RESET enable_seqscan")
@@ -626,12 +638,17 @@ def bench_pgvector(cur, a, ds, gt, vtable, vtexts_t, filt=None):
         say(f"pgvector {name}: {sql}")
         try:
             mpw = current_mpw(cur)
+            if a.build_timeout:
+                cur.execute(f"SET statement_timeout = '{a.build_timeout}s'")
             t = time.perf_counter()
             cur.execute(sql)
             build_s = time.perf_counter() - t
         except psycopg2.Error as e:
-            notice(f"pgvector {name}: build failed: {e.pgcode} {str(e).strip()}")
+            notice(f"pgvector {name}: build failed after {time.perf_counter() - t:.0f} s: "
+                   f"{e.pgcode} {str(e).strip()}")
             continue
+        finally:
+            cur.execute("RESET statement_timeout")
         cur.execute("ANALYZE " + tbl)
         size = rel_size(cur, idx)
         say(f"  built in {build_s:.1f} s, {size / 2**20:.1f} MB, {size / rows:.0f} B/row")
@@ -694,6 +711,113 @@ def pgvector_ver_note(cur):
     cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     row = cur.fetchone()
     return f"pgvector {row[0] if row else '?'}"
+
+
+def bench_paired(cur, a, ds, gt, table, vtable, results, qtexts_t, vtexts_t):
+    """The headline measured pairwise: each kdindex point and the IVFFlat point are timed
+    alternately (one pass of the queries each, --paired-rounds rounds) so that both
+    see the same machine load; the ratio is taken per round.  Points: --paired, or
+    'auto' = per kdindex config the first sweep point (fewest probes, then smallest
+    rerank) and the smallest ivfflat.probes reaching --target-recall."""
+    op, opclass, vopclass = OPS[ds.metric]
+    n = ds.train.shape[0]
+    target = a.target_recall
+    kd_points = []
+    if a.paired == "auto":
+        seen = set()
+        for r in results:
+            if (r["family"] == "kdindex" and r["kind"] is None and r["probes"] is not None
+                    and not r["codes_only"] and r["recall"] >= target
+                    and r["config"] not in seen):
+                seen.add(r["config"])
+                b = [x for x in results if x["kind"] == "build" and x["config"] == r["config"]]
+                kd_points.append((r["config"], b[-1]["with_"], r["probes"], r["rerank"]))
+    else:
+        for spec in a.paired.split(","):
+            q, m, nb, li, pr, rr = spec.strip().split(":")
+            kd_points.append((f"{q.upper()}{m}" + ("" if nb == "8" else f"x{nb}") + f" IVF{li}",
+                              f"quantizer = '{q}', m = {m}, nbits = {nb}, lists = {li}",
+                              int(pr), int(rr)))
+    ivf_probes = a.paired_ivf_probes
+    if not ivf_probes:
+        ok = [r for r in results if r["method"] == "pgvector IVFFlat" and r["kind"] is None
+              and r["recall"] >= target]
+        ivf_probes = int(ok[0]["param"].split("=")[1]) if ok else 0
+    if not kd_points or not ivf_probes:
+        notice("paired headline skipped: no kdindex / IVFFlat point reaching "
+               f"recall@{K} {target} (give --paired and --paired-ivf-probes)")
+        return []
+    lists = a.ivf_lists or max(1, int(round(np.sqrt(n))))
+    vidx = f"{vtable}_ivfflat"
+    kidx = f"{table}_kd"
+    out = []
+    cur.execute(f"DROP INDEX IF EXISTS {vidx}")
+    say(f"paired headline: IVFFlat lists = {lists}, probes = {ivf_probes}; "
+        f"{a.paired_rounds} rounds of {len(qtexts_t)} queries")
+    t = time.perf_counter()
+    cur.execute(f"CREATE INDEX {vidx} ON {vtable} USING ivfflat (embedding {vopclass}) "
+                f"WITH (lists = {lists})")
+    say(f"  IVFFlat rebuilt in {time.perf_counter() - t:.1f} s")
+    # warm both tables' heaps and indexes once
+    try:
+        for label, with_, pr, rr in kd_points:
+            cur.execute(f"DROP INDEX IF EXISTS {kidx}")
+            t = time.perf_counter()
+            cur.execute(f"CREATE INDEX {kidx} ON {table} USING kdindex (embedding {opclass}) "
+                        f"WITH ({with_})")
+            say(f"  kdindex {label} rebuilt in {time.perf_counter() - t:.1f} s; probes = {pr}, "
+                f"rerank = {rr}")
+            kd_qps, ivf_qps, ratios = [], [], []
+            kd_ids = ivf_ids = None
+            for rnd in range(a.paired_rounds):
+                cur.execute(f"SET kdindex.probes = {pr}")
+                cur.execute(f"SET kdindex.rerank = {rr}")
+                prepare(cur, table, op, "real[]")
+                ids, q1, _, _ = run_sql_point(cur, qtexts_t, 1, a.warmup if rnd == 0 else 0)
+                kd_ids = kd_ids or ids
+                cur.execute(f"SET ivfflat.probes = {ivf_probes}")
+                prepare(cur, vtable, op, "vector")
+                ids, q2, _, _ = run_sql_point(cur, vtexts_t, 1, a.warmup if rnd == 0 else 0)
+                ivf_ids = ivf_ids or ids
+                kd_qps.append(q1[0])
+                ivf_qps.append(q2[0])
+                ratios.append(q1[0] / q2[0])
+                say(f"    round {rnd + 1}: kdindex {q1[0]:7.1f} QPS, IVFFlat {q2[0]:7.1f} QPS, "
+                    f"ratio {q1[0] / q2[0]:.2f}")
+            rk = datasets.recall(kd_ids, gt[:len(qtexts_t)], K)
+            rv = datasets.recall(ivf_ids, gt[:len(vtexts_t)], K)
+            say(f"  kdindex {label} probes={pr} rerank={rr}: recall@{K} {rk:.4f}, QPS median "
+                f"{np.median(kd_qps):.0f}; IVFFlat probes={ivf_probes}: recall@{K} {rv:.4f}, "
+                f"QPS median {np.median(ivf_qps):.0f}; ratio median {np.median(ratios):.2f} "
+                f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+            out.append(result(family="kdindex", method="kdindex", config=label, kind="paired",
+                              param=f"probes={pr} rerank={rr}", recall=rk,
+                              ivf_param=f"probes={ivf_probes}", ivf_recall=rv, kd_qps=kd_qps,
+                              ivf_qps=ivf_qps, ratios=ratios))
+            cur.execute(f"DROP INDEX IF EXISTS {kidx}")
+    except psycopg2.Error as e:
+        notice(f"paired headline failed: {e.pgcode} {str(e).strip()}")
+    for g in ("kdindex.probes", "kdindex.rerank", "ivfflat.probes"):
+        cur.execute(f"RESET {g}")
+    cur.execute("DEALLOCATE ALL")
+    cur.execute(f"DROP INDEX IF EXISTS {vidx}")
+    cur.execute(f"DROP INDEX IF EXISTS {kidx}")
+    return out
+
+
+def paired_table(results, lists_note=""):
+    rows = []
+    for r in results:
+        if r["kind"] != "paired":
+            continue
+        rows.append([f"kdindex {r['config']}", r["param"], f"{r['recall']:.4f}",
+                     f"{np.median(r['kd_qps']):.0f}", f"IVFFlat{lists_note} {r['ivf_param']}",
+                     f"{r['ivf_recall']:.4f}", f"{np.median(r['ivf_qps']):.0f}",
+                     f"{np.median(r['ratios']):.2f}",
+                     f"{min(r['ratios']):.2f}–{max(r['ratios']):.2f}", len(r["ratios"])])
+    return fmt_table(["kdindex", "setting", f"recall@{K}", "QPS (median)", "vs",
+                      f"recall@{K}", "QPS (median)", "QPS ratio (median of rounds)",
+                      "ratio min–max", "rounds"], rows)
 
 
 def bench_exact(cur, a, ds, gt, table, qtexts):
@@ -790,8 +914,10 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
             if secs:
                 say(f"table {vtable}: category columns added in {secs:.1f} s")
             vfilt = dict(filt, qargs=[vector_text(v) for v in ds.test[:filt["nq"]]])
-        results += bench_pgvector(cur, a, ds, gt, vtable, [vector_text(v) for v in ds.test[:nq_t]],
-                                  vfilt)
+        vtexts_t = [vector_text(v) for v in ds.test[:nq_t]]
+        results += bench_pgvector(cur, a, ds, gt, vtable, vtexts_t, vfilt)
+        if a.paired:
+            results += bench_paired(cur, a, ds, gt, table, vtable, results, qtexts_t, vtexts_t)
     info["seconds"] = time.perf_counter() - t0
     return info, results
 
@@ -928,7 +1054,7 @@ def filtered_table(results):
             continue
         rows.append([f"1/{r['selectivity']}", r["method"], r["config"], r["param"],
                      f"{r['recall']:.4f}", f"{r['rows_mean']:.2f}", r["rows_min"],
-                     f"{r['full'] * 100:.0f}%", f"{np.median(r['qps']):.0f}",
+                     f"{r['full'] * 100:.1f}%", f"{np.median(r['qps']):.0f}",
                      f"{np.percentile(r['lat'], 50):.2f}", f"{np.percentile(r['lat'], 99):.2f}"])
     rows.sort(key=lambda x: int(x[0][2:]))
     return fmt_table(["filter", "method", "config", "setting", f"recall@{K}", "rows (mean)",
@@ -1180,6 +1306,14 @@ def main(argv=None):
                 sec += [h2, "", "Ratios are kdindex QPS / pgvector QPS measured in the same "
                         "run. `equal recall` interpolates each method's recall–QPS frontier "
                         f"(log QPS linear in recall) to recall@{K} = {a.target_recall}.", ""]
+        if any(r["kind"] == "paired" for r in results):
+            sec += [f"### Headline, paired: recall@{K} ≥ {a.target_recall}", "",
+                    paired_table(results), "",
+                    "Each kdindex point and the IVFFlat point were timed alternately, one "
+                    f"pass over the {info['time_queries']} queries each per round, and the "
+                    "ratio kdindex QPS / IVFFlat QPS taken per round, so both see the same "
+                    "load on this shared machine; points = the fewest probes (then the "
+                    f"smallest rerank) reaching recall@{K} {a.target_recall} in the sweep.", ""]
         if any(r["kind"] == "filtered" for r in results):
             fi = info.get("filter", {})
             sec += ["### Filtered queries", "",

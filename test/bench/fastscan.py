@@ -152,10 +152,15 @@ def main():
 
     kd, kernel = kdindex_runs(conn, table, ds, gt, a)
     fa = faiss_runs(ds, gt, a)
+    import faiss
+    faiss_build = faiss.get_compile_options().strip()
     base = {"kdindex": kd[0]["qps"][0], "Faiss": fa[0]["qps"][0], "Faiss batch": fa[0]["batch"][0]}
     md = (f"# 4-bit fast scan vs 8-bit scan, {a.dataset} ({len(ds.train)} rows, {ds.train.shape[1]} d)\n\n"
           f"Codes only, 8 bytes per vector, one client / one thread; kdindex kernel: {kernel}; "
-          f"QPS over {a.queries} queries x {a.reps} passes; recall over {a.recall_queries} queries.\n\n"
+          f"QPS over {a.queries} queries x {a.reps} passes; recall over {a.recall_queries} queries. "
+          f"Faiss {faiss.__version__} compile options: `{faiss_build}`"
+          + (" (Debian's build has no AVX2 variant, so Faiss's fast scan runs its scalar emulation of the "
+             "SIMD kernels here)" if "AVX2" not in faiss_build else "") + ".\n\n"
           + table_md(kd + fa, base) + "\n")
     print(md)
     os.makedirs(a.out, exist_ok=True)
