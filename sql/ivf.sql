@@ -150,6 +150,14 @@ CREATE INDEX wide4k_kd ON wide4k USING kdindex (v) WITH (m = 16, nbits = 4, list
 SELECT dim, m, code_bytes, lists, rows FROM kdindex_info('wide4k_kd');
 SELECT id FROM wide4k ORDER BY v <-> make_vec(123, 4096) LIMIT 1;
 DROP TABLE wide4k;
+-- and the most there can be, 16,000: the codes stay 8 bytes
+CREATE TABLE wide16k AS SELECT i AS id, make_vec(i, 16000) AS v FROM generate_series(1, 100) i;
+CREATE INDEX wide16k_kd ON wide16k USING kdindex (v) WITH (m = 16, nbits = 4, lists = 2);
+SELECT dim, code_bytes, lists, rows FROM kdindex_info('wide16k_kd');
+SELECT id FROM wide16k ORDER BY v <-> make_vec(77, 16000) LIMIT 1;
+INSERT INTO wide16k VALUES (9999, make_vec(9999, 16000));
+SELECT id FROM wide16k ORDER BY v <-> make_vec(9999, 16000) LIMIT 1;
+DROP TABLE wide16k;
 
 RESET kdindex.probes;
 RESET enable_seqscan;

@@ -103,7 +103,8 @@ FAISS_KFACTOR = [1, 5, 20, 80]
 # suite -> list of (dataset name, default rows or None, kdindex configs, faiss codes specs)
 # kdindex configs: 'quantizer:m[:nbits[:lists]]' (lists > 0 = IVF with residual codes)
 SUITES = {
-    "fmnist": [("fashion-mnist", None, ["pq:8", "pq:16", "opq:16"], FAISS_CODES)],
+    "fmnist": [("fashion-mnist", None, ["pq:8", "pq:16", "opq:8", "opq:16", "aq:8", "aq:16"],
+                FAISS_CODES)],
     "scale": [("synth-l2-128", 1_000_000, ["pq:16:8:1000", "pq:32:8:1000"],
                ["PQ16", "OPQ16"])],
     "scale-960": [("synth-l2-960", 100_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"])],
@@ -112,6 +113,9 @@ SUITES = {
 
 # per-suite defaults of options left unset on the command line (None = the global default)
 SUITE_DEFAULTS = {
+    # the default suite keeps to 15 minutes on 2 cores with the Faiss cache warm
+    "fmnist": dict(rerank="0,50,100,200,400", queries=500, ivf_probes="1,4,16,32",
+                   hnsw_ef="10,20,40,80,160", faiss_nprobe="4,16", faiss_kfactor="1,5,20"),
     "scale": dict(kd_probes="1,2,4,8,16,32", rerank="0,100,200,400",
                   ivf_probes="1,2,4,8,16,32,64", ivf_lists=1000, recall_queries=1000,
                   filter="10,100", parallel_build=True, skip="faiss", paired="auto"),
@@ -145,9 +149,9 @@ def parse_args(argv=None):
     ap.add_argument("--suite", dest="suite_opt", default=None, choices=sorted(SUITES))
     ap.add_argument("--rows", type=int, default=0,
                     help="rows of each synthetic data set (0 = suite default)")
-    ap.add_argument("--queries", type=int, default=1000,
-                    help="queries per timed sweep point (default 1000); recall of sweep "
-                         "points is over these")
+    ap.add_argument("--queries", type=int, default=None,
+                    help="queries per timed sweep point (default 1000, fmnist 500); recall of "
+                         "sweep points is over these")
     ap.add_argument("--recall-queries", type=int, default=None,
                     help="queries for codes-only recall (default 10000 = all)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per point (default 3)")
@@ -159,16 +163,20 @@ def parse_args(argv=None):
                     help=f"kdindex.rerank sweep (default {','.join(map(str, RERANKS))})")
     ap.add_argument("--faiss", default=None,
                     help="Faiss codes-only specs, comma-separated (e.g. PQ8,OPQ16,RQ16,LSQ16)")
-    ap.add_argument("--faiss-nprobe", default=",".join(map(str, FAISS_NPROBE)))
-    ap.add_argument("--faiss-kfactor", default=",".join(map(str, FAISS_KFACTOR)))
+    ap.add_argument("--faiss-nprobe", default=None)
+    ap.add_argument("--faiss-kfactor", default=None)
     ap.add_argument("--faiss-train", type=int, default=65536,
                     help="Faiss training sample (rows; 0 = all), like kdindex's default sample")
     ap.add_argument("--faiss-cached-only", action="store_true",
                     help="skip Faiss specs whose trained index is not cached yet (with a notice)")
+    ap.add_argument("--faiss-train-missing", action="store_true",
+                    help="train the slow Faiss peers (OPQ, RQ, LSQ) that are not cached yet; "
+                         "without it they are skipped with a notice (training them once takes "
+                         "1-2 hours on one thread; the trained indexes are cached)")
     ap.add_argument("--kd-probes", default=None,
                     help="kdindex.probes sweep for IVF configs (lists > 0), crossed with "
                          "--rerank (scale default 1,2,4,8,16,32)")
-    ap.add_argument("--hnsw-ef", default=",".join(map(str, HNSW_EF)))
+    ap.add_argument("--hnsw-ef", default=None)
     ap.add_argument("--ivf-probes", default=None,
                     help=f"ivfflat.probes sweep (default {','.join(map(str, IVF_PROBES))})")
     ap.add_argument("--ivf-lists", type=int, default=None,
@@ -224,7 +232,10 @@ def parse_args(argv=None):
     a.suite = a.suite_opt or a.suite or "fmnist"
     if a.suite not in SUITES:
         ap.error(f"unknown suite {a.suite!r}; known: {', '.join(sorted(SUITES))}")
-    defaults = dict(kd_probes=",".join(map(str, [1, 2, 4, 8, 16, 32])),
+    defaults = dict(queries=1000, hnsw_ef=",".join(map(str, HNSW_EF)),
+                    faiss_nprobe=",".join(map(str, FAISS_NPROBE)),
+                    faiss_kfactor=",".join(map(str, FAISS_KFACTOR)),
+                    kd_probes=",".join(map(str, [1, 2, 4, 8, 16, 32])),
                     rerank=",".join(map(str, RERANKS)), ivf_probes=",".join(map(str, IVF_PROBES)),
                     ivf_lists=None, recall_queries=10000, filter="", parallel_build=False,
                     skip="", paired="")
@@ -870,7 +881,8 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
             results += [result(**r) for r in
                         bench_faiss.run(ds, gt, specs, sweep, K, nq_r, nq_t, a.reps,
                                         a.faiss_train, log=say,
-                                        cached_only=a.faiss_cached_only, notice=notice)]
+                                        cached_only=a.faiss_cached_only,
+                                        train_slow=a.faiss_train_missing, notice=notice)]
             say(f"Faiss done in {time.perf_counter() - t:.0f} s")
 
     # ---- PostgreSQL

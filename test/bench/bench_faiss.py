@@ -180,7 +180,7 @@ def time_queries(index, xq, k, reps, warmup=20):
 
 
 def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_train,
-        log=print, cached_only=False, notice=print):
+        log=print, cached_only=False, train_slow=True, notice=print):
     """Measure every spec; returns a list of result dicts (see bench.py for the fields)."""
     faiss.omp_set_num_threads(1)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -193,6 +193,10 @@ def run(ds, gt, specs, ivf_sweep, k, recall_queries, time_queries_n, reps, max_t
         kind, M, nlist = parse_spec(spec)
         if cached_only and not is_cached(ds, spec, max_train):
             notice(f"faiss {spec}: not in the cache yet and --faiss-cached-only given: skipped")
+            continue
+        if not train_slow and kind in ("OPQ", "RQ", "LSQ") and not is_cached(ds, spec, max_train):
+            notice(f"faiss {spec}: not in the cache yet; its training takes up to hours on one "
+                   f"thread, so it is skipped (train it once with --faiss-train-missing)")
             continue
         try:
             index, meta = trained_index(ds, spec, max_train, log)
