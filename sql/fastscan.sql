@@ -48,7 +48,8 @@ RESET kdindex.probes;
 DROP INDEX items_fs_opq;
 CREATE INDEX items_fs_m1 ON items USING kdindex (v) WITH (m = 1, nbits = 4);
 SELECT code_bytes FROM kdindex_info('items_fs_m1');
-SELECT knn_recall('items', '<->', 400) >= 0.9 AS m1_rerank_ok;
+-- one 4-bit code per row says little: a deep re-rank does the work
+SELECT knn_recall('items', '<->', 1000) >= 0.9 AS m1_rerank_ok;
 DROP INDEX items_fs_m1;
 
 -- distillation reads and rewrites block pages too
@@ -56,7 +57,7 @@ CREATE INDEX items_fs ON items USING kdindex (v) WITH (m = 8, nbits = 4);
 SELECT kdindex_teacher('items', 'v', 'fs_teacher', nqueries => 200, k => 20) AS teacher_queries;
 SELECT epochs, recall_after >= 0 AS measured FROM kdindex_train('items_fs', 'fs_teacher', epochs => 1);
 SELECT rows = (SELECT count(*) FROM items WHERE v IS NOT NULL) AS all_rows, generation FROM kdindex_info('items_fs');
-SELECT knn_recall('items', '<->', 100) >= 0.95 AS rerank_ok;
+SELECT knn_recall('items', '<->', 400) >= 0.95 AS rerank_ok;
 DROP TABLE fs_teacher;
 DROP INDEX items_fs;
 RESET enable_seqscan;

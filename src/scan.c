@@ -93,6 +93,7 @@ typedef struct KdScanOpaqueData
 	int			npool;
 	bool		exact;			/* rows are returned with exact distances */
 	int64		consumed;		/* candidates taken from the passes */
+	int64		nreturned;		/* rows the pool gave out */
 	int64		nerr;			/* code minus exact distance of re-ranked rows: */
 	double		err_sum;		/* their count, sum and sum of squares */
 	double		err_sumsq;
@@ -536,6 +537,14 @@ next_may_be_nearer(IndexScanDesc scan, double d)
 	return d > code_distance_value(so->metric, next->dist) - mean - 3 * sqrt(var);
 }
 
+/*
+ * Rows the pool returns before it starts holding rows back.  A plain
+ * ORDER BY ... LIMIT 10 stops before that and gets the first kdindex.rerank
+ * candidates in exact order, as the setting says; a query that asks for more
+ * (a filter rejecting rows, a deep LIMIT) gets the held-back, strict order.
+ */
+#define KD_HOLD_AFTER_ROWS 16
+
 /* Re-rank candidates at each step of the pool (kdindex.rerank / 4, or 16) */
 #define KD_RERANK_STEP(rerank)	Max((rerank) / 4, 16)
 
@@ -558,13 +567,15 @@ next_row(IndexScanDesc scan, KdCandidate *c)
 	{
 		if (so->consumed == 0)
 			rerank_more(scan, kdindex_rerank);
-		while (so->npool == 0 || next_may_be_nearer(scan, so->pool[0].dist))
+		while (so->npool == 0 ||
+			   (so->nreturned >= KD_HOLD_AFTER_ROWS && next_may_be_nearer(scan, so->pool[0].dist)))
 			if (!rerank_more(scan, KD_RERANK_STEP(kdindex_rerank)))
 				break;
 	}
 	if (so->npool == 0)
 		return false;
 	*c = pool_pop(so);
+	so->nreturned++;
 	return true;
 }
 
@@ -662,6 +673,7 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->pool_cap = so->npool = 0;
 	so->ncands = so->pos = 0;
 	so->consumed = 0;
+	so->nreturned = 0;
 	so->nerr = 0;
 	so->err_sum = so->err_sumsq = 0;
 	so->exhausted = false;
