@@ -48,8 +48,9 @@ RESET kdindex.probes;
 DROP INDEX items_fs_opq;
 CREATE INDEX items_fs_m1 ON items USING kdindex (v) WITH (m = 1, nbits = 4);
 SELECT code_bytes FROM kdindex_info('items_fs_m1');
--- one 4-bit code per row says little: a deep re-rank does the work
-SELECT knn_recall('items', '<->', 1000) >= 0.9 AS m1_rerank_ok;
+-- one 4-bit code per row: 16 distinct codes, so most rows tie; re-ranking
+-- them all must find the exact answers (ties must not drop rows)
+SELECT knn_recall('items', '<->', 4000) AS m1_rerank_all;
 DROP INDEX items_fs_m1;
 
 -- distillation reads and rewrites block pages too

@@ -13,7 +13,7 @@ CREATE TABLE queries AS
 	  FROM generate_series(1, 20) q, generate_series(1, 16) j GROUP BY q;
 
 -- recall@10 of tbl's kdindex against an exact scan over the 20 queries; fails
--- unless the plan really uses the index
+-- unless the plan really uses the index (and the exact one does not)
 CREATE FUNCTION knn_recall(tbl regclass, op text, rerank int) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
 	knn text := format('SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL '
@@ -22,7 +22,10 @@ DECLARE
 	line text;
 	r numeric;
 BEGIN
+	-- the exact answer by a sequential scan (with both off, the planner would
+	-- still pick the index)
 	PERFORM set_config('enable_indexscan', 'off', true);
+	PERFORM set_config('enable_seqscan', 'on', true);
 	EXECUTE 'CREATE TEMP TABLE exact_knn AS ' || knn;
 	PERFORM set_config('enable_indexscan', 'on', true);
 	PERFORM set_config('enable_seqscan', 'off', true);

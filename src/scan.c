@@ -315,7 +315,12 @@ scan_blocks(KdScanOpaque so, Page page, int ntup, int set, int *n)
 
 		if (*n == so->cap)
 		{
-			double		lim = (so->cands[0].dist - bias) / scale;
+			/*
+			 * One step of slack: a row tying the worst kept candidate can still
+			 * win on its TID, and float rounding must not drop it (later passes
+			 * resume after the worst, so a dropped tie would be lost).
+			 */
+			double		lim = floor((so->cands[0].dist - bias) / scale) + 1;
 
 			limit = lim <= 0 ? 0 : (lim >= PG_UINT16_MAX ? PG_UINT16_MAX : (uint16) lim);
 		}
