@@ -338,16 +338,7 @@ kd_ivf_list_lut(const KdQuantizer *q, const float *query, KdMetric metric, int l
 	pfree(shifted);
 }
 
-/*
- * Serialisation: the centroids and then the list offsets follow the
- * quantizer's parameters, in float32
- */
-Size
-kd_ivf_blob_size(const KdQuantizer *q)
-{
-	return sizeof(float) * (Size) q->nlists * (q->dim + 1);
-}
-
+/* Derived values once the centroids are read from the blob */
 void
 kd_ivf_after_load(KdQuantizer *q)
 {

@@ -377,13 +377,12 @@ kd_quantizer_deserialize(const char *blob, Size size)
 
 		kd_ivf_set_lists(q, hdr.nlists);
 		MemoryContextSwitchTo(old);
-		if (p + sizeof(float) * (Size) q->nlists * q->dim > blob + size)
+		/* the centroids, then the lists' offsets */
+		if (p + sizeof(float) * (Size) q->nlists * (q->dim + 1) > blob + size)
 			elog(ERROR, "kdindex: codebook blob truncated");
 		memcpy(q->centroids, p, sizeof(float) * (Size) q->nlists * q->dim);
 		p += sizeof(float) * (Size) q->nlists * q->dim;
-		/* blobs written before balanced lists existed end here: no offsets */
-		if (p + sizeof(float) * q->nlists <= blob + size)
-			memcpy(q->list_offsets, p, sizeof(float) * q->nlists);
+		memcpy(q->list_offsets, p, sizeof(float) * q->nlists);
 		kd_ivf_after_load(q);
 	}
 	q->ops->prepare(q);

@@ -99,7 +99,6 @@ extern void kd_quantizer_decode(const KdQuantizer *q, const int32 *lists, const 
 								int64 n, float *x);
 extern void kd_ivf_rank_lists(const KdQuantizer *q, const float *query, KdMetric metric,
 							  int32 *order, float *dists);
-extern Size kd_ivf_blob_size(const KdQuantizer *q);
 extern void kd_ivf_after_load(KdQuantizer *q);
 extern void kd_ivf_list_lut(const KdQuantizer *q, const float *query, KdMetric metric, int list,
 							float *lut, float *bias);
