@@ -362,13 +362,6 @@ principal_axes(const KdQuantizer *q, const float *x, int64 n, int r, float *axes
 	float	   *centred = palloc_extended(sizeof(float) * nc * d, MCXT_ALLOC_HUGE);
 	double	   *sum = palloc0(sizeof(double) * d);
 	float	   *eig = palloc(sizeof(float) * d);
-	float	   *work;
-	int		   *iwork;
-	float		wsize;
-	int			iwsize;
-	int			lwork = -1,
-				liwork = -1,
-				info;
 
 	for (int64 i = 0; i < n; i++)
 		for (int c = 0; c < d; c++)
@@ -384,25 +377,14 @@ principal_axes(const KdQuantizer *q, const float *x, int64 n, int r, float *axes
 	}
 	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, nc, 1.0f / nc, centred, d, 0.0f, cov, d);
 
-	/* LAPACK sees the upper triangle as the lower one of the transpose */
-	ssyevd_("V", "L", &d, cov, &d, eig, &wsize, &lwork, &iwsize, &liwork, &info);
-	lwork = (int) wsize;
-	liwork = iwsize;
-	work = palloc_extended(sizeof(float) * lwork, MCXT_ALLOC_HUGE);
-	iwork = palloc(sizeof(int) * liwork);
-	ssyevd_("V", "L", &d, cov, &d, eig, work, &lwork, iwork, &liwork, &info);
-	if (info != 0)
-		elog(ERROR, "kdindex: eigendecomposition for AQ failed (ssyevd info %d)", info);
-
-	/* eigenvalues ascend; column j of the column-major result is row j here */
+	kd_symmetric_eigen(cov, d, eig);
+	/* eigenvalues ascend: the leading axes are the last rows */
 	for (int t = 0; t < r; t++)
 		memcpy(axes + (int64) t * d, cov + (int64) (d - 1 - t) * d, sizeof(float) * d);
 	pfree(cov);
 	pfree(centred);
 	pfree(sum);
 	pfree(eig);
-	pfree(work);
-	pfree(iwork);
 }
 
 /*

@@ -148,13 +148,6 @@ eigen_allocation(KdQuantizer *q, const float *x, int64 n)
 	float	   *eig = palloc(sizeof(float) * d);
 	double	   *logsum = palloc0(sizeof(double) * q->m);
 	int		   *filled = palloc0(sizeof(int) * q->m);
-	float		wsize;
-	int			iwsize;
-	float	   *work;
-	int		   *iwork;
-	int			lwork = -1,
-				liwork = -1,
-				info;
 	float		floor_eig;
 
 	/* covariance of the centred sample */
@@ -168,17 +161,8 @@ eigen_allocation(KdQuantizer *q, const float *x, int64 n)
 		for (int b = a; b < d; b++)
 			cov[a * d + b] -= (float) (mean[a] * mean[b]);
 
-	/* LAPACK sees the upper triangle as the lower one of the transpose */
-	ssyevd_("V", "L", &d, cov, &d, eig, &wsize, &lwork, &iwsize, &liwork, &info);
-	lwork = (int) wsize;
-	liwork = iwsize;
-	work = palloc_extended(sizeof(float) * lwork, MCXT_ALLOC_HUGE);
-	iwork = palloc(sizeof(int) * liwork);
-	ssyevd_("V", "L", &d, cov, &d, eig, work, &lwork, iwork, &liwork, &info);
-	if (info != 0)
-		elog(ERROR, "kdindex: eigendecomposition for OPQ failed (ssyevd info %d)", info);
-
-	/* eigenvalues ascend; column j of the column-major result is row j here */
+	kd_symmetric_eigen(cov, d, eig);
+	/* eigenvalues ascend; row j is the eigenvector of eig[j] */
 	floor_eig = Max(eig[d - 1], 1e-30f) * 1e-6f;
 	for (int j = d - 1; j >= 0; j--)
 	{
@@ -197,8 +181,6 @@ eigen_allocation(KdQuantizer *q, const float *x, int64 n)
 	pfree(eig);
 	pfree(logsum);
 	pfree(filled);
-	pfree(work);
-	pfree(iwork);
 }
 
 static void

@@ -417,3 +417,32 @@ kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 	pfree(xhat);
 	return n > 0 ? err / ((double) n * q->dim) : 0;
 }
+
+/*
+ * Eigenvalues (ascending, into eig) and eigenvectors of the symmetric d x d
+ * matrix whose upper triangle is in a (row-major); on return row j of a is the
+ * eigenvector of eig[j].  LAPACK's ssyevd, with its workspace query.
+ */
+void
+kd_symmetric_eigen(float *a, int d, float *eig)
+{
+	float		wsize;
+	int			iwsize;
+	int			lwork = -1,
+				liwork = -1,
+				info;
+	float	   *work;
+	int		   *iwork;
+
+	/* LAPACK sees the upper triangle as the lower one of the transpose */
+	ssyevd_("V", "L", &d, a, &d, eig, &wsize, &lwork, &iwsize, &liwork, &info);
+	lwork = (int) wsize;
+	liwork = iwsize;
+	work = palloc_extended(sizeof(float) * lwork, MCXT_ALLOC_HUGE);
+	iwork = palloc(sizeof(int) * liwork);
+	ssyevd_("V", "L", &d, a, &d, eig, work, &lwork, iwork, &liwork, &info);
+	if (info != 0)
+		elog(ERROR, "kdindex: eigendecomposition failed (ssyevd info %d)", info);
+	pfree(work);
+	pfree(iwork);
+}

@@ -127,6 +127,8 @@ extern const KdQuantizerOps kd_aq_ops;
 extern void kd_adc_lut_only(const float *lut, int m, int nbits, KdMetric metric,
 							const uint8 *codes, int stride, int n, float *out);
 
+extern void kd_symmetric_eigen(float *a, int d, float *eig);
+
 /* LAPACK, from OpenBLAS */
 extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda,
 					float *s, float *u, const int *ldu, float *vt, const int *ldvt,
