@@ -8,15 +8,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use KdTest;
 
 my $DIM = 8;
 
-sub vec_sql
-{
-	my ($seed) = @_;
-	return "ARRAY(SELECT (hashint4(($seed) * $DIM + j)::float8 / 2147483648)::real "
-	  . "FROM generate_series(0, $DIM - 1) j)";
-}
+sub vec_sql { return KdTest::vec_sql($_[0], $DIM) }
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);

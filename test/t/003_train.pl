@@ -14,17 +14,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use KdTest;
 use Time::HiRes qw(usleep);
 
 my $DIM = 32;
 
 # a deterministic pseudo-random vector in [-1, 1)^DIM for an integer seed
-sub vec_sql
-{
-	my ($seed) = @_;
-	return "ARRAY(SELECT (hashint4(($seed) * $DIM + j)::float8 / 2147483648)::real "
-	  . "FROM generate_series(0, $DIM - 1) j)";
-}
+sub vec_sql { return KdTest::vec_sql($_[0], $DIM) }
 
 my $node = PostgreSQL::Test::Cluster->new('train');
 $node->init;

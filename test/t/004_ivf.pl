@@ -10,15 +10,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use KdTest;
 
 my $DIM = 16;
 
-sub vec_sql
-{
-	my ($seed) = @_;
-	return "ARRAY(SELECT (hashint4(($seed) * $DIM + j)::float8 / 2147483648)::real "
-	  . "FROM generate_series(0, $DIM - 1) j)";
-}
+sub vec_sql { return KdTest::vec_sql($_[0], $DIM) }
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
@@ -64,33 +62,27 @@ my $before = top10($primary);
 
 # Each index alone (the other dropped in a transaction rolled back), codes
 # only, every list at once: every live row exactly once.
-foreach my $index ('t_ivf', 't_fs')
+sub check_every_row
 {
-	my $other = $index eq 't_ivf' ? 't_fs' : 't_ivf';
-	my $out = $primary->safe_psql('postgres', qq{
+	my ($when) = @_;
+	foreach my $index ('t_ivf', 't_fs')
+	{
+		my $other = $index eq 't_ivf' ? 't_fs' : 't_ivf';
+		my $out = $primary->safe_psql('postgres', qq{
 BEGIN;
 DROP INDEX $other;
 SET LOCAL enable_seqscan = off; SET LOCAL kdindex.probes = 100; SET LOCAL kdindex.rerank = 0;
 SELECT count(*) || '|' || count(DISTINCT id) FROM (SELECT id FROM t ORDER BY v <-> '$q' LIMIT 100000) s;
 ROLLBACK;
 });
-	is($out, "$live|$live", "primary before crash: $index holds every live row once");
+		is($out, "$live|$live", "$when: $index holds every live row once");
+	}
 }
 
+check_every_row('primary before crash');
 $primary->stop('immediate');
 $primary->start;
-foreach my $index ('t_ivf', 't_fs')
-{
-	my $other = $index eq 't_ivf' ? 't_fs' : 't_ivf';
-	my $out = $primary->safe_psql('postgres', qq{
-BEGIN;
-DROP INDEX $other;
-SET LOCAL enable_seqscan = off; SET LOCAL kdindex.probes = 100; SET LOCAL kdindex.rerank = 0;
-SELECT count(*) || '|' || count(DISTINCT id) FROM (SELECT id FROM t ORDER BY v <-> '$q' LIMIT 100000) s;
-ROLLBACK;
-});
-	is($out, "$live|$live", "after crash: $index holds every live row once");
-}
+check_every_row('after crash');
 is(top10($primary), $before, 'after crash: same top 10');
 
 # inserts after recovery go to their lists and are found
