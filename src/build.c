@@ -301,6 +301,16 @@ append_tuple(KdBuildState *bs, int list, ItemPointer tid, const uint8 *code)
 	bs->ntuples++;
 }
 
+/* Room for one batch of rows to encode, and their codes */
+static void
+alloc_batch(KdBuildState *bs, int code_size)
+{
+	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
+	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs->batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
+	bs->codes = palloc(KD_ENCODE_BATCH * Max(code_size, 1));
+}
+
 /*
  * Parallel encoding: a worker sends each encoded batch to the leader as one
  * message, the batch's rows' lists followed by their (TID, code) tuples.
@@ -575,10 +585,7 @@ kd_parallel_build_main(dsm_segment *seg, shm_toc *toc)
 									  ALLOCSET_DEFAULT_SIZES);
 	blob = kd_read_blob(bs.index, shared->blob_head, shared->blob_size);
 	bs.quantizer = kd_quantizer_deserialize(blob, shared->blob_size);
-	bs.batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * bs.dim, MCXT_ALLOC_HUGE);
-	bs.batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
-	bs.batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
-	bs.codes = palloc(KD_ENCODE_BATCH * bs.quantizer->code_size);
+	alloc_batch(&bs, bs.quantizer->code_size);
 	shm_mq_set_sender(mq, MyProc);
 	bs.queue = shm_mq_attach(mq, seg, NULL);
 
@@ -808,10 +815,7 @@ encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size)
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
 	bs->tupsize = KdTupleSize(code_size);
 	kd_layout_for(&bs->layout, meta->quantizer, meta->m, meta->nbits, code_size);
-	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
-	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
-	bs->batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
-	bs->codes = palloc(KD_ENCODE_BATCH * Max(code_size, 1));
+	alloc_batch(bs, code_size);
 	cap = (int64) maintenance_work_mem * 1024 / 4 / (bs->tupsize + sizeof(int32));
 	bs->pending_cap = (int) Min(Max(cap, KD_ENCODE_BATCH), MaxAllocSize / bs->tupsize);
 	bs->pending = palloc_extended((Size) bs->pending_cap * bs->tupsize, MCXT_ALLOC_HUGE);
