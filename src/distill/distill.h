@@ -46,6 +46,7 @@ typedef struct KdDistillParams
 	double		holdout;		/* fraction of queries held out to pick the best epoch */
 	double		tau;			/* PQ/OPQ: soft straight-through temperature; 0 = hard only */
 	double		balance;		/* PQ/OPQ: Sinkhorn epsilon of balanced batch codes; 0 = off */
+	int			negatives;		/* per query: documents its codes wrongly rank high */
 	Size		mem_budget;		/* bytes for cached document vectors */
 	Size		batch_budget;	/* bytes for a batch's vectors: fewer queries when short */
 } KdDistillParams;
@@ -54,8 +55,8 @@ typedef struct KdDistillResult
 {
 	double		loss_before;	/* ranking loss on the held-out queries */
 	double		loss_after;
-	double		pool_recall_before; /* held-out: teacher top-n found by codes in the list */
-	double		pool_recall_after;
+	double		recall_before;	/* held-out: teacher top-n among the codes' top-n */
+	double		recall_after;
 	int			epochs;			/* epochs run */
 	int			best_epoch;		/* the one kept; 0 = the starting codebooks */
 	double		seconds_per_epoch;

@@ -384,6 +384,10 @@ check_params(const KdDistillParams *p)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("balance must be between 0 and 1, not %g", p->balance)));
+	if (p->negatives < 0 || p->negatives > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("negatives must be between 0 and 1000, not %d", p->negatives)));
 }
 
 /* The held-out queries of a finished distillation, with their teacher top-n */
@@ -483,6 +487,7 @@ kdindex_train(PG_FUNCTION_ARGS)
 	p.holdout = PG_GETARG_FLOAT8(6);
 	p.tau = PG_GETARG_FLOAT8(7);
 	p.balance = PG_GETARG_FLOAT8(8);
+	p.negatives = PG_GETARG_INT32(9);
 	check_params(&p);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "kdindex_train: return type must be a row type");

@@ -68,7 +68,9 @@ typedef struct Student
 
 	const KdDistillSet *set;
 	float	   *docs;			/* ndocs x dim in the student's space, or NULL */
-	uint8	   *codes;			/* AQ: ndocs codes of the current epoch */
+	uint8	   *codes;			/* ndocs codes of the current epoch */
+	int			nneg;			/* mined negatives per query */
+	int32	   *mined;			/* nq x nneg documents; -1 = none */
 } Student;
 
 /* One batch: queries, and each query's documents laid out one after another */
@@ -100,6 +102,7 @@ kd_distill_defaults(KdDistillParams *p)
 	p->holdout = 0.1;
 	p->tau = 0;
 	p->balance = 0;
+	p->negatives = 20;
 	p->mem_budget = 64 * 1024 * 1024;
 	p->batch_budget = 16 * 1024 * 1024;
 }
@@ -144,7 +147,7 @@ student_docs(Student *st, const int32 *docs, int n, float *out)
 	}
 }
 
-/* AQ: encode every document with the current codebooks */
+/* Encode every document with the current codebooks */
 static void
 refresh_codes(Student *st)
 {
@@ -166,9 +169,210 @@ refresh_codes(Student *st)
 	pfree(x);
 }
 
+/* Query qi in the student's space */
+static void
+student_query(const Student *st, int32 qi, float *out)
+{
+	const float *q = st->set->queries + (Size) qi * st->set->dim;
+
+	if (st->q->kind == KD_QUANT_OPQ)
+		kd_opq_rotate(st->q, q, 1, out);
+	else
+		memcpy(out, q, sizeof(float) * st->dim);
+}
+
+/*
+ * The r documents whose current codes are nearest to query vector qv (in
+ * the student's space), nearest first, into cand / cdist; returns how many.
+ */
+static int
+code_nearest(const Student *st, const float *qv, int r, float *lut, float *dist,
+			 int32 *cand, float *cdist)
+{
+	KdQuantizer *sq = st->sq;
+	int			ndocs = st->set->ndocs;
+	int			n = 0;
+	float		bias;
+
+	sq->ops->compute_lut(sq, qv, st->metric, lut, &bias);
+	sq->ops->adc_scan(lut, sq->m, sq->nbits, st->metric, st->codes, sq->code_size, ndocs, dist);
+	for (int d = 0; d < ndocs; d++)
+	{
+		int			pos;
+
+		if (n == r && dist[d] >= cdist[r - 1])
+			continue;
+		pos = n < r ? n++ : r - 1;
+		while (pos > 0 && cdist[pos - 1] > dist[d])
+		{
+			cdist[pos] = cdist[pos - 1];
+			cand[pos] = cand[pos - 1];
+			pos--;
+		}
+		cdist[pos] = dist[d];
+		cand[pos] = d;
+	}
+	return n;
+}
+
+static bool
+in_list(const int32 *list, int k, int32 doc)
+{
+	for (int r = 0; r < k; r++)
+		if (list[r] == doc)
+			return true;
+	return false;
+}
+
+/* Exact distances of query vector qv to documents docs[0..n-1] */
+static void
+exact_dists(Student *st, const float *qv, const int32 *docs, int n, float *x, double *out)
+{
+	student_docs(st, docs, n, x);
+	for (int i = 0; i < n; i++)
+		out[i] = metric_dist(st->metric, qv, x + (Size) i * st->dim, st->dim);
+}
+
+/* Scratch space of the code scans over every document */
+typedef struct ScanScratch
+{
+	float	   *qv;
+	float	   *lut;
+	float	   *dist;			/* ndocs */
+	int32	   *cand;
+	float	   *cdist;
+	int32	   *ids;
+	float	   *x;
+	double	   *exact;
+} ScanScratch;
+
+static void
+scratch_init(ScanScratch *sc, const Student *st, int r)
+{
+	sc->qv = palloc(sizeof(float) * st->dim);
+	sc->lut = palloc(sizeof(float) * st->sq->m * st->sq->ksub);
+	sc->dist = palloc_extended(sizeof(float) * Max(st->set->ndocs, 1), MCXT_ALLOC_HUGE);
+	sc->cand = palloc(sizeof(int32) * r);
+	sc->cdist = palloc(sizeof(float) * r);
+	sc->ids = palloc(sizeof(int32) * (r + 1));
+	sc->x = palloc_extended(sizeof(float) * (r + 1) * st->dim, MCXT_ALLOC_HUGE);
+	sc->exact = palloc(sizeof(double) * (r + 1));
+}
+
+static void
+scratch_free(ScanScratch *sc)
+{
+	pfree(sc->qv);
+	pfree(sc->lut);
+	pfree(sc->dist);
+	pfree(sc->cand);
+	pfree(sc->cdist);
+	pfree(sc->ids);
+	pfree(sc->x);
+	pfree(sc->exact);
+}
+
+/*
+ * Hard negatives the student makes itself: for each query of qs, the
+ * documents its current codes rank among the top n + nneg that are not on
+ * the teacher's list and lie beyond the teacher's n-th document.  The
+ * teacher's ranks n+1..K are negatives already, but a codes-only scan also
+ * meets documents from outside the list whose codes sit near the query;
+ * those intruders are what the ranking loss over the list alone never sees
+ * (it raised recall within the lists while codes-only recall over the table
+ * fell, for OPQ).  The distance check drops the query's own row (a teacher
+ * on sampled rows leaves it off the list) and an approximate teacher's
+ * misses.
+ */
+static void
+mine_negatives(Student *st, const KdDistillParams *p, const int32 *qs, int nq)
+{
+	const KdDistillSet *set = st->set;
+	int			r = p->topn + st->nneg;
+	ScanScratch sc;
+
+	scratch_init(&sc, st, r);
+	for (int i = 0; i < nq; i++)
+	{
+		const int32 *list = set->lists + (Size) qs[i] * set->k;
+		int32	   *out = st->mined + (Size) qs[i] * st->nneg;
+		int			nc,
+					nid = 0,
+					nout = 0,
+					last = -1;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int j = 0; j < st->nneg; j++)
+			out[j] = -1;
+		for (int j = 0; j < Min(p->topn, set->k); j++)
+			if (list[j] >= 0)
+				last = j;
+		if (last < 0)
+			continue;
+		student_query(st, qs[i], sc.qv);
+		nc = code_nearest(st, sc.qv, r, sc.lut, sc.dist, sc.cand, sc.cdist);
+		for (int c = 0; c < nc; c++)
+			if (!in_list(list, set->k, sc.cand[c]))
+				sc.ids[nid++] = sc.cand[c];
+		/* the teacher's n-th last, as the bound */
+		sc.ids[nid] = list[last];
+		exact_dists(st, sc.qv, sc.ids, nid + 1, sc.x, sc.exact);
+		for (int c = 0; c < nid && nout < st->nneg; c++)
+			if (sc.exact[c] > sc.exact[nid])
+				out[nout++] = sc.ids[c];
+	}
+	scratch_free(&sc);
+}
+
+/*
+ * Codes-only recall@n of queries qs over all the documents: how many of the
+ * teacher's top n are among the n documents the codes rank first.  A
+ * document off the list and nearer than the teacher's first is the query's
+ * own row (a sampled-row teacher leaves it off) and is passed over.
+ */
+static double
+code_recall(Student *st, const KdDistillParams *p, const int32 *qs, int nq)
+{
+	const KdDistillSet *set = st->set;
+	int			n = Min(p->topn, set->k);
+	int			r = n + 4;
+	double		hits = 0,
+				total = 0;
+	ScanScratch sc;
+
+	scratch_init(&sc, st, r);
+	for (int i = 0; i < nq; i++)
+	{
+		const int32 *list = set->lists + (Size) qs[i] * set->k;
+		int			nc,
+					taken = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (list[0] < 0)
+			continue;
+		student_query(st, qs[i], sc.qv);
+		nc = code_nearest(st, sc.qv, r, sc.lut, sc.dist, sc.cand, sc.cdist);
+		memcpy(sc.ids, sc.cand, sizeof(int32) * nc);
+		sc.ids[nc] = list[0];
+		exact_dists(st, sc.qv, sc.ids, nc + 1, sc.x, sc.exact);
+		for (int c = 0; c < nc && taken < n; c++)
+		{
+			if (in_list(list, n, sc.cand[c]))
+				hits++;
+			else if (!in_list(list, set->k, sc.cand[c]) && sc.exact[c] < sc.exact[nc])
+				continue;
+			taken++;
+		}
+		for (int j = 0; j < n; j++)
+			total += list[j] >= 0;
+	}
+	scratch_free(&sc);
+	return total > 0 ? hits / total : 0;
+}
+
 /* Gather queries qs[0..nb-1] with their valid documents; maxdocs: per query */
 static void
-batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, double balance)
+batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, bool mined, double balance)
 {
 	const KdDistillSet *set = st->set;
 	int			cs = st->sq->code_size;
@@ -184,6 +388,10 @@ batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, double b
 		for (int r = 0; r < Min(set->k, maxdocs); r++)
 			if (list[r] >= 0)
 				b->doc[b->nd++] = list[r];
+		/* after the teacher's ranks: negatives like its ranks n+1..K */
+		for (int r = 0; mined && r < st->nneg; r++)
+			if (st->mined[(Size) qs[i] * st->nneg + r] >= 0)
+				b->doc[b->nd++] = st->mined[(Size) qs[i] * st->nneg + r];
 		b->cnt[i] = b->nd - b->off[i];
 	}
 	if (st->q->kind == KD_QUANT_OPQ)
@@ -195,7 +403,7 @@ batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, double b
 		pfree(tmp);
 	}
 	student_docs(st, b->doc, b->nd, b->x);
-	if (st->codes)
+	if (st->additive)
 		for (int i = 0; i < b->nd; i++)
 			memcpy(b->codes + (Size) i * cs, st->codes + (Size) b->doc[i] * cs, cs);
 	else if (balance > 0)
@@ -569,46 +777,26 @@ scatter_grad(const Student *st, const Batch *b, float *gcb)
 }
 
 /*
- * Held-out queries: mean ranking loss, and the mean fraction of the
- * teacher's top-n that the codes rank in their top-n within the list.
+ * Held-out queries: mean ranking loss over their teacher lists, and their
+ * codes-only recall over all the documents.
  */
 static double
 evaluate(Student *st, const KdDistillParams *p, Batch *b, const int32 *held, int nheld,
 		 double *loss)
 {
-	double		hits = 0,
-				total = 0,
-				lsum = 0;
-	double	   *dist = palloc(sizeof(double) * Max(st->set->k, 1));
+	double		lsum = 0;
 
 	for (int h = 0; h < nheld; h++)
 	{
-		int			n,
-					top;
 		double		rank;
 
 		CHECK_FOR_INTERRUPTS();
-		batch_load(st, b, held + h, 1, st->set->k, 0);
+		batch_load(st, b, held + h, 1, st->set->k, false, 0);
 		batch_loss(st, p, b, false, &rank);
 		lsum += rank;
-		n = b->cnt[0];
-		top = Min(p->topn, n);
-		for (int o = 0; o < n; o++)
-			dist[o] = metric_dist(st->metric, b->q, b->xhat + (Size) o * st->dim, st->dim);
-		/* rank j is found when fewer than top documents score above it */
-		for (int j = 0; j < top; j++)
-		{
-			int			above = 0;
-
-			for (int o = 0; o < n && above < top; o++)
-				above += o != j && dist[o] < dist[j];
-			hits += above < top;
-		}
-		total += top;
 	}
-	pfree(dist);
 	*loss = lsum / Max(nheld, 1);
-	return total > 0 ? hits / total : 0;
+	return code_recall(st, p, held, nheld);
 }
 
 static int
@@ -637,7 +825,7 @@ score_scale(Student *st, const KdDistillParams *p, Batch *b, const int32 *qs, in
 	{
 		int			n;
 
-		batch_load(st, b, qs + i, 1, st->set->k, 0);
+		batch_load(st, b, qs + i, 1, st->set->k, false, 0);
 		n = b->cnt[0];
 		if (n < 2)
 			continue;
@@ -710,7 +898,8 @@ batch_alloc(Batch *b, int nb, int nd, int dim, int code_size)
 }
 
 static void
-student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *set, Size budget)
+student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *set, Size budget,
+			 int negatives)
 {
 	memset(st, 0, sizeof(*st));
 	st->q = q;
@@ -740,11 +929,11 @@ student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *s
 		st->docs = docs;
 		pfree(all);
 	}
-	if (st->additive)
-	{
-		st->codes = palloc_extended((Size) set->ndocs * st->sq->code_size, MCXT_ALLOC_HUGE);
-		refresh_codes(st);
-	}
+	st->codes = palloc_extended((Size) Max(set->ndocs, 1) * st->sq->code_size, MCXT_ALLOC_HUGE);
+	refresh_codes(st);
+	st->nneg = negatives;
+	if (negatives > 0)
+		st->mined = palloc_extended(sizeof(int32) * set->nq * negatives, MCXT_ALLOC_HUGE);
 }
 
 void
@@ -787,12 +976,12 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	res->nheld = nheld;
 	res->held = order + ntrain;
 
-	student_init(&st, q, metric, set, p->mem_budget);
+	student_init(&st, q, metric, set, p->mem_budget, p->negatives);
 	/* a query brings k documents: vectors, reconstructions and gradients */
 	batch = (int) Min((Size) p->batch,
 					  p->batch_budget / ((Size) Max(set->k, 1) * st.dim * sizeof(float) * 3));
 	batch = Max(batch, 1);
-	batch_alloc(&b, batch, batch * set->k, st.dim, st.sq->code_size);
+	batch_alloc(&b, batch, batch * (set->k + st.nneg), st.dim, st.sq->code_size);
 	st.u = score_scale(&st, p, &b, order, set->nq);
 
 	rates = codebook_rates(&st, p->lr);
@@ -804,8 +993,8 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	m2 = palloc_extended(sizeof(float) * st.ncb, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	memcpy(best, st.cb, sizeof(float) * st.ncb);
 	best_recall = evaluate(&st, p, &b, res->held, nheld, &res->loss_before);
-	res->pool_recall_before = res->pool_recall_after = best_recall;
-	elog(DEBUG1, "kdindex distill: start: held-out pool recall %.4f, loss %.4f",
+	res->recall_before = res->recall_after = best_recall;
+	elog(DEBUG1, "kdindex distill: start: held-out recall %.4f, loss %.4f",
 		 best_recall, res->loss_before);
 	res->loss_after = res->loss_before;
 	res->best_epoch = 0;
@@ -820,10 +1009,12 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 		double		recall,
 					loss;
 
+		if (st.mined)
+			mine_negatives(&st, p, order, ntrain);
 		for (int b0 = 0; b0 < ntrain; b0 += batch)
 		{
 			CHECK_FOR_INTERRUPTS();
-			batch_load(&st, &b, order + b0, Min(batch, ntrain - b0), set->k,
+			batch_load(&st, &b, order + b0, Min(batch, ntrain - b0), set->k, true,
 					   st.additive ? 0 : p->balance);
 			batch_loss(&st, p, &b, true, NULL);
 			scatter_grad(&st, &b, gcb);
@@ -837,10 +1028,9 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
 										 (int64) (epoch - 1) * ntrain + b0 + b.nb);
 		}
-		if (st.codes)
-			refresh_codes(&st);
+		refresh_codes(&st);
 		recall = evaluate(&st, p, &b, res->held, nheld, &loss);
-		elog(DEBUG1, "kdindex distill: epoch %d: held-out pool recall %.4f, loss %.4f",
+		elog(DEBUG1, "kdindex distill: epoch %d: held-out recall %.4f, loss %.4f",
 			 epoch, recall, loss);
 		res->epochs = epoch;
 		/*
@@ -851,7 +1041,7 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 		if (nheld == 0 || recall > best_recall - KD_EPOCH_TIE)
 		{
 			best_recall = Max(best_recall, recall);
-			res->pool_recall_after = recall;
+			res->recall_after = recall;
 			res->best_epoch = epoch;
 			res->loss_after = loss;
 			memcpy(best, st.cb, sizeof(float) * st.ncb);

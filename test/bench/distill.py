@@ -52,11 +52,19 @@ def parse_args(argv=None):
     ap.add_argument("--kdindex", default="pq:16,opq:16,aq:16,pq:8,opq:8,aq:8",
                     help="quantizer:m configurations")
     ap.add_argument("--epochs", type=int, default=None, help="kdindex_train epochs (default: its own)")
+    ap.add_argument("--train-args", default="",
+                    help="extra kdindex_train arguments, e.g. \"negatives => 0\"")
     ap.add_argument("--queries", type=int, default=5000, help="teacher queries = evaluation queries")
     ap.add_argument("--no-sampled", action="store_true",
                     help="skip the teacher on sampled rows")
     ap.add_argument("--sampled-kdindex", default="pq:16",
                     help="configurations also trained from the sampled-row teacher")
+    ap.add_argument("--augment", type=int, default=0,
+                    help="also train from a teacher of the test queries plus this many sampled rows")
+    ap.add_argument("--augment-kdindex", default="pq:16,opq:16,aq:16",
+                    help="configurations trained from the augmented teacher")
+    ap.add_argument("--only-augment", action="store_true",
+                    help="skip the plain test-query teacher")
     ap.add_argument("--no-commit-results", action="store_true")
     return ap.parse_args(argv)
 
@@ -83,6 +91,8 @@ def run_config(cur, a, table, opclass, cfg, teacher, truth):
     build_s = time.perf_counter() - t
     before = codes_recall(cur, idx, truth)
     epochs = f", epochs => {a.epochs}" if a.epochs is not None else ""
+    if a.train_args:
+        epochs += f", {a.train_args}"
     cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
                 f"FROM kdindex_train(%s, %s{epochs})", (idx, teacher))
     ep, best, spe, secs, hb, ha = cur.fetchone()
@@ -118,7 +128,9 @@ def main(argv=None):
     conn = psycopg2.connect("")
     conn.autocommit = True
     cur = conn.cursor()
-    cur.execute("CREATE EXTENSION IF NOT EXISTS kdindex")
+    # a fresh extension: the cluster may be reused across builds whose SQL differs
+    cur.execute("DROP EXTENSION IF EXISTS kdindex CASCADE")
+    cur.execute("CREATE EXTENSION kdindex")
     commit, so = build_identity()
     say(f"# kdindex distillation benchmark: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric}), "
         f"kdindex {commit or '?'}")
@@ -145,6 +157,22 @@ def main(argv=None):
                     "metric => %s)", (table, f"{table}_rows", nq, metric))
         teachers.append((f"{table}_rows", f"{nq} sampled rows",
                          [c.strip() for c in a.sampled_kdindex.split(",") if c.strip()]))
+
+    if a.augment:
+        # one teacher table holding both kinds of queries: ids of the rows' part moved past
+        # the test queries'
+        cur.execute(f"DROP TABLE IF EXISTS {table}_augrows, {table}_aug")
+        t = time.perf_counter()
+        cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
+                    "metric => %s)", (table, f"{table}_augrows", a.augment, metric))
+        say(f"teacher: exact top-100 of {a.augment} sampled rows in {time.perf_counter() - t:.1f} s")
+        cur.execute(f"CREATE TABLE {table}_aug AS SELECT * FROM {table}_teacher "
+                    f"UNION ALL SELECT query_id + {nq}, query, source, tids, ids, distances "
+                    f"FROM {table}_augrows")
+        cur.execute(f"ANALYZE {table}_aug")
+        augmented = (f"{table}_aug", f"test queries 0-{nq - 1} + {a.augment} sampled rows",
+                     [c.strip() for c in a.augment_kdindex.split(",") if c.strip()])
+        teachers = [augmented] if a.only_augment else teachers + [augmented]
 
     rows = []
     for teacher, label, tcfgs in teachers:
