@@ -444,7 +444,7 @@ distill_sample(KdBuildState *bs, KdQuantizer *q)
 	p.mem_budget = 0;			/* the sample is in memory already */
 	p.batch_budget = (Size) maintenance_work_mem * 1024 / 4;
 	kd_distill(q, bs->metric, &set, &p, &res);
-	elog(DEBUG1, "kdindex distill: %d queries, pool recall %.4f -> %.4f, best epoch %d",
+	elog(DEBUG1, "kdindex distill: %d queries, held-out recall %.4f -> %.4f, best epoch %d",
 		 nq, res.recall_before, res.recall_after, res.best_epoch);
 	pfree(qrows);
 	pfree(set.queries);

@@ -20,15 +20,18 @@
  * hard); the loss is differentiated with respect to the codewords the codes
  * select, so every step is exact for the codes it used.  PQ and OPQ
  * re-encode the batch at every step; AQ, whose beam-search encoder is
- * expensive, re-encodes all documents once per epoch.  OPQ's rotation is kept
- * (it stays orthogonal); its PQ codebooks train in the rotated space, where
- * distances are the same.
+ * expensive, uses all documents' codes refreshed once per epoch.  OPQ's
+ * rotation is kept (it stays orthogonal); its PQ codebooks train in the
+ * rotated space, where distances are the same.
+ *
+ * Besides the teacher's ranks n+1..K, each query's denominators hold the
+ * documents its codes wrongly rank high, mined from all documents' codes at
+ * the start of every epoch (mine_negatives).
  *
  * Adam updates the codebooks, its step decaying along a half cosine over all
- * the epochs.  A fraction of the queries is held out: after
- * every epoch the trainer measures, for each held-out query, how many of the
- * teacher's top-n its codes rank first within the teacher's list ("pool
- * recall"), and keeps the best epoch's codebooks, the starting ones included.
+ * the epochs.  A fraction of the queries is held out: after every epoch the
+ * trainer measures their codes-only recall@n over all the documents, and
+ * keeps the best epoch's codebooks, the starting ones included.
  */
 #include "postgres.h"
 
@@ -383,7 +386,7 @@ batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, bool min
 	{
 		const int32 *list = set->lists + (Size) qs[i] * set->k;
 
-		memcpy(b->q + (Size) i * st->dim, set->queries + (Size) qs[i] * set->dim, sizeof(float) * st->dim);
+		student_query(st, qs[i], b->q + (Size) i * st->dim);
 		b->off[i] = b->nd;
 		for (int r = 0; r < Min(set->k, maxdocs); r++)
 			if (list[r] >= 0)
@@ -393,14 +396,6 @@ batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, bool min
 			if (st->mined[(Size) qs[i] * st->nneg + r] >= 0)
 				b->doc[b->nd++] = st->mined[(Size) qs[i] * st->nneg + r];
 		b->cnt[i] = b->nd - b->off[i];
-	}
-	if (st->q->kind == KD_QUANT_OPQ)
-	{
-		float	   *tmp = palloc(sizeof(float) * nb * st->dim);
-
-		kd_opq_rotate(st->q, b->q, nb, tmp);
-		memcpy(b->q, tmp, sizeof(float) * nb * st->dim);
-		pfree(tmp);
 	}
 	student_docs(st, b->doc, b->nd, b->x);
 	if (st->additive)

@@ -69,6 +69,10 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def configs(spec):
+    return [c.strip() for c in spec.split(",") if c.strip()]
+
+
 def load_queries(conn, name, data):
     datasets.load_table(conn, name, data, analyze=True)
 
@@ -150,13 +154,13 @@ def main(argv=None):
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 10, "
                 "nqueries => %s, metric => %s)",
                 (table, f"{table}_truth", f"{table}_qeval", nq, metric))
-    cfgs = [c.strip() for c in a.kdindex.split(",") if c.strip()]
+    cfgs = configs(a.kdindex)
     teachers = [(f"{table}_teacher", f"test queries 0-{nq - 1}", cfgs)]
     if not a.no_sampled:
         cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
                     "metric => %s)", (table, f"{table}_rows", nq, metric))
         teachers.append((f"{table}_rows", f"{nq} sampled rows",
-                         [c.strip() for c in a.sampled_kdindex.split(",") if c.strip()]))
+                         configs(a.sampled_kdindex)))
 
     if a.augment:
         # one teacher table holding both kinds of queries: ids of the rows' part moved past
@@ -171,7 +175,7 @@ def main(argv=None):
                     f"FROM {table}_augrows")
         cur.execute(f"ANALYZE {table}_aug")
         augmented = (f"{table}_aug", f"test queries 0-{nq - 1} + {a.augment} sampled rows",
-                     [c.strip() for c in a.augment_kdindex.split(",") if c.strip()])
+                     configs(a.augment_kdindex))
         teachers = [augmented] if a.only_augment else teachers + [augmented]
 
     rows = []
