@@ -5,11 +5,24 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SCRIPTS="$ROOT/test/scripts"
 PGBIN=/usr/lib/postgresql/15/bin
-PYTHON=/usr/bin/python3
 if [ -z "${PG_CONFIG:-}" ]; then
   if [ -x "$PGBIN/pg_config" ]; then PG_CONFIG="$PGBIN/pg_config"; else PG_CONFIG=/usr/bin/pg_config; fi
 fi
 export PG_CONFIG
+# KDINDEX_PREFIX=DIR: install into, and run clusters from, a relocated copy of
+# PostgreSQL 15 under DIR (made on first use), so that several checkouts can
+# test side by side without replacing each other's installed kdindex.so.
+if [ -n "${KDINDEX_PREFIX:-}" ]; then
+  if [ ! -x "$KDINDEX_PREFIX$PGBIN/postgres" ]; then
+    mkdir -p "$KDINDEX_PREFIX/usr/lib/postgresql" "$KDINDEX_PREFIX/usr/share/postgresql"
+    cp -a "$PGBIN/.." "$KDINDEX_PREFIX/usr/lib/postgresql/15"
+    cp -a /usr/share/postgresql/15 "$KDINDEX_PREFIX/usr/share/postgresql/"
+    chmod -R a+rX "$KDINDEX_PREFIX"
+  fi
+  PGBIN=$KDINDEX_PREFIX$PGBIN
+fi
+export PGBIN
+PYTHON=/usr/bin/python3
 export PYTHONDONTWRITEBYTECODE=1
 
 # A `make -jN` hands us its jobserver; our own makes run standalone.
@@ -30,7 +43,9 @@ build_install() {
   log "install"
   local pkglibdir
   pkglibdir=$("$PG_CONFIG" --pkglibdir)
-  if [ $IS_ROOT -eq 1 ] || [ -w "$pkglibdir" ]; then
+  if [ -n "${KDINDEX_PREFIX:-}" ]; then
+    make install PG_CONFIG="$PG_CONFIG" DESTDIR="$KDINDEX_PREFIX" >/dev/null || die "make install failed"
+  elif [ $IS_ROOT -eq 1 ] || [ -w "$pkglibdir" ]; then
     make install PG_CONFIG="$PG_CONFIG" >/dev/null || die "make install failed"
   elif command -v sudo >/dev/null 2>&1; then
     sudo make install PG_CONFIG="$PG_CONFIG" >/dev/null || die "sudo make install failed"

@@ -11,6 +11,10 @@
 #   KDINDEX_TEST_PORT first port to try for the throwaway cluster (54329)
 #   KDINDEX_KEEP_TMP  1 = keep the scratch directory (also kept on failure)
 #   PROVE_FLAGS       extra flags for prove, e.g. --verbose
+#   KDINDEX_PREFIX    install into a private relocated PostgreSQL (lib.sh)
+#   KDINDEX_REGRESS, KDINDEX_ISOLATION, KDINDEX_TAP
+#                     run only these tests (names; TAP: test/t/NNN_x.pl files);
+#                     "none" skips that suite
 set -uo pipefail
 ME=test.sh
 . "$(dirname "$0")/lib.sh"
@@ -85,7 +89,7 @@ run_installcheck() {   # $1 = label, rest = variable overrides
   (cd "$COPY" && as_pg env HOME="$WORK" PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres \
       PGDATABASE=postgres PG_TEST_EXTRA="${PG_TEST_EXTRA:-}" \
       timeout -k 30 "$PHASE_TIMEOUT" \
-      make installcheck PG_CONFIG="$PG_CONFIG" PROVE_FLAGS="${PROVE_FLAGS:-}" "$@") 2>&1 | tee "$out"
+      make installcheck PG_CONFIG="$PG_CONFIG" bindir="$PGBIN" PROVE_FLAGS="${PROVE_FLAGS:-}" "$@") 2>&1 | tee "$out"
   return "${PIPESTATUS[0]}"
 }
 
@@ -100,16 +104,21 @@ print-iso: ; @echo $(ISOLATION)
 EOF
 )
 
+[ -n "${KDINDEX_REGRESS:-}" ] && REGRESS_LIST=${KDINDEX_REGRESS/#none/}
+[ -n "${KDINDEX_ISOLATION:-}" ] && ISO_LIST=${KDINDEX_ISOLATION/#none/}
+TAP_LIST=$(cd "$COPY" && ls test/t/*.pl 2>/dev/null | tr '\n' ' ')
+[ -n "${KDINDEX_TAP:-}" ] && TAP_LIST=${KDINDEX_TAP/#none/}
+TAP_FILES=$(wc -w <<<"$TAP_LIST")
+
 rc_regress=0; rc_iso=0; rc_tap=0
 if [ -n "$REGRESS_LIST" ]; then
-  run_installcheck regress ISOLATION= TAP_TESTS= || rc_regress=$?
+  run_installcheck regress REGRESS="$REGRESS_LIST" ISOLATION= TAP_TESTS= || rc_regress=$?
 fi
 if [ -n "$ISO_LIST" ]; then
-  run_installcheck isolation REGRESS= TAP_TESTS= || rc_iso=$?
+  run_installcheck isolation ISOLATION="$ISO_LIST" REGRESS= TAP_TESTS= || rc_iso=$?
 fi
-TAP_FILES=$(cd "$COPY" && ls test/t/*.pl 2>/dev/null | wc -l)
 if [ "$TAP_FILES" -gt 0 ]; then
-  run_installcheck tap REGRESS= ISOLATION= || rc_tap=$?
+  run_installcheck tap PROVE_TESTS="$TAP_LIST" REGRESS= ISOLATION= || rc_tap=$?
 fi
 
 # ---------------------------------------------------------------- summary
