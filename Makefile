@@ -6,7 +6,7 @@ DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
 
 OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/pages.o src/heap.o src/vector.o src/distance.o src/info.o \
-       src/fastscan.o src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o src/quant/ivf.o \
+       src/fastscan.o src/security.o src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o src/quant/ivf.o \
        src/distill/teacher.o src/distill/train.o src/distill/retrain.o
 
 REGRESS = setup operators bad_input build quantizers scan ivf fastscan vacuum distill train info pgvector

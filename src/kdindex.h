@@ -236,6 +236,17 @@ extern KdHeapFetch *kd_heap_fetch_begin(Relation heap, Relation index);
 extern bool kd_heap_fetch_value(KdHeapFetch *hf, ItemPointer tid, Snapshot snapshot, Datum *value);
 extern void kd_heap_fetch_end(KdHeapFetch *hf);
 
+/* security.c: run table code as VACUUM and REINDEX do */
+typedef struct KdSecurityState
+{
+	Oid			userid;
+	int			sec_context;
+	int			nestlevel;
+} KdSecurityState;
+
+extern void kd_become_owner(Relation heap, KdSecurityState *save);
+extern void kd_restore_user(const KdSecurityState *save);
+
 /* info.c */
 extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 
