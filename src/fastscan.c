@@ -18,6 +18,7 @@
 #include <math.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "common/pg_prng.h"
 #include "utils/builtins.h"
 
@@ -189,24 +190,33 @@ kd_fastscan_kernel_name(void)
 /*
  * kdindex_fastscan_check(blocks, m): the kernel in use against the scalar
  * one on random tables, codes and limits; returns the number of rows whose
- * sum or below-the-limit bit differ.
+ * sum or below-the-limit bit differ.  Anyone may call it, so its work is
+ * bounded (a second or so at the limits) and cancellable.
  */
+#define KD_FASTSCAN_CHECK_MAX_BLOCKS	100000
 PG_FUNCTION_INFO_V1(kdindex_fastscan_check);
 Datum
 kdindex_fastscan_check(PG_FUNCTION_ARGS)
 {
 	int			nblocks = PG_GETARG_INT32(0);
 	int			m = PG_GETARG_INT32(1);
-	int			mb = KdFastScanRows(m);
+	int			mb;
 	pg_prng_state rng;
-	uint8	   *qlut = palloc(KdFastScanLutSize(m));
-	uint8	   *codes = palloc(mb * 16);
+	uint8	   *qlut;
+	uint8	   *codes;
 	int64		differ = 0;
 
 	if (nblocks < 1 || m < 1 || m > 256)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("blocks must be positive and m between 1 and 256")));
+	if (nblocks > KD_FASTSCAN_CHECK_MAX_BLOCKS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("blocks must be at most %d, not %d", KD_FASTSCAN_CHECK_MAX_BLOCKS, nblocks)));
+	mb = KdFastScanRows(m);
+	qlut = palloc(KdFastScanLutSize(m));
+	codes = palloc(mb * 16);
 	pg_prng_seed(&rng, 42);
 	for (int b = 0; b < nblocks; b++)
 	{
@@ -215,6 +225,8 @@ kdindex_fastscan_check(PG_FUNCTION_ARGS)
 		uint16		limit = (uint16) pg_prng_uint32(&rng);
 		uint32		fast_below,
 					slow_below;
+
+		CHECK_FOR_INTERRUPTS();
 
 		for (int i = 0; i < mb * 16; i++)
 		{

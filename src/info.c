@@ -1,6 +1,9 @@
 /*
  * info.c — kdindex_info(regclass): what an index holds and what it costs;
  * kdindex_lists(regclass): rows and pages of each IVF list.
+ *
+ * As pgstatindex: they need SELECT on the index's table or the rights of
+ * pg_stat_scan_tables, and lock only the index.
  */
 #include "postgres.h"
 
@@ -90,7 +93,8 @@ Datum
 kdindex_info(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
-	Relation	index = kd_open_index(relid, AccessShareLock);
+	Oid			heapoid = kd_index_table_checked(relid, KD_PRIV_STATS);
+	Relation	index = kd_lock_index(relid, heapoid, NoLock, AccessShareLock, NULL);
 	TupleDesc	tupdesc;
 	KdMetaPageData meta;
 	Datum		values[16];
@@ -141,7 +145,8 @@ Datum
 kdindex_lists(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Relation	index = kd_open_index(PG_GETARG_OID(0), AccessShareLock);
+	Oid			heapoid = kd_index_table_checked(PG_GETARG_OID(0), KD_PRIV_STATS);
+	Relation	index = kd_lock_index(PG_GETARG_OID(0), heapoid, NoLock, AccessShareLock, NULL);
 	KdMetaPageData meta;
 	BlockNumber *heads;
 	int			nchains;

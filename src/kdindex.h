@@ -247,6 +247,21 @@ typedef struct KdSecurityState
 extern void kd_become_owner(Relation heap, KdSecurityState *save);
 extern void kd_restore_user(const KdSecurityState *save);
 
+/* what a function needs on the table of an index */
+typedef enum KdPrivilege
+{
+	KD_PRIV_OWNER,				/* kdindex_train: as REINDEX */
+	KD_PRIV_SELECT,				/* kdindex_recall */
+	KD_PRIV_STATS				/* kdindex_info: SELECT or pg_stat_scan_tables */
+} KdPrivilege;
+
+extern Oid	kd_index_table_checked(Oid indexoid, KdPrivilege need);
+extern Relation kd_lock_index(Oid indexoid, Oid heapoid, LOCKMODE heaplock, LOCKMODE indexlock,
+							  Relation *heap);
+extern void kd_check_select(Oid relid);
+extern int	kd_pin_search_path(void);
+extern void kd_unpin_search_path(int nestlevel);
+
 /* info.c */
 extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 

@@ -11,9 +11,16 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "fmgr.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "distance.h"
@@ -36,15 +43,96 @@ typedef struct PgVector
 	float		x[FLEXIBLE_ARRAY_MEMBER];
 } PgVector;
 
+static bool
+input_is_c(Oid funcid)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	bool		result;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	result = ((Form_pg_proc) GETSTRUCT(tup))->prolang == ClanguageId;
+	ReleaseSysCache(tup);
+	return result;
+}
+
 /*
- * The floats of a real[] or vector datum, without copying when the datum is
- * already detoasted.  Arrays must be one-dimensional, non-empty, without NULL
- * elements.
+ * Is typid pgvector's vector?  Not any type of that name: a role can create
+ * mallory.vector, even a domain over int, and reading its datums as vectors
+ * would crash.  pgvector's is a base varlena type, member of the extension
+ * named vector, whose input function is C.
+ */
+bool
+kd_is_pgvector_type(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	Form_pg_type form;
+	bool		result;
+	Oid			ext;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	form = (Form_pg_type) GETSTRUCT(tup);
+	result = strcmp(NameStr(form->typname), "vector") == 0 && form->typtype == TYPTYPE_BASE &&
+		form->typlen == -1 && input_is_c(form->typinput);
+	ReleaseSysCache(tup);
+	if (!result)
+		return false;
+	ext = getExtensionOfObject(TypeRelationId, typid);
+	return OidIsValid(ext) && ext == get_extension_oid("vector", true);
+}
+
+/*
+ * The last type kd_vector_base_type was asked about (datums come by the
+ * million, of one type), forgotten whenever pg_type changes.
+ */
+static Oid	cached_type = InvalidOid;
+static Oid	cached_base = InvalidOid;
+
+static void
+forget_cached_type(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cached_type = InvalidOid;
+}
+
+/*
+ * FLOAT4ARRAYOID when typid is real[] or a domain over it, pgvector's vector
+ * when it is that or a domain over it, InvalidOid otherwise.
+ */
+Oid
+kd_vector_base_type(Oid typid)
+{
+	static bool registered = false;
+	Oid			base;
+
+	if (typid == FLOAT4ARRAYOID)
+		return typid;
+	if (typid == cached_type && OidIsValid(typid))
+		return cached_base;
+	if (!registered)
+	{
+		CacheRegisterSyscacheCallback(TYPEOID, forget_cached_type, (Datum) 0);
+		registered = true;
+	}
+	base = getBaseType(typid);
+	if (base != FLOAT4ARRAYOID && !kd_is_pgvector_type(base))
+		base = InvalidOid;
+	cached_type = typid;
+	cached_base = base;
+	return base;
+}
+
+/*
+ * The floats of a real[] or vector datum (typid may be a domain over
+ * either), without copying when the datum is already detoasted.  Arrays
+ * must be one-dimensional, non-empty, without NULL elements.
  */
 float *
 kd_datum_floats(Datum value, Oid typid, int *dim)
 {
-	if (typid == FLOAT4ARRAYOID)
+	Oid			base = kd_vector_base_type(typid);
+
+	if (base == FLOAT4ARRAYOID)
 	{
 		ArrayType  *a = DatumGetArrayTypeP(value);
 
@@ -67,13 +155,17 @@ kd_datum_floats(Datum value, Oid typid, int *dim)
 		*dim = ARR_DIMS(a)[0];
 		return (float *) ARR_DATA_PTR(a);
 	}
-	else
+	else if (OidIsValid(base))
 	{
 		PgVector   *v = (PgVector *) PG_DETOAST_DATUM(value);
 
 		*dim = v->dim;
 		return v->x;
 	}
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("type %s is neither real[] nor pgvector's vector", format_type_be(typid))));
+	return NULL;
 }
 
 void
@@ -99,20 +191,6 @@ check_same_dim(int a, int b)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("different vector dimensions %d and %d", a, b)));
-}
-
-/* Is typid pgvector's vector (whatever schema it lives in)? */
-bool
-kd_is_pgvector_type(Oid typid)
-{
-	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	bool		result;
-
-	if (!HeapTupleIsValid(tup))
-		return false;
-	result = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname), "vector") == 0;
-	ReleaseSysCache(tup);
-	return result;
 }
 
 /* Scale x to unit length; false for a zero vector */

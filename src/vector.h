@@ -12,6 +12,7 @@ extern float *kd_datum_floats(Datum value, Oid typid, int *dim);
 extern void kd_check_finite(const float *x, int dim);
 extern bool kd_normalize(float *x, int dim);
 extern bool kd_is_pgvector_type(Oid typid);
+extern Oid	kd_vector_base_type(Oid typid);
 extern float *kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim);
 extern double kd_exact_distance(KdMetric metric, const float *a, const float *b, int dim);
 

@@ -65,6 +65,9 @@ typedef struct KdDistillResult
 } KdDistillResult;
 
 extern void kd_distill_defaults(KdDistillParams *p);
+/* retrain.c: the teacher tables kdindex_train and kdindex_recall read */
+extern void kd_check_teacher_table(Oid teacher, Oid vectype);
+extern void kd_teacher_tids(Datum d, bool isnull, Oid teacher, Datum **elems, bool **nulls, int *n);
 /* teacher.c */
 extern void kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metric,
 								 const int32 *qrows, int nq, int k, int32 *lists);

@@ -12,12 +12,19 @@
  * Recall before and after is measured on the held-out teacher queries over
  * every code in the index: the old chain with the old codebooks, the new
  * chain with the new ones.
+ *
+ * Rights are REINDEX's: the caller owns the table, and may read the teacher
+ * table, which is read as the caller.  Everything after that, which
+ * evaluates the index's expressions (document vectors, re-encoding), runs as
+ * the table's owner in a security-restricted operation, as REINDEX does.
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/table.h"
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "commands/progress.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -45,6 +52,7 @@ typedef struct KdTeacherSet
 	Oid			typid;
 	KdMetric	metric;
 	KdHeapFetch *hf;
+	BlockNumber nblocks;		/* the table's size when the teacher was read */
 	MemoryContext rowcxt;		/* reset per document read */
 } KdTeacherSet;
 
@@ -63,6 +71,9 @@ doc_vector(KdTeacherSet *ts, ItemPointer tid, Snapshot snapshot, float *out)
 	float	   *x;
 	MemoryContext old;
 
+	/* a TID past the table's end, or (n,0), is no row (and no block to read) */
+	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= ts->nblocks)
+		return false;
 	if (!kd_heap_fetch_value(ts->hf, tid, snapshot, &value))
 		return false;
 	old = MemoryContextSwitchTo(ts->rowcxt);
@@ -98,12 +109,36 @@ doc_number(const KdTeacherSet *ts, ItemPointer tid)
 }
 
 /*
- * Read the teacher table: queries (in the index's metric form), their source
- * rows and neighbour lists.  Neighbours no longer visible in the table are
- * dropped from the lists.
+ * The elements of a teacher row's tids (NULL: none).  Any shape a user can
+ * store is taken apart safely: NULL elements are kept as such for the
+ * caller to skip, and only one-dimensional arrays are accepted.
+ */
+void
+kd_teacher_tids(Datum d, bool isnull, Oid teacher, Datum **elems, bool **nulls, int *n)
+{
+	ArrayType  *arr;
+
+	*n = 0;
+	if (isnull)
+		return;
+	arr = DatumGetArrayTypeP(d);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("column \"tids\" of teacher table \"%s\" holds a %d-dimensional array",
+						get_rel_name(teacher), ARR_NDIM(arr)),
+				 errdetail("Neighbour lists are one-dimensional arrays of TIDs.")));
+	deconstruct_array(arr, TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT, elems, nulls, n);
+}
+
+/*
+ * Read the teacher table as the caller: queries (in the index's metric
+ * form), their source rows and neighbour lists; then, as the table's owner
+ * (sec), read its rows back.  Neighbours that are no longer visible rows of
+ * the table, or never were, are dropped from the lists.
  */
 static void
-load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
+load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt, KdSecurityState *sec)
 {
 	KdDistillSet *set = &ts->set;
 	char	   *sql = psprintf("SELECT query, source, tids FROM %s ORDER BY query_id",
@@ -137,7 +172,9 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
 		Datum		d = SPI_getbinval(tup, desc, 1, &isnull);
 		int			dim;
 		float	   *x;
-		ArrayType  *arr;
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
 
 		if (isnull)
 			ereport(ERROR,
@@ -157,11 +194,8 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
 		else
 			ts->sources[qi] = *(ItemPointer) DatumGetPointer(d);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
-		if (!isnull)
-		{
-			arr = DatumGetArrayTypeP(d);
-			set->k = Max(set->k, ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr)));
-		}
+		kd_teacher_tids(d, isnull, teacher, &elems, &nulls, &n);
+		set->k = Max(set->k, n);
 	}
 	all = palloc_extended(sizeof(ItemPointerData) * set->nq * Max(set->k, 1), MCXT_ALLOC_HUGE);
 	set->lists = palloc_extended(sizeof(int32) * set->nq * Max(set->k, 1), MCXT_ALLOC_HUGE);
@@ -171,11 +205,9 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[qi], SPI_tuptable->tupdesc, 3, &isnull);
 		Datum	   *elems;
 		bool	   *nulls;
-		int			n = 0;
+		int			n;
 
-		if (!isnull)
-			deconstruct_array(DatumGetArrayTypeP(d), TIDOID, sizeof(ItemPointerData), false,
-							  TYPALIGN_SHORT, &elems, &nulls, &n);
+		kd_teacher_tids(d, isnull, teacher, &elems, &nulls, &n);
 		for (int r = 0; r < n; r++)
 			if (!nulls[r])
 				all[nall++] = *(ItemPointer) DatumGetPointer(elems[r]);
@@ -186,6 +218,8 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
 				 errmsg("teacher table \"%s\" lists no neighbours", get_rel_name(teacher))));
 
 	/* distinct TIDs, and which of them are still rows of the table */
+	kd_become_owner(ts->heap, sec);
+	ts->nblocks = RelationGetNumberOfBlocks(ts->heap);
 	qsort(all, nall, sizeof(ItemPointerData), tid_cmp);
 	set->ndocs = 0;
 	for (int64 i = 0; i < nall; i++)
@@ -210,13 +244,11 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt)
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[qi], SPI_tuptable->tupdesc, 3, &isnull);
 		Datum	   *elems;
 		bool	   *nulls;
-		int			n = 0,
+		int			n,
 					out = 0;
 		int32	   *list = set->lists + (Size) qi * set->k;
 
-		if (!isnull)
-			deconstruct_array(DatumGetArrayTypeP(d), TIDOID, sizeof(ItemPointerData), false,
-							  TYPALIGN_SHORT, &elems, &nulls, &n);
+		kd_teacher_tids(d, isnull, teacher, &elems, &nulls, &n);
 		for (int r = 0; r < n && r < set->k; r++)
 		{
 			int32		doc = nulls[r] ? -1 : doc_number(ts, (ItemPointer) DatumGetPointer(elems[r]));
@@ -420,19 +452,63 @@ held_out(const KdTeacherSet *ts, const KdDistillResult *res, int topn, KdHeldOut
 	ho->queries = queries;
 }
 
-/* The columns kdindex_train reads from a kdindex_teacher table */
-static void
-check_teacher_table(Oid teacher)
+/*
+ * The teacher table kdindex_train and kdindex_recall read, checked before it
+ * is read: the caller may SELECT it, and it has kdindex_teacher's columns
+ * with their types (query of the index's type vectype), which the lock
+ * taken here keeps until the end of the transaction.  Anything else could
+ * be read as the wrong type.
+ */
+void
+kd_check_teacher_table(Oid teacher, Oid vectype)
 {
 	static const char *const columns[] = {"query_id", "query", "source", "tids"};
+	Relation	rel;
 
+	kd_check_select(teacher);
+	LockRelationOid(teacher, AccessShareLock);
+	rel = relation_open(teacher, NoLock);
 	for (int i = 0; i < lengthof(columns); i++)
-		if (get_attnum(teacher, columns[i]) == InvalidAttrNumber)
+	{
+		AttrNumber	attnum = get_attnum(teacher, columns[i]);
+		Oid			typid;
+		bool		ok;
+		const char *want;
+
+		if (attnum == InvalidAttrNumber)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("\"%s\" is not a teacher table: it has no column \"%s\"",
-							get_rel_name(teacher), columns[i]),
+							RelationGetRelationName(rel), columns[i]),
 					 errhint("Make one with kdindex_teacher().")));
+		typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+		switch (i)
+		{
+			case 0:
+				ok = typid == INT2OID || typid == INT4OID || typid == INT8OID;
+				want = "an integer";
+				break;
+			case 1:
+				ok = kd_vector_base_type(typid) == vectype;
+				want = format_type_be(vectype);
+				break;
+			case 2:
+				ok = typid == TIDOID;
+				want = "tid";
+				break;
+			default:
+				ok = typid == TIDARRAYOID;
+				want = "tid[]";
+				break;
+		}
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of teacher table \"%s\" is of type %s, not %s",
+							columns[i], RelationGetRelationName(rel), format_type_be(typid), want),
+					 errhint("Make one with kdindex_teacher().")));
+	}
+	relation_close(rel, NoLock);
 }
 
 /* A few thousand document vectors, for the blob's precision and the MSE */
@@ -468,6 +544,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 	Relation	heap,
 				index;
 	Oid			heapoid;
+	KdSecurityState sec;
+	int			nestlevel;
 	MemoryContext outer = CurrentMemoryContext;
 	TupleDesc	desc;
 	Datum		values[10];
@@ -479,6 +557,7 @@ kdindex_train(PG_FUNCTION_ARGS)
 	char	   *blob;
 	double		seconds;
 
+	memset(&ts, 0, sizeof(ts));
 	kd_distill_defaults(&p);
 	p.epochs = PG_GETARG_INT32(2);
 	p.lr = PG_GETARG_FLOAT8(3);
@@ -493,15 +572,11 @@ kdindex_train(PG_FUNCTION_ARGS)
 		elog(ERROR, "kdindex_train: return type must be a row type");
 	INSTR_TIME_SET_CURRENT(start);
 
-	heapoid = IndexGetRelation(indexoid, true);
-	if (!OidIsValid(heapoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a kdindex index", get_rel_name(indexoid))));
-	check_teacher_table(teacher);
-	/* one training at a time, and no VACUUM moving tuples meanwhile */
-	heap = table_open(heapoid, ShareUpdateExclusiveLock);
-	index = kd_open_index(indexoid, RowExclusiveLock);
+	/* rights first, then locks: one training at a time, no VACUUM meanwhile */
+	heapoid = kd_index_table_checked(indexoid, KD_PRIV_OWNER);
+	ts.typid = kd_vector_base_type(get_atttype(indexoid, 1));
+	kd_check_teacher_table(teacher, ts.typid);
+	index = kd_lock_index(indexoid, heapoid, ShareUpdateExclusiveLock, RowExclusiveLock, &heap);
 	kd_read_meta(index, &meta);
 	if (!meta.trained)
 		ereport(ERROR,
@@ -532,10 +607,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_PHASE, PROGRESS_CREATEIDX_PHASE_BUILD);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_DISTILL);
 
-	memset(&ts, 0, sizeof(ts));
 	ts.heap = heap;
 	ts.index = index;
-	ts.typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	ts.metric = kd_index_metric(index);
 	ts.set.dim = meta.dim;
 	ts.set.fetch = fetch_docs;
@@ -543,7 +616,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 	ts.hf = kd_heap_fetch_begin(heap, index);
 	ts.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex_train row", ALLOCSET_DEFAULT_SIZES);
 	SPI_connect();
-	load_teacher(&ts, teacher, outer);
+	nestlevel = kd_pin_search_path();
+	load_teacher(&ts, teacher, outer, &sec);
 	SPI_finish();
 
 	/* the documents' vectors may use what the teacher lists leave */
@@ -562,6 +636,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 	newq = kd_quantizer_deserialize(blob, newmeta.blob_size);
 	values[3] = Float8GetDatum(chain_recall(index, &newmeta, newq, ts.metric, &ho, meta.dim));
 	kd_heap_fetch_end(ts.hf);
+	kd_restore_user(&sec);
+	kd_unpin_search_path(nestlevel);
 	pgstat_progress_end_command();
 
 	INSTR_TIME_SET_CURRENT(duration);
@@ -607,6 +683,7 @@ kdindex_check_gradients(PG_FUNCTION_ARGS)
 					Datum		values[5];
 					bool		nulls[5] = {false};
 
+					CHECK_FOR_INTERRUPTS();
 					values[0] = CStringGetTextDatum(kd_quantizer_name(kinds[k]));
 					values[1] = CStringGetTextDatum(soft ? "soft" : "hard");
 					values[2] = CStringGetTextDatum(metrics[mi] == KD_METRIC_L2 ? "l2" : "inner_product");

@@ -17,6 +17,11 @@
  * sampled query came from), and the ranked neighbours as arrays of heap
  * TIDs, primary keys (when the table has a single integer one) and distances
  * — arrays, so the query vector is stored once, not k times.
+ *
+ * Everything runs as the caller, who needs SELECT on the table and the query
+ * table and the right to create the result table; the table must have TIDs
+ * (a table or materialized view, not a view).  Queries are built quoted and
+ * schema-qualified, under a search_path that holds nothing a user created.
  */
 #include "postgres.h"
 
@@ -24,6 +29,8 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -32,6 +39,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 
 #include "distance.h"
 #include "distill/distill.h"
@@ -55,7 +64,8 @@ typedef struct KdTeacher
 	Oid			relid;
 	char	   *col;			/* quoted column name */
 	char	   *pk;				/* quoted single integer primary key, or NULL */
-	Oid			typid;
+	char	   *op;				/* OPERATOR(schema.op) of the metric */
+	Oid			typid;			/* real[] or pgvector's vector (never a domain) */
 	KdMetric	metric;
 	int			k;
 	int			dim;
@@ -94,21 +104,44 @@ parse_metric(const char *name)
 	return KD_METRIC_L2;
 }
 
-static const char *
-metric_operator(KdMetric metric)
+/*
+ * The metric's operator on the vector type, schema-qualified: kdindex's own
+ * (in the schema of the calling function) for real[], pgvector's for vector.
+ */
+static char *
+metric_operator(KdMetric metric, Oid typid, Oid fnoid)
 {
-	return metric == KD_METRIC_L2 ? "<->" : (metric == KD_METRIC_IP ? "<#>" : "<=>");
+	const char *op = metric == KD_METRIC_L2 ? "<->" : (metric == KD_METRIC_IP ? "<#>" : "<=>");
+	char	   *nsp;
+
+	if (typid == FLOAT4ARRAYOID)
+		nsp = get_namespace_name(get_func_namespace(fnoid));
+	else
+	{
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for type %u", typid);
+		nsp = get_namespace_name(((Form_pg_type) GETSTRUCT(tup))->typnamespace);
+		ReleaseSysCache(tup);
+	}
+	if (!OidIsValid(OpernameGetOprid(list_make2(makeString(nsp), makeString(pstrdup(op))), typid, typid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("operator does not exist: %s %s.%s %s", format_type_be(typid), nsp, op,
+						format_type_be(typid))));
+	return psprintf("OPERATOR(%s.%s)", quote_identifier(nsp), op);
 }
 
 /* The table's primary key, when it is one integer column */
 static char *
 integer_pk(Oid relid)
 {
-	char	   *sql = psprintf("SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+	char	   *sql = psprintf("SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
 							   "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
 							   "WHERE i.indrelid = %u AND i.indisprimary AND i.indnatts = 1 "
-							   "AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)",
-							   relid);
+							   "AND a.atttypid IN (%u, %u, %u)",
+							   relid, INT2OID, INT4OID, INT8OID);
 
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "kdindex_teacher: primary key lookup failed");
@@ -117,7 +150,11 @@ integer_pk(Oid relid)
 	return pstrdup(quote_identifier(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
 }
 
-/* The vector column's type: real[] or pgvector's vector */
+/*
+ * The vector column's type: real[] or pgvector's vector (or a domain over
+ * either: then the type it is over).  The caller holds a lock on the
+ * relation, so the type does not change before the column is read.
+ */
 static Oid
 vector_column_type(Oid relid, const char *col, const char *what)
 {
@@ -129,12 +166,12 @@ vector_column_type(Oid relid, const char *col, const char *what)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of %s \"%s\" does not exist", col, what, get_rel_name(relid))));
 	typid = get_atttype(relid, attnum);
-	if (typid != FLOAT4ARRAYOID && !kd_is_pgvector_type(typid))
+	if (!OidIsValid(kd_vector_base_type(typid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("column \"%s\" of %s \"%s\" is of type %s, not real[] or vector",
 						col, what, get_rel_name(relid), format_type_be(typid))));
-	return typid;
+	return kd_vector_base_type(typid);
 }
 
 /* A row's vector into dst, checking its dimension against the teacher's */
@@ -390,9 +427,9 @@ index_teacher(KdTeacher *t)
 	char	   *sql = psprintf("SELECT ctid, %s, %s %s $1 FROM %s WHERE %s IS NOT NULL "
 							   "ORDER BY %s %s $1 LIMIT %d",
 							   t->pk ? t->pk : "NULL::int8", quote_identifier(t->col),
-							   metric_operator(t->metric), relation_name(t->relid),
+							   t->op, relation_name(t->relid),
 							   quote_identifier(t->col), quote_identifier(t->col),
-							   metric_operator(t->metric), t->k + (t->self ? 1 : 0));
+							   t->op, t->k + (t->self ? 1 : 0));
 	Oid			argtype = t->typid;
 	SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
 
@@ -431,13 +468,14 @@ neighbour_cmp(const void *a, const void *b)
 	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
 }
 
+/* into: a quoted, schema-qualified name */
 static void
 write_result(KdTeacher *t, const char *into)
 {
 	char	   *create = psprintf("CREATE TABLE %s (query_id int PRIMARY KEY, query %s, source tid, "
 								  "tids tid[], ids bigint[], distances float8[])",
-								  quote_identifier(into), format_type_be(t->typid));
-	char	   *insert = psprintf("INSERT INTO %s VALUES ($1, $2, $3, $4, $5, $6)", quote_identifier(into));
+								  into, format_type_be_qualified(t->typid));
+	char	   *insert = psprintf("INSERT INTO %s VALUES ($1, $2, $3, $4, $5, $6)", into);
 	Oid			types[6] = {INT4OID, t->typid, TIDOID, TIDARRAYOID, INT8ARRAYOID, FLOAT8ARRAYOID};
 	SPIPlanPtr	plan;
 	Datum	   *tids = palloc(sizeof(Datum) * t->k);
@@ -479,6 +517,45 @@ write_result(KdTeacher *t, const char *into)
 	SPI_freeplan(plan);
 }
 
+/*
+ * A relation kdindex_teacher reads, checked before it is locked: the caller
+ * may SELECT it, and the table proper has TIDs.  The lock keeps its columns
+ * as they are checked until the queries read them.
+ */
+static void
+check_relation(Oid relid, bool needs_tids)
+{
+	char		relkind;
+
+	kd_check_select(relid);
+	relkind = get_rel_relkind(relid);
+	if (needs_tids && relkind != RELKIND_RELATION && relkind != RELKIND_MATVIEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table or materialized view", get_rel_name(relid)),
+				 errdetail("kdindex_teacher lists neighbours by their TIDs, which only tables and "
+						   "materialized views have.")));
+	LockRelationOid(relid, AccessShareLock);
+	if (get_rel_relkind(relid) != relkind)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u was dropped meanwhile", relid)));
+}
+
+/*
+ * The result table's name, possibly schema-qualified ("public.evil" is the
+ * table evil in public, not a table of that name), quoted and qualified
+ * with the schema the caller's search_path creates it in.
+ */
+static char *
+qualified_result_name(const char *into)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(into));
+	Oid			nsp = RangeVarGetCreationNamespace(rv);
+
+	return quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
+}
+
 Datum
 kdindex_teacher(PG_FUNCTION_ARGS)
 {
@@ -487,6 +564,7 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 	char	   *teacher;
 	int			nqueries;
 	int64		chunk;
+	int			nestlevel;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) ||
 		PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7))
@@ -515,11 +593,25 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid teacher \"%s\"", teacher),
 				 errdetail("Valid teachers are \"exact\" and \"index\".")));
+	into = qualified_result_name(into);
+	check_relation(t.relid, true);
+	if (!t.self)
+		check_relation(PG_GETARG_OID(3), false);
 	t.typid = vector_column_type(t.relid, t.col, "table");
+	if (strcmp(teacher, "index") == 0)
+		t.op = metric_operator(t.metric, t.typid, fcinfo->flinfo->fn_oid);
 
 	SPI_connect();
+	nestlevel = kd_pin_search_path();
 	t.pk = integer_pk(t.relid);
 	load_queries(&t, t.self ? InvalidOid : PG_GETARG_OID(3), nqueries);
+	/* the lists are held until written: as much as maintenance_work_mem allows */
+	if ((double) t.nq * t.k * sizeof(KdNeighbour) > (double) maintenance_work_mem * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%d queries with k = %d need %.0f kB of lists, more than maintenance_work_mem",
+						t.nq, t.k, (double) t.nq * t.k * sizeof(KdNeighbour) / 1024),
+				 errhint("Ask for fewer queries or a smaller k, or raise maintenance_work_mem.")));
 	t.heaps = palloc_extended(sizeof(KdNeighbour) * t.nq * t.k, MCXT_ALLOC_HUGE);
 	t.nheap = palloc0(sizeof(int) * t.nq);
 
@@ -534,6 +626,7 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 			exact_pass(&t, q0, (int) Min(t.nq, q0 + chunk));
 	}
 	write_result(&t, into);
+	kd_unpin_search_path(nestlevel);
 	SPI_finish();
 	PG_RETURN_INT32(t.nq);
 }
