@@ -135,11 +135,22 @@ kd_lock_index(Oid indexoid, Oid heapoid, LOCKMODE heaplock, LOCKMODE indexlock, 
 	return index;
 }
 
-/* SELECT on any relation a function reads (teacher and query tables) */
+/*
+ * SELECT on a relation a function reads (teacher and query tables), which
+ * must be one a query can read: not an index, sequence or composite type.
+ */
 void
 kd_check_select(Oid relid)
 {
+	char		relkind;
+
 	check_table_privilege(relid, KD_PRIV_SELECT);
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_MATVIEW && relkind != RELKIND_VIEW &&
+		relkind != RELKIND_PARTITIONED_TABLE && relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table, view or materialized view", get_rel_name(relid))));
 }
 
 /*
