@@ -243,6 +243,7 @@ kdindex_recall(PG_FUNCTION_ARGS)
 
 	kd_become_owner(heap, &sec);
 	set_guc("enable_seqscan", "off");
+	set_guc("enable_indexscan", "on");
 	/* a query sampled from the table does not count its own row */
 	sql = psprintf("SELECT ctid FROM %s WHERE ctid IS DISTINCT FROM $2 ORDER BY (%s) %s $1 LIMIT %d",
 				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(heap)),
