@@ -61,6 +61,13 @@ CREATE FUNCTION kdindex_lists(idx regclass, OUT list int, OUT rows bigint, OUT p
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
+-- Check an index's pages, as amcheck's bt_index_check does a B-tree's; with
+-- heapallindexed, also that every live row of the table is in it exactly
+-- once.  Raises an ERROR (SQLSTATE XX002) naming the first corruption found;
+-- returns nothing when the index is sound.  The table's owner may call it.
+CREATE FUNCTION kdindex_verify(idx regclass, heapallindexed bool DEFAULT false) RETURNS void
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
 -- The 4-bit fast scan's kernel (avx2 or scalar), and a check that it sums
 -- exactly as the scalar kernel does on random tables and codes (returns the
 -- number of differing sums: 0).
