@@ -162,6 +162,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM t WHERE id > 2300'),
 	'0', 'after crash 1: no aborted or in-progress rows in the heap');
 is(info('t_v_idx'), $info_before,
 	'after crash 1: kdindex_info (trained codebooks, layout) unchanged');
+KdTest::verify_ok($node, 't_v_idx', 'after crash 1');
 
 # ---------------------------------------------------------------- writes after recovery
 # inserts, a checkpoint, more inserts, deletes + VACUUM, inserts into freed space
@@ -182,6 +183,7 @@ $node->stop('immediate');
 $node->start;
 check_table('after crash 2', $n2, 2651);
 is(info('t_v_idx'), $info_before, 'after crash 2: kdindex_info unchanged');
+KdTest::verify_ok($node, 't_v_idx', 'after crash 2');
 is($node->safe_psql('postgres',
 	"SET enable_seqscan = off; SET enable_bitmapscan = off; SET kdindex.rerank = 100000; "
 	  . "SELECT count(*) FROM (SELECT id FROM t ORDER BY v <-> '$queries[3]' LIMIT 100000) s "
@@ -209,6 +211,7 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM u'), '0',
 	'unlogged: table empty after crash');
 is(count_via_index('u', $queries[0], 100000), '0|0',
 	'unlogged: index empty after crash');
+KdTest::verify_ok($node, 'u_v_idx', 'unlogged, after crash');
 
 my $one = $node->safe_psql('postgres', "SELECT " . vec_sql('7') . "::text");
 $node->safe_psql('postgres', "INSERT INTO u VALUES (7, '$one')");
@@ -230,6 +233,8 @@ foreach my $i (0 .. 2)
 
 # the logged table was not affected by any of this
 check_table('end', $n2, 2651);
+KdTest::verify_ok($node, 't_v_idx', 'end');
+KdTest::verify_ok($node, 'u_v_idx', 'end');
 
 $node->stop;
 done_testing();

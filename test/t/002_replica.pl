@@ -141,6 +141,8 @@ compare('after re-insert', $n);
 $primary->safe_psql('postgres', 'REINDEX INDEX t_v_idx');
 $primary->wait_for_catchup($standby);
 compare('after REINDEX', $n);
+KdTest::verify_ok($primary, 't_v_idx', 'primary');
+KdTest::verify_ok($standby, 't_v_idx', 'standby');
 
 # a stored vector is its own nearest neighbour on the standby
 my $q5123 = $primary->safe_psql('postgres', 'SELECT v::text FROM t WHERE id = 5123');
@@ -157,6 +159,7 @@ is(count_via_index($standby, $queries[3]), ($n + 100) . '|' . ($n + 100),
 	'promoted standby: inserts are indexed');
 is(knn($standby, $queries[4], 10, 100000), exact($standby, $queries[4], 10),
 	'promoted standby: index answer is exact');
+KdTest::verify_ok($standby, 't_v_idx', 'promoted standby');
 
 $standby->stop;
 $primary->stop;

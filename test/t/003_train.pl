@@ -102,6 +102,7 @@ is(generation(), $gen0 + 1, 'the training switched to a new generation');
 is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
 	6000 + $inserted, 'the index holds every row, those inserted during training included');
 all_found('after training with concurrent inserts');
+KdTest::verify_ok($node, 't_kd', 'after training with concurrent inserts');
 
 # 2. a cancelled training leaves the old index
 my $gen1 = generation();
@@ -113,6 +114,7 @@ like($stderr, qr/canceling statement due to statement timeout/, 'the training wa
 is(generation(), $gen1, 'a cancelled training keeps the generation');
 is(codes_answers(), $before, 'a cancelled training keeps the codes');
 all_found('after a cancelled training');
+KdTest::verify_ok($node, 't_kd', 'after a cancelled training');
 
 # 3. kill -9 of the backend running a training: the server restarts all
 # sessions and runs crash recovery
@@ -138,11 +140,13 @@ is(codes_answers(), $before, 'killed mid-training: the old codes, unchanged')
 is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
 	$node->safe_psql('postgres', 'SELECT count(*) FROM t'), 'after the crash: one index entry per row');
 all_found('after the crash');
+KdTest::verify_ok($node, 't_kd', 'after the crash');
 
 # and the index can be trained again
 is($node->safe_psql('postgres', "SELECT epochs FROM kdindex_train('t_kd', 't_teacher', epochs => 1)"),
 	'1', 'training after recovery works');
 all_found('after retraining');
+KdTest::verify_ok($node, 't_kd', 'after retraining');
 
 $node->stop;
 done_testing();

@@ -84,6 +84,7 @@ $primary->stop('immediate');
 $primary->start;
 check_every_row('after crash');
 is(top10($primary), $before, 'after crash: same top 10');
+KdTest::verify_ok($primary, $_, 'after crash') foreach ('t_ivf', 't_fs');
 
 # inserts after recovery go to their lists and are found
 $primary->safe_psql('postgres',
@@ -101,5 +102,7 @@ SET enable_seqscan = off; SET kdindex.probes = 100; SET kdindex.rerank = 0;
 SELECT count(*) FROM (SELECT id FROM t ORDER BY v <-> '$q' LIMIT 100000) s}),
 	$primary->safe_psql('postgres', 'SELECT count(*) FROM t'),
 	'standby: every row through the index');
+KdTest::verify_ok($_, 't_ivf', $_->name) foreach ($primary, $standby);
+KdTest::verify_ok($_, 't_fs', $_->name) foreach ($primary, $standby);
 
 done_testing();
