@@ -417,7 +417,9 @@ check_meta(VerifyState *vs)
 	{
 		if (m->dim == 0 || m->m == 0 || (m->quantizer != KD_QUANT_AQ && m->dim % m->m != 0))
 			corrupt(vs, "the meta page of a trained index has dim = %d and m = %d", m->dim, m->m);
-		if (!BlockNumberIsValid(m->blob_head) || m->blob_size < sizeof(KdVerifyBlobHeader))
+		/* (bounded before it is allocated) */
+		if (!BlockNumberIsValid(m->blob_head) || m->blob_size < sizeof(KdVerifyBlobHeader) ||
+			m->blob_size > (uint64) vs->nblocks * KdBlobPageCapacity)
 			corrupt(vs, "the meta page of a trained index has a codebook of %u bytes at block %u",
 					m->blob_size, m->blob_head);
 	}
@@ -739,10 +741,13 @@ check_heap(VerifyState *vs, Snapshot snapshot, bool check_duplicates)
 
 	qsort(vs->tids, vs->ntids, sizeof(uint64), cmp_tid);
 	for (int64 i = 1; check_duplicates && i < vs->ntids; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		if (vs->tids[i] == vs->tids[i - 1])
 			corrupt(vs, "row (%u,%u) of table \"%s\" is indexed twice",
 					(BlockNumber) (vs->tids[i] >> 16), (OffsetNumber) (vs->tids[i] & 0xFFFF),
 					RelationGetRelationName(vs->heap));
+	}
 
 	/* rows visible to the snapshot, not SnapshotAny's recently dead ones */
 	indexInfo->ii_Concurrent = true;

@@ -160,6 +160,8 @@ corrupt_ok('codebook: magic number', 't_pq', [ [ $blob_head * $BLCKSZ + $CONTENT
 	qr/the codebook blob has magic number 0x00000000/);
 corrupt_ok('codebook: m = 0 in its header', 't_pq', [ [ $blob_head * $BLCKSZ + $CONTENTS + 12, $pack32->(0) ] ],
 	qr/the codebook blob describes quantizer 1, dim = 8, m = 0/);
+corrupt_ok('codebook: size beyond the index', 't_pq', [ [ $META + 32, $pack32->(0x7FFFFFFF) ] ],
+	qr/the meta page of a trained index has a codebook of 2147483647 bytes at block $blob_head/);
 corrupt_ok('codebook: size', 't_pq', [ [ $META + 32, $pack32->($blob_size - 100) ] ],
 	qr/block $blob_head of the codebook chain holds $blob_size bytes, not ${\($blob_size - 100)}/);
 corrupt_ok('codebook: linked to a data page', 't_pq', [ [ $blob_head * $BLCKSZ + $OPAQUE, $pack32->($data_head) ] ],

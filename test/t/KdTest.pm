@@ -29,6 +29,7 @@ sub verify_ok
 		stdout => \$stdout, stderr => \$stderr, on_error_stop => 1);
 	ok($ret == 0 && $stderr !~ /ERROR/, "$label: kdindex_verify finds $index sound")
 	  or diag($stderr);
+	note($stderr) if $stderr;
 	return $stderr;
 }
 
