@@ -50,6 +50,13 @@ SELECT verified('vf_pq');
 SELECT txid_current() > 0 AS newer_xid;
 VACUUM vf;
 SELECT verified('vf_pq');
+-- HOT updates, pruned to redirects by VACUUM: the index holds each chain's
+-- root, which is what the table's rows are checked against
+ALTER TABLE vf ADD COLUMN note text;
+UPDATE vf SET note = 'hot' WHERE id BETWEEN 1 AND 50;
+UPDATE vf SET note = 'hotter' WHERE id BETWEEN 1 AND 50;
+VACUUM vf;
+SELECT verified('vf_pq');
 
 -- 4. Untrained indexes: on an empty table, and one that trains itself from
 -- inserts (its untrained chain is retired)

@@ -22,7 +22,7 @@
  * as bt_index_check: inserts, scans, VACUUM and training go on meanwhile.
  * Every page is copied under its buffer share lock.  Chains only grow at
  * their end, and the chains of the meta page read first stay intact while
- * this transaction's snapshot is held (VACUUM recycles a retired chain only
+ * the snapshot it registers first is held (VACUUM recycles a retired chain only
  * once no snapshot older than its retirement remains), so what such a chain
  * says is checked as is; what concurrent writers can explain is re-checked
  * before it is reported: a block past the end (the relation grew), pages after
@@ -761,13 +761,16 @@ check_heap(VerifyState *vs, Snapshot snapshot, bool check_duplicates)
 static void
 verify_index(VerifyState *vs, bool heapallindexed)
 {
-	Snapshot	snapshot = InvalidSnapshot;
 	XLogRecPtr	replayed = RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : InvalidXLogRecPtr;
+
+	/*
+	 * Taken before the index is read: every row it sees was indexed by then,
+	 * and the chains the meta page names are not recycled while it is held.
+	 */
+	Snapshot	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 
 	if (heapallindexed)
 	{
-		/* before the index is read: every row it sees was indexed by then */
-		snapshot = RegisterSnapshot(GetTransactionSnapshot());
 		/* as amcheck: an old transaction snapshot may predate a broken HOT chain */
 		if (IsolationUsesXactSnapshot() && vs->index->rd_index->indcheckxmin &&
 			!TransactionIdPrecedes(HeapTupleHeaderGetXmin(vs->index->rd_indextuple->t_data),
@@ -798,10 +801,8 @@ verify_index(VerifyState *vs, bool heapallindexed)
 	if (vs->stable)
 		count_leaked(vs);
 	if (heapallindexed)
-	{
 		check_heap(vs, snapshot, vs->stable || GetXLogReplayRecPtr(NULL) == replayed);
-		UnregisterSnapshot(snapshot);
-	}
+	UnregisterSnapshot(snapshot);
 }
 
 Datum
