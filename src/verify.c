@@ -306,8 +306,8 @@ check_data_page(VerifyState *vs, Page page, BlockNumber blkno, const ChainWalk *
 		/* the table may have grown since we looked */
 		if (hblk >= vs->heap_nblocks &&
 			hblk >= (vs->heap_nblocks = RelationGetNumberOfBlocks(vs->heap)))
-			return psprintf("tuple %d on block %u of %s points to block %u of table \"%s\", which has %u blocks",
-							i, blkno, owner_name(vs, w->owner), hblk,
+			return psprintf("tuple %d on block %u of %s points to block %u of table \"%s\", "
+							"which has %u blocks", i, blkno, owner_name(vs, w->owner), hblk,
 							RelationGetRelationName(vs->heap), vs->heap_nblocks);
 		if (vs->collect)
 			collect_tid(vs, tid);
@@ -485,8 +485,8 @@ check_quantizer(VerifyState *vs, const char *blob)
 	PG_END_TRY();
 
 	if (q->code_size != m->code_size || q->nlists != m->nlists)
-		corrupt(vs, "the codebook blob decodes to codes of %d bytes in %d lists, the meta page says %d bytes in %d lists",
-				q->code_size, q->nlists, m->code_size, m->nlists);
+		corrupt(vs, "the codebook blob decodes to codes of %d bytes in %d lists, "
+				"the meta page says %d bytes in %d lists", q->code_size, q->nlists, m->code_size, m->nlists);
 	kd_quantizer_free(q);
 }
 
@@ -514,7 +514,8 @@ check_codebook(VerifyState *vs)
  * that is not on the chain at all is corruption either way.
  */
 static void
-check_tail(VerifyState *vs, const ChainWalk *w, BlockNumber tail, BlockNumber (*current_tail) (VerifyState *, int), int list)
+check_tail(VerifyState *vs, const ChainWalk *w, BlockNumber tail,
+		   BlockNumber (*current_tail) (VerifyState *, int), int list)
 {
 	if (w->last == tail)
 		return;
