@@ -53,11 +53,8 @@
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
 #include "catalog/index.h"
-#include "catalog/objectaddress.h"
 #include "catalog/pg_am_d.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -814,25 +811,14 @@ kdindex_verify(PG_FUNCTION_ARGS)
 	/* a hot standby cannot take ShareLock */
 	bool		stable = heapallindexed && !RecoveryInProgress();
 	LOCKMODE	heaplock = stable ? ShareLock : AccessShareLock;
-	Oid			heapoid = IndexGetRelation(indexoid, true);
-	Relation	heap = NULL;
-	Relation	index;
+	/* the table's owner, as REINDEX; checked before any lock */
+	Oid			heapoid = kd_index_table_checked(indexoid, KD_PRIV_OWNER);
+	Relation	heap;
+	Relation	index = kd_lock_index(indexoid, heapoid, heaplock, AccessShareLock, &heap);
 	MemoryContext cxt;
 	MemoryContext old;
 	VerifyState vs;
 
-	/* the table's owner, as VACUUM and REINDEX; checked before any lock */
-	if (OidIsValid(heapoid) && !pg_class_ownercheck(heapoid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(heapoid)),
-					   get_rel_name(heapoid));
-	/* the table first, then its index, as amcheck and VACUUM lock them */
-	if (OidIsValid(heapoid))
-		heap = table_open(heapoid, heaplock);
-	index = kd_open_index(indexoid, AccessShareLock);
-	if (heap == NULL || heapoid != IndexGetRelation(indexoid, false))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("could not open the table of index \"%s\"", RelationGetRelationName(index))));
 	if (RELATION_IS_OTHER_TEMP(index))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
