@@ -35,12 +35,18 @@ kd_heap_fetch_value(KdHeapFetch *hf, ItemPointer tid, Snapshot snapshot, Datum *
 {
 	bool		call_again = false;
 	bool		all_dead = false;
+	ItemPointerData hot = *tid;
 	Datum		values[INDEX_MAX_KEYS];
 	bool		isnull[INDEX_MAX_KEYS];
 
 	ExecClearTuple(hf->slot);
 	ResetPerTupleExprContext(hf->estate);
-	if (!table_index_fetch_tuple(hf->fetch, tid, snapshot, hf->slot, &call_again, &all_dead))
+	/*
+	 * The fetch follows a HOT chain and overwrites the TID it is given with
+	 * the member it found; the caller's TID is the chain's root, the one the
+	 * index holds and the executor must be handed back.
+	 */
+	if (!table_index_fetch_tuple(hf->fetch, &hot, snapshot, hf->slot, &call_again, &all_dead))
 		return false;
 	GetPerTupleExprContext(hf->estate)->ecxt_scantuple = hf->slot;
 	FormIndexDatum(hf->indexInfo, hf->slot, hf->estate, values, isnull);
