@@ -1,8 +1,8 @@
 # kdindex — PGXS build.  `make demo` and `make test` do all set-up (see README.md).
 EXTENSION = kdindex
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 MODULE_big = kdindex
-DATA = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.1.0--0.2.0.sql sql/$(EXTENSION)--$(EXTVERSION).sql
 
 OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/pages.o src/heap.o src/vector.o src/distance.o src/info.o \

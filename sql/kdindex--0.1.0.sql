@@ -61,13 +61,6 @@ CREATE FUNCTION kdindex_lists(idx regclass, OUT list int, OUT rows bigint, OUT p
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
--- Check an index's pages, as amcheck's bt_index_check does a B-tree's; with
--- heapallindexed, also that every live row of the table is in it exactly
--- once.  Raises an ERROR (SQLSTATE XX002) naming the first corruption found;
--- returns nothing when the index is sound.  The table's owner may call it.
-CREATE FUNCTION kdindex_verify(idx regclass, heapallindexed bool DEFAULT false) RETURNS void
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
-
 -- The 4-bit fast scan's kernel (avx2 or scalar), and a check that it sums
 -- exactly as the scalar kernel does on random tables and codes (returns the
 -- number of differing sums: 0).
@@ -102,58 +95,100 @@ CREATE FUNCTION kdindex_check_gradients(OUT quantizer text, OUT path text, OUT m
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- recall@k of an index against a teacher table: codes only, and re-ranked at
--- the session's kdindex.rerank (k at most the teacher's list length)
+-- the session's kdindex.rerank
 CREATE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int DEFAULT 10,
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+LANGUAGE plpgsql AS $$
+DECLARE
+	tbl regclass;
+	expr text;
+	op text;
+	knn text;
+	plan text := '';
+	line text;
+	q record;
+	depth text := current_setting('kdindex.rerank');
+	found tid[];
+	codes_hits bigint := 0;
+	rerank_hits bigint := 0;
+BEGIN
+	SELECT i.indrelid::regclass, pg_get_indexdef(i.indexrelid, 1, true), o.oprname
+	  INTO tbl, expr, op
+	  FROM pg_index i
+	  JOIN pg_class c ON c.oid = i.indexrelid
+	  JOIN pg_am am ON am.oid = c.relam AND am.amname = 'kdindex'
+	  JOIN pg_opclass oc ON oc.oid = i.indclass[0]
+	  JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 1
+	  JOIN pg_operator o ON o.oid = ao.amopopr
+	 WHERE i.indexrelid = idx;
+	IF tbl IS NULL THEN
+		RAISE EXCEPTION '"%" is not a kdindex index', idx USING ERRCODE = 'wrong_object_type';
+	END IF;
+	IF k < 1 THEN
+		RAISE EXCEPTION 'k must be positive, not %', k USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	-- a query sampled from the table does not count its own row
+	knn := format('SELECT array_agg(ctid) FROM (SELECT ctid FROM %s WHERE ctid IS DISTINCT FROM $2 '
+				  'ORDER BY %s %s $1 LIMIT %s) s', tbl, expr, op, k);
+	PERFORM set_config('enable_seqscan', 'off', true);
+	FOR q IN EXECUTE format('SELECT query, source, tids[1:%s] AS tids FROM %s ORDER BY query_id', k, teacher) LOOP
+		IF plan = '' THEN
+			FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || knn USING q.query, q.source LOOP
+				plan := plan || line;
+			END LOOP;
+			IF plan NOT LIKE format('%%Index Scan using %s %%', (SELECT relname FROM pg_class WHERE oid = idx)) THEN
+				RAISE EXCEPTION 'the planner does not use "%" for its nearest-neighbour queries', idx
+					USING DETAIL = plan;
+			END IF;
+		END IF;
+		PERFORM set_config('kdindex.rerank', '0', true);
+		EXECUTE knn INTO found USING q.query, q.source;
+		codes_hits := codes_hits + (SELECT count(*) FROM unnest(found) f WHERE f = ANY (q.tids));
+		PERFORM set_config('kdindex.rerank', depth, true);
+		EXECUTE knn INTO found USING q.query, q.source;
+		rerank_hits := rerank_hits + (SELECT count(*) FROM unnest(found) f WHERE f = ANY (q.tids));
+		queries := coalesce(queries, 0) + 1;
+	END LOOP;
+	codes_recall := codes_hits::float8 / (queries * k);
+	reranked_recall := rerank_hits::float8 / (queries * k);
+END
+$$;
 
 -- pgvector's vector: opclasses for kdindex on its operators.  Run at CREATE
 -- EXTENSION when pgvector is already there, and by hand after installing it.
--- pgvector's type is recognised by what it is, not by its name (any role may
--- create a type "vector"): a base varlena type of the extension named vector
--- whose input function is C.  Everything is schema-qualified and the
--- search_path pinned, so no one's objects can stand in for these.
 CREATE FUNCTION kdindex_enable_pgvector() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
-	vtype oid;
+	vtype regtype := to_regtype('vector');
 	nsp text;
 	c record;
 BEGIN
-	SELECT t.oid, quote_ident(n.nspname) INTO vtype, nsp
-	  FROM pg_type t
-	  JOIN pg_namespace n ON n.oid = t.typnamespace
-	  JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e'
-	  JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
-	  JOIN pg_proc p ON p.oid = t.typinput
-	  JOIN pg_language l ON l.oid = p.prolang
-	 WHERE e.extname = 'vector' AND t.typname = 'vector' AND t.typtype = 'b' AND t.typlen = -1
-	   AND l.lanname = 'c';
 	IF vtype IS NULL THEN
-		RAISE EXCEPTION 'type "vector" of pgvector does not exist'
+		RAISE EXCEPTION 'type "vector" does not exist'
 			USING ERRCODE = 'undefined_object',
 			      HINT = 'Install pgvector first: CREATE EXTENSION vector.';
 	END IF;
+	SELECT quote_ident(n.nspname) INTO nsp
+	  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+	 WHERE t.oid = vtype;
 	FOR c IN SELECT * FROM (VALUES
 		('vector_l2_ops', '<->', 'kdindex_l2_metric', ' DEFAULT'),
 		('vector_ip_ops', '<#>', 'kdindex_ip_metric', ''),
 		('vector_cosine_ops', '<=>', 'kdindex_cosine_metric', '')) AS v(opclass, op, metric, dflt)
 	LOOP
 		CONTINUE WHEN EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-							   WHERE am.amname = 'kdindex' AND oc.opcname = c.opclass
-								 AND oc.opcnamespace = '@extschema@'::regnamespace);
-		EXECUTE format('CREATE OPERATOR CLASS @extschema@.%I%s FOR TYPE %s.vector USING kdindex AS '
-					   'OPERATOR 1 %s.%s (%s.vector, %s.vector) FOR ORDER BY pg_catalog.float_ops, '
-					   'FUNCTION 1 @extschema@.%I(internal)',
+							   WHERE am.amname = 'kdindex' AND oc.opcname = c.opclass);
+		EXECUTE format('CREATE OPERATOR CLASS %I%s FOR TYPE %s.vector USING kdindex AS '
+					   'OPERATOR 1 %s.%s (%s.vector, %s.vector) FOR ORDER BY float_ops, '
+					   'FUNCTION 1 %s(internal)',
 					   c.opclass, c.dflt, nsp, nsp, c.op, nsp, nsp, c.metric);
 		-- created after CREATE EXTENSION: make it part of the extension
 		IF NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_opclass oc ON d.objid = oc.oid
 						JOIN pg_am am ON am.oid = oc.opcmethod
 					   WHERE d.classid = 'pg_opclass'::regclass AND d.deptype = 'e'
-						 AND am.amname = 'kdindex' AND oc.opcname = c.opclass
-						 AND oc.opcnamespace = '@extschema@'::regnamespace) THEN
-			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR CLASS @extschema@.%I USING kdindex', c.opclass);
-			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR FAMILY @extschema@.%I USING kdindex', c.opclass);
+						 AND am.amname = 'kdindex' AND oc.opcname = c.opclass) THEN
+			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR CLASS %I USING kdindex', c.opclass);
+			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR FAMILY %I USING kdindex', c.opclass);
 		END IF;
 	END LOOP;
 END
@@ -161,8 +196,8 @@ $$;
 
 DO $$
 BEGIN
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'vector') THEN
-		PERFORM @extschema@.kdindex_enable_pgvector();
+	IF to_regtype('vector') IS NOT NULL THEN
+		PERFORM kdindex_enable_pgvector();
 	END IF;
 END
 $$;
