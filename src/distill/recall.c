@@ -3,35 +3,34 @@
  * teacher table (kdindex_teacher's output), codes only and re-ranked at the
  * session's kdindex.rerank.
  *
- * Each teacher query runs as ORDER BY <indexed expression> <operator> query
- * LIMIT k through the planner, which must pick the index, so the answer is
- * what a user's query gets.  The caller needs SELECT on the table and on the
- * teacher table; the teacher is read as the caller, the nearest-neighbour
- * queries, which evaluate the index's expression, run as the table's owner
- * in a security-restricted operation (a superuser measuring someone's index
- * must not run their functions with its rights).  Every query is built
- * from catalog entries, quoted and schema-qualified, under a search_path
- * holding nothing a user created.
+ * Each teacher query is an ordered scan of this index itself (not whichever
+ * index the planner would pick: a column may carry several kdindex indexes to
+ * compare), fetching the first k visible rows as ORDER BY ... LIMIT k does.
+ * The caller needs SELECT on the table and on the teacher table; the teacher
+ * is read as the caller, under a search_path holding nothing a user created;
+ * the scans, whose re-rank evaluates the index's expression, run as the
+ * table's owner in a security-restricted operation (a superuser measuring
+ * someone's index must not run their functions with its rights).
  */
 #include "postgres.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/table.h"
-#include "catalog/pg_operator.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/plannodes.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
-#include "utils/ruleutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "distill/distill.h"
@@ -115,40 +114,6 @@ read_teacher(Oid teacher, Oid vectype, int k, int *nq, int *longest)
 	return qs;
 }
 
-/* Does the plan scan index indexoid (under a Limit, a Result...)? */
-static bool
-plan_uses_index(Plan *plan, Oid indexoid)
-{
-	if (plan == NULL)
-		return false;
-	if (IsA(plan, IndexScan) && ((IndexScan *) plan)->indexid == indexoid)
-		return true;
-	return plan_uses_index(plan->lefttree, indexoid) || plan_uses_index(plan->righttree, indexoid);
-}
-
-/* The opclass's ordering operator as OPERATOR(schema.name) */
-static char *
-ordering_operator(Relation index)
-{
-	Oid			opno = get_opfamily_member(index->rd_opfamily[0], index->rd_opcintype[0],
-										   index->rd_opcintype[0], KDINDEX_DISTANCE_STRATEGY);
-	HeapTuple	tup;
-	Form_pg_operator form;
-	char	   *result;
-
-	if (!OidIsValid(opno))
-		elog(ERROR, "kdindex_recall: the opclass of \"%s\" has no ordering operator",
-			 RelationGetRelationName(index));
-	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for operator %u", opno);
-	form = (Form_pg_operator) GETSTRUCT(tup);
-	result = psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(form->oprnamespace)),
-					  NameStr(form->oprname));
-	ReleaseSysCache(tup);
-	return result;
-}
-
 static void
 set_guc(const char *name, const char *value)
 {
@@ -156,28 +121,31 @@ set_guc(const char *name, const char *value)
 							 false);
 }
 
-/* Run the query's nearest-neighbour search; how many of its truth it finds */
+/*
+ * The query's first k visible rows through the index (its own row left out);
+ * how many of its truth they hold
+ */
 static int64
-hits(SPIPlanPtr plan, const KdRecallQuery *q)
+hits(Relation heap, Relation index, Snapshot snapshot, TupleTableSlot *slot,
+	 const KdRecallQuery *q, int k)
 {
-	Datum		args[2];
-	char		nulls[2] = {' ', q->has_source ? ' ' : 'n'};
+	IndexScanDesc scan = index_beginscan(heap, index, snapshot, 0, 1);
+	ScanKeyData key;
 	int64		found = 0;
+	int			n = 0;
 
-	args[0] = q->query;
-	args[1] = PointerGetDatum(&q->source);
-	if (SPI_execute_plan(plan, args, nulls, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "kdindex_recall: nearest-neighbour query failed");
-	for (uint64 r = 0; r < SPI_processed; r++)
+	ScanKeyEntryInitialize(&key, SK_ORDER_BY, 1, KDINDEX_DISTANCE_STRATEGY,
+						   index->rd_opcintype[0], InvalidOid, InvalidOid, q->query);
+	index_rescan(scan, NULL, 0, &key, 1);
+	while (n < k && index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		bool		isnull;
-		Datum		tid = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull && bsearch(DatumGetPointer(tid), q->truth, q->ntruth, sizeof(ItemPointerData),
-							   tid_cmp) != NULL)
+		if (q->has_source && ItemPointerEquals(&slot->tts_tid, (ItemPointer) &q->source))
+			continue;
+		n++;
+		if (bsearch(&slot->tts_tid, q->truth, q->ntruth, sizeof(ItemPointerData), tid_cmp) != NULL)
 			found++;
 	}
-	SPI_freetuptable(SPI_tuptable);
+	index_endscan(scan);
 	return found;
 }
 
@@ -197,11 +165,8 @@ kdindex_recall(PG_FUNCTION_ARGS)
 	int			longest;
 	int			nestlevel;
 	KdSecurityState sec;
-	char	   *sql;
-	Oid			argtypes[2];
-	SPIPlanPtr	plan;
-	CachedPlan *cplan;
-	bool		uses_index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
 	int64		truth = 0,
 				codes_hits = 0,
 				rerank_hits = 0;
@@ -242,39 +207,19 @@ kdindex_recall(PG_FUNCTION_ARGS)
 				 errhint("Ask for recall at k <= %d, or make a teacher with a larger k.", longest)));
 
 	kd_become_owner(heap, &sec);
-	set_guc("enable_seqscan", "off");
-	set_guc("enable_indexscan", "on");
-	/* a query sampled from the table does not count its own row */
-	sql = psprintf("SELECT ctid FROM %s WHERE ctid IS DISTINCT FROM $2 ORDER BY (%s) %s $1 LIMIT %d",
-				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(heap)),
-											  RelationGetRelationName(heap)),
-				   pg_get_indexdef_columns(indexoid, false), ordering_operator(index), k);
-	argtypes[0] = index->rd_opcintype[0];
-	argtypes[1] = TIDOID;
-	plan = SPI_prepare(sql, 2, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "kdindex_recall: could not prepare \"%s\"", sql);
-	cplan = SPI_plan_get_cached_plan(plan);
-	uses_index = cplan != NULL && list_length(cplan->stmt_list) == 1 &&
-		plan_uses_index(linitial_node(PlannedStmt, cplan->stmt_list)->planTree, indexoid);
-	if (cplan != NULL)
-		ReleaseCachedPlan(cplan, NULL);
-	if (!uses_index)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the planner does not use \"%s\" for its nearest-neighbour queries",
-						RelationGetRelationName(index)),
-				 errdetail("The query was: %s", sql)));
-
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	slot = table_slot_create(heap, NULL);
 	for (int qi = 0; qi < nq; qi++)
 	{
 		CHECK_FOR_INTERRUPTS();
 		truth += qs[qi].ntruth;
 		set_guc("kdindex.rerank", "0");
-		codes_hits += hits(plan, &qs[qi]);
+		codes_hits += hits(heap, index, snapshot, slot, &qs[qi], k);
 		set_guc("kdindex.rerank", depth);
-		rerank_hits += hits(plan, &qs[qi]);
+		rerank_hits += hits(heap, index, snapshot, slot, &qs[qi], k);
 	}
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
 	kd_restore_user(&sec);
 	kd_unpin_search_path(nestlevel);
 	SPI_finish();

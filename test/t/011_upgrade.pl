@@ -89,11 +89,11 @@ is($node->safe_psql('postgres', $catalog), $node->safe_psql('fresh', $catalog),
 	'the upgraded extension has the objects and definitions of a fresh install');
 
 # what changed in 0.2.0 works on the upgraded database
-# (kdindex_recall measures the index the planner picks: the only one left)
+# (kdindex_recall scans the index it is given, whichever the planner prefers)
 is($node->safe_psql('postgres', q{
-DROP INDEX t_ivf, t_fast, t_aq;
 SELECT kdindex_teacher('t', 'v', 't_teacher', k => 10, nqueries => 20);
 SELECT queries FROM kdindex_recall('t_pq', 't_teacher');
-}), "20\n20", 'kdindex_recall (now in C) runs on the upgraded database');
+SELECT queries FROM kdindex_recall('t_ivf', 't_teacher');
+}), "20\n20\n20", 'kdindex_recall (now in C) runs on the upgraded database');
 
 done_testing();
