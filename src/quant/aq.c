@@ -175,7 +175,7 @@ beam_offer(AqCand *heap, int *n, int width, AqCand c)
 /*
  * The codeword cross table holds c_ik . c_jl for stages i < j only: per
  * stage i a ksub x ((m - 1 - i) ksub) block, row k the products of c_ik with
- * every codeword of the later stages.  m (m - 1) / 2 ksub^2 floats: 31.5 MB
+ * every codeword of the later stages.  m (m - 1) / 2 ksub^2 floats: 30 MB
  * at m = 16, 2 GB at m = 128.
  */
 static double

@@ -218,25 +218,31 @@ ivf_train_memory(const KdQuantizer *q, int64 n)
 }
 
 /*
- * Refuse, before anything large is allocated, a training whose working
- * memory exceeds maintenance_work_mem.  That is what training and the
- * encoding that follows it allocate besides the sample and the copies of it
- * that build.c already sized the sample for (train_copies): the parameters,
- * and the largest of the coarse k-means, the quantizer's own training (dim x
- * dim matrices and LAPACK workspaces for OPQ and AQ's axes, AQ's codeword
- * cross table) and the serialisation of the parameters.
+ * Bytes training on n rows, and the encoding that follows it, allocate
+ * besides the sample and the copies of it that build.c already sized the
+ * sample for (train_copies): the parameters, and the largest of the coarse
+ * k-means, the quantizer's own training (dim x dim matrices and LAPACK
+ * workspaces for OPQ and AQ's axes, AQ's codeword cross table) and the
+ * serialisation of the parameters.
  */
-void
-kd_quantizer_check_memory(const KdQuantizer *q, int64 n)
+double
+kd_quantizer_memory_needed(const KdQuantizer *q, int64 n)
 {
-	double		limit = (double) maintenance_work_mem * 1024;
 	double		need = q->ops->train_memory(q, n) + (q->nlists > 0 ? sizeof(int32) * KD_IVF_BLOCK : 0);
 
 	if (q->nlists > 0)
 		need = Max(need, ivf_train_memory(q, n));
 	need = Max(need, kd_quantizer_serialize_memory(q, n));
-	need += kd_quantizer_param_bytes(q);
-	if (need <= limit)
+	return need + kd_quantizer_param_bytes(q);
+}
+
+/* Refuse, before anything large is allocated, what exceeds maintenance_work_mem */
+void
+kd_quantizer_check_memory(const KdQuantizer *q, int64 n)
+{
+	double		need = kd_quantizer_memory_needed(q, n);
+
+	if (need <= (double) maintenance_work_mem * 1024)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

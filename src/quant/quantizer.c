@@ -436,9 +436,10 @@ kd_quantizer_deserialize(const char *blob, Size size)
 #define KD_MSE_BATCH 1024
 
 /*
- * Peak bytes kd_quantizer_serialize adds to q: the blob (a StringInfo, up to
- * twice its length), the rounded copy it is judged by, and the error
- * measurement's batch.  The build then holds the copy it encodes with.
+ * Peak bytes kd_quantizer_serialize adds to q: a rounded blob (a StringInfo,
+ * up to twice its length: at most the parameters' size in half floats), the
+ * rounded copy it is judged by and the error measurement's batch, or the
+ * float32 blob.  The build then holds a copy and the blob likewise.
  */
 double
 kd_quantizer_serialize_memory(const KdQuantizer *q, int64 n)
@@ -448,7 +449,7 @@ kd_quantizer_serialize_memory(const KdQuantizer *q, int64 n)
 	/* codes, lists, reconstructions, and IVF's residuals or OPQ's rotated rows */
 	double		batch = (double) rows * (q->code_size + sizeof(int32) + 2.0 * sizeof(float) * q->dim);
 
-	return 3 * params + batch + q->ops->encode_memory(q, rows);
+	return 2 * params + batch + q->ops->encode_memory(q, rows);
 }
 
 /* Mean squared reconstruction error per dimension of n rows */

@@ -100,6 +100,7 @@ extern double kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n);
 extern double kd_quantizer_param_bytes(const KdQuantizer *q);
 extern double kd_quantizer_serialize_memory(const KdQuantizer *q, int64 n);
 extern void kd_check_param_bytes(KdQuantizerKind kind, int dim, int m, int nlists, double bytes);
+extern double kd_quantizer_memory_needed(const KdQuantizer *q, int64 n);
 extern void kd_quantizer_check_memory(const KdQuantizer *q, int64 n);
 
 /*
