@@ -173,8 +173,31 @@ beam_offer(AqCand *heap, int *n, int width, AqCand c)
 }
 
 /*
+ * The codeword cross table holds c_ik . c_jl for stages i < j only: per
+ * stage i a ksub x ((m - 1 - i) ksub) block, row k the products of c_ik with
+ * every codeword of the later stages.  m (m - 1) / 2 ksub^2 floats: 30 MB
+ * at m = 16, 2 GB at m = 128.
+ */
+static double
+cross_bytes(const KdQuantizer *q)
+{
+	return sizeof(float) * (double) q->ksub * q->ksub * q->m * (q->m - 1) / 2;
+}
+
+/* The products of codeword `code` of stage i with those of stage j > i */
+static inline const float *
+cross_row(const KdQuantizer *q, const float *cross, int i, int code, int j)
+{
+	int64		K = q->ksub;
+	int64		width = (q->m - 1 - i) * K;
+	int64		offset = K * K * ((int64) i * (q->m - 1) - (int64) i * (i - 1) / 2);
+
+	return cross + offset + code * width + (j - i - 1) * K;
+}
+
+/*
  * Beam search for one row.  xc: x.c for every codeword (m x ksub); cross,
- * when given, the codeword cross products (m*ksub squared).  Without it the
+ * when given, the codeword cross products (cross_row).  Without it the
  * cross terms come from the beam entries' reconstructions.  Writes the
  * codes of the best encoding (one int per stage) and returns its distance.
  */
@@ -185,7 +208,6 @@ beam_encode(const KdQuantizer *q, const float *x, const float *xc, const float *
 	AqState    *s = aq_state(q);
 	int			width = aq_beam(q);
 	int			K = q->ksub;
-	int			mk = q->m * K;
 	int		   *codes = palloc(sizeof(int) * width * q->m);
 	int		   *next_codes = palloc(sizeof(int) * width * q->m);
 	float	   *dists = palloc(sizeof(float) * width);
@@ -215,7 +237,7 @@ beam_encode(const KdQuantizer *q, const float *x, const float *xc, const float *
 				memset(extra, 0, sizeof(float) * K);
 				for (int i = 0; i < j; i++)
 				{
-					const float *row = cross + (int64) (i * K + bc[i]) * mk + j * K;
+					const float *row = cross_row(q, cross, i, bc[i], j);
 
 					for (int k = 0; k < K; k++)
 						extra[k] += row[k];
@@ -266,16 +288,32 @@ beam_encode(const KdQuantizer *q, const float *x, const float *xc, const float *
 	return result;
 }
 
-/* Codeword cross products, (m*ksub)^2 floats: one sgemm */
+/*
+ * The codeword cross table (cross_row): per stage i, sgemms of its codebook
+ * against a group of later stages' codebooks
+ */
 static float *
 cross_table(const KdQuantizer *q)
 {
-	int			mk = q->m * q->ksub;
-	float	   *cross = palloc_extended(sizeof(float) * mk * mk, MCXT_ALLOC_HUGE);
+	const float *cb = aq_state(q)->codebooks;
+	int			K = q->ksub;
+	int			d = q->dim;
+	float	   *cross = palloc_extended((Size) cross_bytes(q), MCXT_ALLOC_HUGE);
 
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mk, mk, q->dim,
-				1.0f, aq_state(q)->codebooks, q->dim, aq_state(q)->codebooks, q->dim,
-				0.0f, cross, mk);
+	for (int i = 0; i + 1 < q->m; i++)
+	{
+		int64		later = q->m - 1 - i;
+		int64		group = kd_block_rows((double) K * K * d, later);
+		float	   *block = (float *) cross_row(q, cross, i, 0, i + 1);
+
+		for (int64 g = 0; g < later; g += group)
+		{
+			CHECK_FOR_INTERRUPTS();
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, Min(group, later - g) * K, d,
+						1.0f, cb + (int64) i * K * d, d, cb + (i + 1 + g) * K * d, d,
+						0.0f, block + g * K, later * K);
+		}
+	}
 	return cross;
 }
 
@@ -296,18 +334,38 @@ unpack_code(const KdQuantizer *q, const uint8 *code, int *stage_codes)
 		stage_codes[j] = kd_code_get(code, q->nbits, j);
 }
 
+/*
+ * Encoding n rows builds the cross table when there are enough of them to
+ * pay for it, and it fits in maintenance_work_mem (training has checked
+ * that; a later encode in a session with less falls back to the slower
+ * form).
+ */
+static bool
+use_cross_table(const KdQuantizer *q, int64 n)
+{
+	return n >= KD_AQ_TABLE_MIN_ROWS && cross_bytes(q) <= (double) maintenance_work_mem * 1024;
+}
+
+/* Rows whose x.c one sgemm computes: at most KD_AQ_BLOCK */
+static int64
+encode_block(const KdQuantizer *q, int64 n)
+{
+	return Min(n, kd_block_rows((double) q->m * q->ksub * q->dim, KD_AQ_BLOCK));
+}
+
 static void
 aq_encode(const KdQuantizer *q, const float *x, int64 n, uint8 *codes)
 {
 	int			mk = q->m * q->ksub;
-	float	   *cross = n >= KD_AQ_TABLE_MIN_ROWS ? cross_table(q) : NULL;
-	float	   *xc = palloc(sizeof(float) * Min(n, KD_AQ_BLOCK) * mk);
+	float	   *cross = use_cross_table(q, n) ? cross_table(q) : NULL;
+	int64		block = encode_block(q, n);
+	float	   *xc = palloc_extended(sizeof(float) * block * mk, MCXT_ALLOC_HUGE);
 	int		   *stage_codes = palloc(sizeof(int) * q->m);
 	float	   *xhat = palloc(sizeof(float) * q->dim);
 
-	for (int64 start = 0; start < n; start += KD_AQ_BLOCK)
+	for (int64 start = 0; start < n; start += block)
 	{
-		int64		nb = Min(KD_AQ_BLOCK, n - start);
+		int64		nb = Min(block, n - start);
 
 		CHECK_FOR_INTERRUPTS();
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, mk, q->dim,
@@ -343,10 +401,26 @@ aq_decode(const KdQuantizer *q, const uint8 *codes, int64 n, float *x)
 
 	for (int64 i = 0; i < n; i++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		unpack_code(q, codes + i * q->code_size, stage_codes);
 		reconstruct(q, stage_codes, x + i * q->dim);
 	}
 	pfree(stage_codes);
+}
+
+/* Centred rows the covariance takes per ssyrk: at most 256 */
+static int64
+pca_block(int d)
+{
+	return kd_block_rows((double) d * d / 2, 256);
+}
+
+/* Bytes principal_axes allocates */
+static double
+principal_axes_memory(int d)
+{
+	return sizeof(float) * ((double) d * d + (double) pca_block(d) * d + d) +
+		sizeof(double) * d + kd_symmetric_eigen_memory(d);
 }
 
 /*
@@ -358,24 +432,36 @@ principal_axes(const KdQuantizer *q, const float *x, int64 n, int r, float *axes
 {
 	int			d = q->dim;
 	int64		nc = Min(n, KD_AQ_PCA_ROWS);
-	float	   *cov = palloc_extended(sizeof(float) * d * d, MCXT_ALLOC_HUGE);
-	float	   *centred = palloc_extended(sizeof(float) * nc * d, MCXT_ALLOC_HUGE);
+	int64		block = pca_block(d);
+	float	   *cov = palloc_extended(mul_size(sizeof(float), mul_size(d, d)), MCXT_ALLOC_HUGE);
+	float	   *centred = palloc(sizeof(float) * block * d);
 	double	   *sum = palloc0(sizeof(double) * d);
 	float	   *eig = palloc(sizeof(float) * d);
 
 	for (int64 i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		for (int c = 0; c < d; c++)
 			sum[c] += x[i * d + c];
+	}
 	for (int c = 0; c < d; c++)
 		mean[c] = (float) (sum[c] / n);
-	for (int64 t = 0; t < nc; t++)
+	/* the covariance, a block of centred rows at a time */
+	for (int64 start = 0; start < nc; start += block)
 	{
-		const float *xi = x + (t * n / nc) * d;
+		int64		nb = Min(block, nc - start);
 
-		for (int c = 0; c < d; c++)
-			centred[t * d + c] = xi[c] - mean[c];
+		CHECK_FOR_INTERRUPTS();
+		for (int64 t = 0; t < nb; t++)
+		{
+			const float *xi = x + ((start + t) * n / nc) * d;
+
+			for (int c = 0; c < d; c++)
+				centred[t * d + c] = xi[c] - mean[c];
+		}
+		cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, nb, 1.0f / nc, centred, d,
+					start > 0 ? 1.0f : 0.0f, cov, d);
 	}
-	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, nc, 1.0f / nc, centred, d, 0.0f, cov, d);
 
 	kd_symmetric_eigen(cov, d, eig);
 	/* eigenvalues ascend: the leading axes are the last rows */
@@ -385,6 +471,19 @@ principal_axes(const KdQuantizer *q, const float *x, int64 n, int r, float *axes
 	pfree(centred);
 	pfree(sum);
 	pfree(eig);
+}
+
+/* Bytes progressive_kmeans allocates for n rows */
+static double
+progressive_memory(const KdQuantizer *q, int64 n)
+{
+	int			d = q->dim;
+	int			K = q->ksub;
+	int			r = Min(KD_AQ_PCA_DIM, d);
+	double		inner = Max(principal_axes_memory(d), kd_kmeans_memory(n, r, K));
+
+	inner = Max(inner, kd_kmeans_memory(n, d, K));
+	return sizeof(float) * ((double) r * d + d + r + 2.0 * n * r + 2.0 * K * r) + inner;
 }
 
 /*
@@ -406,17 +505,25 @@ progressive_kmeans(const KdQuantizer *q, const float *x, int64 n, uint64 seed, f
 	float	   *sub = palloc_extended(sizeof(float) * n * r, MCXT_ALLOC_HUGE);
 	float	   *cp = palloc(sizeof(float) * K * r);
 	float	   *csub = palloc(sizeof(float) * K * r);
+	int64		block = kd_block_rows((double) r * d, n);
 	int			dprev = 0;
 
 	principal_axes(q, x, n, r, axes, mean);
 
 	/* coordinates of the rows and the seeds on the axes, about the mean */
 	cblas_sgemv(CblasRowMajor, CblasNoTrans, r, d, 1.0f, axes, d, mean, 1, 0.0f, shift, 1);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, d, 1.0f, x, d, axes, d, 0.0f, proj, r);
+	for (int64 start = 0; start < n; start += block)
+	{
+		int64		nb = Min(block, n - start);
+
+		CHECK_FOR_INTERRUPTS();
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, r, d, 1.0f, x + start * d, d,
+					axes, d, 0.0f, proj + start * r, r);
+		for (int64 i = start; i < start + nb; i++)
+			for (int t = 0; t < r; t++)
+				proj[i * r + t] -= shift[t];
+	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, r, d, 1.0f, cb, d, axes, d, 0.0f, cp, r);
-	for (int64 i = 0; i < n; i++)
-		for (int t = 0; t < r; t++)
-			proj[i * r + t] -= shift[t];
 	for (int k = 0; k < K; k++)
 		for (int t = 0; t < r; t++)
 			cp[k * r + t] -= shift[t];
@@ -429,6 +536,7 @@ progressive_kmeans(const KdQuantizer *q, const float *x, int64 n, uint64 seed, f
 			break;
 		if (di <= dprev)
 			continue;
+		CHECK_FOR_INTERRUPTS();
 		for (int64 i = 0; i < n; i++)
 			memcpy(sub + i * di, proj + i * r, sizeof(float) * di);
 		/* the first step starts from the seeds, later ones from the last */
@@ -504,6 +612,7 @@ residual_start(KdQuantizer *q, const float *x, int64 n)
 		for (int k = 0; k < q->ksub; k++)
 			s->cnorms[j * q->ksub + k] = kd_dot(cb + (int64) k * q->dim, cb + (int64) k * q->dim, q->dim);
 		kd_nearest(resid, nr, q->dim, q->dim, cb, q->ksub, s->cnorms + j * q->ksub, assign, NULL);
+		CHECK_FOR_INTERRUPTS();
 		for (int64 i = 0; i < nr; i++)
 			cblas_saxpy(q->dim, -1.0f, cb + (int64) assign[i] * q->dim, 1, resid + i * q->dim, 1);
 	}
@@ -549,6 +658,7 @@ least_squares_update(KdQuantizer *q, const float *x, int64 n, const uint8 *codes
 				const float *ck = cb + (int64) k * d;
 				double	   *sk = sums + (int64) k * d;
 
+				CHECK_FOR_INTERRUPTS();
 				for (int c = 0; c < d; c++)
 					sk[c] += xi[c] - hi[c] + ck[c];
 				counts[k]++;
@@ -566,6 +676,7 @@ least_squares_update(KdQuantizer *q, const float *x, int64 n, const uint8 *codes
 			{
 				int			k = kd_code_get(codes + i * q->code_size, q->nbits, j);
 
+				CHECK_FOR_INTERRUPTS();
 				cblas_saxpy(d, 1.0f, delta + (int64) k * d, 1, xhat + i * d, 1);
 			}
 		}
@@ -595,6 +706,46 @@ aq_train(KdQuantizer *q, const float *x, int64 n)
 		least_squares_update(q, x, n, codes, KD_AQ_SWEEPS);
 	}
 	pfree(codes);
+}
+
+/* m x ksub full-dimensional codewords and their norms */
+static double
+aq_param_floats(int dim, int m, int ksub)
+{
+	return (double) m * ksub * dim + (double) m * ksub;
+}
+
+/* The cross table, when used, the block of x.c, and a beam search's arrays */
+static double
+aq_encode_memory(const KdQuantizer *q, int64 n)
+{
+	int			width = aq_beam(q);
+	double		beam = sizeof(int) * (2.0 * width * q->m + q->m) + sizeof(float) * (width + q->ksub + 2.0 * q->dim) +
+		sizeof(AqCand) * width;
+
+	return (n >= KD_AQ_TABLE_MIN_ROWS ? cross_bytes(q) : 0) +
+		sizeof(float) * (double) encode_block(q, n) * q->m * q->ksub + beam;
+}
+
+/*
+ * Training holds the sample's codes, and at its peak either a residual
+ * stage's k-means, the encoding of the sample (with the cross table, which
+ * training insists on: without it encoding costs m^2 dim per beam entry and
+ * row), or the least-squares sums.  The residuals of the start and the
+ * reconstructions of the update are the sample copy of train_copies.
+ */
+static double
+aq_train_memory(const KdQuantizer *q, int64 n)
+{
+	int64		nr = Min(n, KD_AQ_KMEANS_ROWS);
+	int			K = q->ksub;
+	double		start = sizeof(int32) * (double) nr +
+		(q->dim <= KD_AQ_PCA_MAX_DIM ? progressive_memory(q, nr) : kd_kmeans_memory(nr, q->dim, K));
+	double		update = (sizeof(double) + sizeof(float)) * (double) K * q->dim + sizeof(int64) * K;
+	double		peak = Max(start, update);
+
+	peak = Max(peak, aq_encode_memory(q, n));
+	return (double) n * q->code_size + peak;
 }
 
 /*
@@ -652,5 +803,8 @@ const KdQuantizerOps kd_aq_ops = {
 	.adc_scan = aq_adc_scan,
 	.nparams = aq_nparams,
 	.param = aq_param,
+	.param_floats = aq_param_floats,
+	.train_memory = aq_train_memory,
+	.encode_memory = aq_encode_memory,
 	.train_copies = 1,
 };

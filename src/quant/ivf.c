@@ -59,6 +59,7 @@ kd_ivf_set_lists(KdQuantizer *q, int nlists)
 	q->nlists = nlists;
 	if (nlists == 0)
 		return;
+	kd_check_param_bytes(q->kind, q->dim, q->m, nlists, kd_quantizer_param_bytes(q));
 	q->centroids = MemoryContextAllocHuge(q->cxt, sizeof(float) * nlists * q->dim);
 	q->centroid_norms = MemoryContextAlloc(q->cxt, sizeof(float) * nlists);
 	q->list_offsets = MemoryContextAllocZero(q->cxt, sizeof(float) * nlists);
@@ -112,8 +113,9 @@ sinkhorn_offsets(KdQuantizer *q, const float *x, int64 n, float t)
 {
 	int64		stride = Max(1, n / ((int64) KD_IVF_SINKHORN_ROWS_PER_LIST * q->nlists));
 	int64		rows = (n + stride - 1) / stride;
-	int64		block = Min(rows, KD_IVF_BLOCK);
+	int64		block = Min(rows, kd_nearest_block(q->dim, q->nlists));
 	float	   *dots = palloc_extended(sizeof(float) * block * q->nlists, MCXT_ALLOC_HUGE);
+	float	   *picked = palloc_extended(sizeof(float) * block * q->dim, MCXT_ALLOC_HUGE);
 	double	   *mass = palloc(sizeof(double) * q->nlists);
 	double		share = (double) rows / q->nlists;
 
@@ -125,9 +127,10 @@ sinkhorn_offsets(KdQuantizer *q, const float *x, int64 n, float t)
 			int64		nb = Min(block, rows - start);
 
 			CHECK_FOR_INTERRUPTS();
+			for (int64 i = 0; i < nb; i++)
+				memcpy(picked + i * q->dim, x + (start + i) * stride * q->dim, sizeof(float) * q->dim);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, q->nlists, q->dim,
-						1.0f, x + start * stride * q->dim, stride * q->dim, q->centroids, q->dim,
-						0.0f, dots, q->nlists);
+						1.0f, picked, q->dim, q->centroids, q->dim, 0.0f, dots, q->nlists);
 			for (int64 i = 0; i < nb; i++)
 			{
 				float	   *row = dots + i * q->nlists;
@@ -153,6 +156,7 @@ sinkhorn_offsets(KdQuantizer *q, const float *x, int64 n, float t)
 			q->list_offsets[l] += t * (float) log(Max(mass[l], 1e-9) / share);
 	}
 	pfree(mass);
+	pfree(picked);
 	pfree(dots);
 }
 
@@ -176,14 +180,14 @@ balance_lists(KdQuantizer *q, const float *x, int64 n)
 	for (int round = 0; round < KD_IVF_BALANCE_ROUNDS; round++)
 	{
 		sinkhorn_offsets(q, x, n, t);
-		for (int64 start = 0; start < n; start += KD_IVF_BLOCK)
-			assign_lists(q, x + start * q->dim, Min(KD_IVF_BLOCK, n - start), lists + start);
+		assign_lists(q, x, n, lists);
 		memset(sums, 0, sizeof(double) * q->nlists * q->dim);
 		memset(sizes, 0, sizeof(int64) * q->nlists);
 		for (int64 i = 0; i < n; i++)
 		{
 			double	   *sum = sums + (Size) lists[i] * q->dim;
 
+			CHECK_FOR_INTERRUPTS();
 			for (int d = 0; d < q->dim; d++)
 				sum[d] += x[i * q->dim + d];
 			sizes[lists[i]]++;
@@ -201,6 +205,79 @@ balance_lists(KdQuantizer *q, const float *x, int64 n)
 	pfree(lists);
 }
 
+/* Peak bytes of the coarse k-means and of balancing the lists */
+static double
+ivf_train_memory(const KdQuantizer *q, int64 n)
+{
+	int64		block = Min(n, kd_nearest_block(q->dim, q->nlists));
+	double		kmeans = kd_kmeans_memory(n, q->dim, q->nlists);
+	double		balance = 8.0 * n + 16.0 * q->nlists * q->dim + 16.0 * q->nlists +
+		sizeof(float) * (double) block * (q->nlists + q->dim);
+
+	return q->balance > 0 ? Max(kmeans, balance) : kmeans;
+}
+
+/*
+ * Bytes training on n rows, and the encoding that follows it, allocate
+ * besides the sample and the copies of it that build.c already sized the
+ * sample for (train_copies): the parameters, and the largest of the coarse
+ * k-means, the quantizer's own training (dim x dim matrices and LAPACK
+ * workspaces for OPQ and AQ's axes, AQ's codeword cross table) and the
+ * serialisation of the parameters.
+ */
+double
+kd_quantizer_memory_needed(const KdQuantizer *q, int64 n)
+{
+	double		need = q->ops->train_memory(q, n) + (q->nlists > 0 ? sizeof(int32) * KD_IVF_BLOCK : 0);
+
+	if (q->nlists > 0)
+		need = Max(need, ivf_train_memory(q, n));
+	need = Max(need, kd_quantizer_serialize_memory(q, n));
+	return need + kd_quantizer_param_bytes(q);
+}
+
+/* Refuse, before anything large is allocated, what exceeds maintenance_work_mem */
+void
+kd_quantizer_check_memory(const KdQuantizer *q, int64 n)
+{
+	double		need = kd_quantizer_memory_needed(q, n);
+
+	if (need <= (double) maintenance_work_mem * 1024)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("training quantizer \"%s\" (m = %d, %d dimensions%s) needs %.0f MB of memory, more than maintenance_work_mem (%d MB)",
+					kd_quantizer_name(q->kind), q->m, q->dim,
+					q->nlists > 0 ? psprintf(", %d lists", q->nlists) : "",
+					ceil(need / (1024.0 * 1024.0)), maintenance_work_mem / 1024),
+			 errdetail("This is besides the training sample, which is sized to fit maintenance_work_mem on its own."),
+			 errhint("Raise maintenance_work_mem to at least %.0f MB.", ceil(need / (1024.0 * 1024.0)))));
+}
+
+/*
+ * Squared distances between the rows must stay finite in float: refuse rows
+ * whose squared norm exceeds a quarter of FLT_MAX (|x| above 9.2e18), which
+ * would fill the parameters with infinities and NaN.
+ */
+static void
+check_finite_distances(const KdQuantizer *q, const float *x, int64 n)
+{
+	for (int64 i = 0; i < n; i++)
+	{
+		double		norm = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int d = 0; d < q->dim; d++)
+			norm += (double) x[i * q->dim + d] * x[i * q->dim + d];
+		if (norm > FLT_MAX / 4)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_EXCEPTION),
+					 errmsg("kdindex cannot train on a vector of norm %g", sqrt(norm)),
+					 errdetail("Squared distances between vectors of norm above %g overflow real.",
+							   sqrt(FLT_MAX / 4))));
+	}
+}
+
 /* Learn the centroids, then the quantizer on the residuals */
 void
 kd_quantizer_train(KdQuantizer *q, const float *x, int64 n)
@@ -208,6 +285,10 @@ kd_quantizer_train(KdQuantizer *q, const float *x, int64 n)
 	float	   *resid;
 	int32	   *lists;
 
+	if (n < 1)
+		elog(ERROR, "kdindex: no rows to train the quantizer on");
+	kd_quantizer_check_memory(q, n);
+	check_finite_distances(q, x, n);
 	if (q->nlists == 0)
 	{
 		q->ops->train(q, x, n);

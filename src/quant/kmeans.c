@@ -15,8 +15,15 @@
 #include "distance.h"
 #include "quant/quantizer.h"
 
-/* Rows per sgemm block: 1024 x k floats of scratch */
+/* Rows per sgemm block at most: 1024 x k floats of scratch */
 #define KD_KMEANS_BLOCK 1024
+
+/* Rows kd_nearest scores per sgemm, between interrupt checks */
+int64
+kd_nearest_block(int d, int k)
+{
+	return kd_block_rows((double) k * d, KD_KMEANS_BLOCK);
+}
 
 static void
 squared_norms(const float *x, int64 n, int d, float *norms)
@@ -34,7 +41,7 @@ void
 kd_nearest(const float *x, int64 n, int d, int ldx, const float *centroids, int k,
 		   const float *cnorms, int32 *assign, float *dist)
 {
-	int64		block = Min(n, KD_KMEANS_BLOCK);
+	int64		block = Min(n, kd_nearest_block(d, k));
 	float	   *dots = palloc_extended(sizeof(float) * block * k, MCXT_ALLOC_HUGE);
 
 	for (int64 start = 0; start < n; start += block)
@@ -82,7 +89,10 @@ kmeanspp_init(const float *x, int64 n, int d, int k, pg_prng_state *rng, float *
 
 	memcpy(centroids, x + first * d, sizeof(float) * d);
 	for (int64 i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		mind[i] = kd_l2sq(x + i * d, centroids, d);
+	}
 
 	for (int c = 1; c < k; c++)
 	{
@@ -107,7 +117,10 @@ kmeanspp_init(const float *x, int64 n, int d, int k, pg_prng_state *rng, float *
 		memcpy(centroids + (int64) c * d, x + pick * d, sizeof(float) * d);
 		for (int64 i = 0; i < n; i++)
 		{
-			float		dd = kd_l2sq(x + i * d, newc, d);
+			float		dd;
+
+			CHECK_FOR_INTERRUPTS();
+			dd = kd_l2sq(x + i * d, newc, d);
 
 			if (dd < mind[i])
 				mind[i] = dd;
@@ -119,13 +132,18 @@ kmeanspp_init(const float *x, int64 n, int d, int k, pg_prng_state *rng, float *
 /*
  * Give every empty cluster half of a large one: pick a cluster with
  * probability proportional to its size, copy its centroid with a small
- * symmetric perturbation (Faiss's split_clusters).
+ * symmetric perturbation (Faiss's split_clusters).  With n >= k, the
+ * clusters left hold more rows than there are of them, so one has two or
+ * more and the search ends.  With fewer rows than clusters it might not: the
+ * empty ones keep their centroids.
  */
 static void
 split_empty_clusters(int64 n, int d, int k, int64 *sizes, pg_prng_state *rng, float *centroids)
 {
 	const float eps = 1.0f / 1024;
 
+	if (n < k)
+		return;
 	for (int ci = 0; ci < k; ci++)
 	{
 		int			cj;
@@ -162,23 +180,42 @@ split_empty_clusters(int64 n, int d, int k, int64 *sizes, pg_prng_state *rng, fl
 }
 
 /*
- * Cluster n rows of dimension d into k centroids (n >= k), seeding with
- * k-means++ or, when warm, starting from the centroids given.  Returns the
- * mean squared distance of the rows to their centroids.
+ * Peak bytes kd_kmeans allocates for n rows of dimension d and k centroids
+ */
+double
+kd_kmeans_memory(int64 n, int d, int k)
+{
+	double		block = (double) Min(n, kd_nearest_block(d, k));
+
+	return 8.0 * n + 4.0 * k + 8.0 * k * d + 8.0 * k +
+		Max(4.0 * n, 4.0 * block * k);
+}
+
+/*
+ * Cluster n rows of dimension d into k centroids, seeding with k-means++ or,
+ * when warm, starting from the centroids given.  With fewer rows than
+ * centroids (n < k) some centroids repeat.  Returns the mean squared
+ * distance of the rows to their centroids.
  */
 float
 kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed, bool warm,
 		  float *centroids)
 {
 	pg_prng_state rng;
-	int32	   *assign = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
-	float	   *dist = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
-	float	   *cnorms = palloc(sizeof(float) * k);
-	double	   *sums = palloc(sizeof(double) * k * d);
-	int64	   *sizes = palloc(sizeof(int64) * k);
+	int32	   *assign;
+	float	   *dist;
+	float	   *cnorms;
+	double	   *sums;
+	int64	   *sizes;
 	double		obj = 0;
 
-	Assert(n >= k);
+	if (n < 1)
+		elog(ERROR, "kdindex: k-means needs at least one row");
+	assign = palloc_extended(sizeof(int32) * n, MCXT_ALLOC_HUGE);
+	dist = palloc_extended(sizeof(float) * n, MCXT_ALLOC_HUGE);
+	cnorms = palloc(sizeof(float) * k);
+	sums = palloc_extended(mul_size(sizeof(double) * k, d), MCXT_ALLOC_HUGE);
+	sizes = palloc(sizeof(int64) * k);
 	pg_prng_seed(&rng, seed);
 	if (!warm)
 		kmeanspp_init(x, n, d, k, &rng, centroids);
@@ -200,6 +237,7 @@ kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed, bool wa
 			double	   *s = sums + (int64) assign[i] * d;
 			const float *row = x + i * d;
 
+			CHECK_FOR_INTERRUPTS();
 			for (int j = 0; j < d; j++)
 				s[j] += row[j];
 			sizes[assign[i]]++;

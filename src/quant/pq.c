@@ -64,6 +64,7 @@ kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter, bool warm)
 
 	for (int j = 0; j < q->m; j++)
 	{
+		CHECK_FOR_INTERRUPTS();
 		for (int64 i = 0; i < n; i++)
 			memcpy(sub + i * s->dsub, x + i * q->dim + j * s->dsub, sizeof(float) * s->dsub);
 		kd_kmeans(sub, n, s->dsub, q->ksub, niter, KD_PQ_SEED + j, warm,
@@ -71,6 +72,38 @@ kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter, bool warm)
 	}
 	pfree(sub);
 	pq_prepare(q);
+}
+
+/* Peak bytes of kd_pq_train_iters on n rows */
+double
+kd_pq_train_iters_memory(const KdQuantizer *q, int64 n)
+{
+	int			dsub = pq_state(q)->dsub;
+
+	return sizeof(float) * (double) n * dsub + kd_kmeans_memory(n, dsub, q->ksub);
+}
+
+static double
+pq_train_memory(const KdQuantizer *q, int64 n)
+{
+	return kd_pq_train_iters_memory(q, n);
+}
+
+static double
+pq_encode_memory(const KdQuantizer *q, int64 n)
+{
+	int			dsub = pq_state(q)->dsub;
+	int64		rows = Min(n, KD_PQ_BLOCK);
+
+	return sizeof(int32) * (double) rows +
+		sizeof(float) * (double) Min(rows, kd_nearest_block(dsub, q->ksub)) * q->ksub;
+}
+
+/* m x ksub codewords of dim / m floats, and their norms */
+static double
+pq_param_floats(int dim, int m, int ksub)
+{
+	return (double) ksub * dim + (double) m * ksub;
 }
 
 static void
@@ -170,4 +203,7 @@ const KdQuantizerOps kd_pq_ops = {
 	.adc_scan = kd_adc_lut_only,
 	.nparams = pq_nparams,
 	.param = pq_param,
+	.param_floats = pq_param_floats,
+	.train_memory = pq_train_memory,
+	.encode_memory = pq_encode_memory,
 };

@@ -11,8 +11,12 @@
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
+#include "miscadmin.h"
+
+#include "kdindex.h"
 #include "distance.h"
 #include "quant/quantizer.h"
 
@@ -76,22 +80,55 @@ kd_quantizer_train_copies(KdQuantizerKind kind)
 	return quantizer_ops(kind)->train_copies;
 }
 
+/*
+ * Parameters travel as one blob, built in a StringInfo: with the IVF
+ * centroids (nlists x dim) they must fit in 1 GB in float32.  Checked before
+ * anything is allocated (AQ's m x 256 x dim codebooks reach 262 GB within
+ * the options' ranges).
+ */
+void
+kd_check_param_bytes(KdQuantizerKind kind, int dim, int m, int nlists, double bytes)
+{
+	if (bytes + sizeof(KdBlobHeader) < MaxAllocSize)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("%s with m = %d at %d dimensions%s needs %.0f MB of parameters, more than the 1 GB an index holds",
+					kd_quantizer_name(kind), m, dim,
+					nlists > 0 ? psprintf(" and %d lists", nlists) : "",
+					ceil(bytes / (1024.0 * 1024.0))),
+			 errhint("Choose a smaller m%s.", nlists > 0 ? " or fewer lists" : "")));
+}
+
+/* Bytes of q's parameters and IVF centroids in float32 */
+double
+kd_quantizer_param_bytes(const KdQuantizer *q)
+{
+	return sizeof(float) * (q->ops->param_floats(q->dim, q->m, q->ksub) +
+							(double) q->nlists * (q->dim + 1));
+}
+
 KdQuantizer *
 kd_quantizer_create(KdQuantizerKind kind, int dim, int m, int nbits)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex quantizer",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	KdQuantizer *q = palloc0(sizeof(KdQuantizer));
+	MemoryContext cxt;
+	MemoryContext old;
+	KdQuantizer *q;
+	const KdQuantizerOps *ops = quantizer_ops(kind);
 
 	Assert(nbits == 4 || nbits == 8);
+	Assert(dim > 0 && m > 0);
+	kd_check_param_bytes(kind, dim, m, 0, sizeof(float) * ops->param_floats(dim, m, 1 << nbits));
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex quantizer", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	q = palloc0(sizeof(KdQuantizer));
 	q->kind = kind;
 	q->dim = dim;
 	q->m = m;
 	q->nbits = nbits;
 	q->ksub = 1 << nbits;
 	q->code_size = (m * nbits + 7) / 8;
-	q->ops = quantizer_ops(kind);
+	q->ops = ops;
 	q->cxt = cxt;
 	q->ops->init(q);
 	MemoryContextSwitchTo(old);
@@ -358,6 +395,12 @@ kd_quantizer_deserialize(const char *blob, Size size)
 	memcpy(&hdr, blob, sizeof(hdr));
 	if (hdr.magic != KD_BLOB_MAGIC)
 		elog(ERROR, "kdindex: codebook blob has a bad magic number");
+	if (hdr.kind < KD_QUANT_PQ || hdr.kind > KD_QUANT_AQ ||
+		hdr.dim < 1 || hdr.dim > KDINDEX_MAX_DIM || hdr.m < 1 || hdr.m > KDINDEX_MAX_DIM ||
+		(hdr.nbits != 4 && hdr.nbits != 8) ||
+		hdr.precision < KD_PREC_F32 || hdr.precision > KD_PREC_U8 ||
+		hdr.nlists < 0 || hdr.nlists > KDINDEX_MAX_LISTS)
+		elog(ERROR, "kdindex: codebook blob header is corrupt");
 	q = kd_quantizer_create((KdQuantizerKind) hdr.kind, hdr.dim, hdr.m, hdr.nbits);
 	n = q->ops->nparams(q);
 	for (int i = 0; i < n; i++)
@@ -389,14 +432,34 @@ kd_quantizer_deserialize(const char *blob, Size size)
 	return q;
 }
 
+/* Rows kd_quantizer_mse encodes at once */
+#define KD_MSE_BATCH 1024
+
+/*
+ * Peak bytes kd_quantizer_serialize adds to q: a rounded blob (a StringInfo,
+ * up to twice its length: at most the parameters' size in half floats), the
+ * rounded copy it is judged by and the error measurement's batch, or the
+ * float32 blob.  The build then holds a copy and the blob likewise.
+ */
+double
+kd_quantizer_serialize_memory(const KdQuantizer *q, int64 n)
+{
+	int64		rows = Min(n, KD_MSE_BATCH);
+	double		params = kd_quantizer_param_bytes(q);
+	/* codes, lists, reconstructions, and IVF's residuals or OPQ's rotated rows */
+	double		batch = (double) rows * (q->code_size + sizeof(int32) + 2.0 * sizeof(float) * q->dim);
+
+	return 2 * params + batch + q->ops->encode_memory(q, rows);
+}
+
 /* Mean squared reconstruction error per dimension of n rows */
 double
 kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 {
-	const int64 batch = 1024;
+	const int64 batch = Max(Min(n, KD_MSE_BATCH), 1);
 	uint8	   *codes = palloc(batch * q->code_size);
 	int32	   *lists = palloc(batch * sizeof(int32));
-	float	   *xhat = palloc(batch * q->dim * sizeof(float));
+	float	   *xhat = palloc_extended(batch * q->dim * sizeof(float), MCXT_ALLOC_HUGE);
 	double		err = 0;
 
 	for (int64 start = 0; start < n; start += batch)
@@ -405,6 +468,7 @@ kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 
 		kd_quantizer_encode(q, x + start * q->dim, nb, lists, codes);
 		kd_quantizer_decode(q, lists, codes, nb, xhat);
+		CHECK_FOR_INTERRUPTS();
 		for (int64 i = 0; i < nb * q->dim; i++)
 		{
 			double		r = (double) x[start * q->dim + i] - xhat[i];
@@ -419,30 +483,81 @@ kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n)
 }
 
 /*
+ * A workspace size from a LAPACK workspace query.  LAPACK returns it in a
+ * float, which above 2^24 holds only every other integer or fewer: ssyevd's
+ * 1 + 6d + 2d^2 at 2,896 dimensions came back one short, and the call then
+ * failed (info -8).  Round up past the float's error, take at least the
+ * documented minimum, and refuse what a LAPACK int cannot hold.
+ */
+int
+kd_lapack_lwork(float query, double minimum, const char *routine)
+{
+	double		lwork = Max(ceil((double) query * (1 + FLT_EPSILON)), minimum);
+
+	if (lwork > INT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("LAPACK %s needs a workspace of %.0f floats, more than it can address", routine, lwork)));
+	return (int) lwork;
+}
+
+/* ssyevd's workspace sizes for a d x d matrix, from its query */
+static void
+eigen_workspace(int d, int *lwork, int *liwork)
+{
+	float		wsize,
+				dummy = 0;
+	int			iwsize;
+	int			query = -1,
+				info;
+
+	ssyevd_("V", "L", &d, &dummy, &d, &dummy, &wsize, &query, &iwsize, &query, &info);
+	if (info != 0)
+		elog(ERROR, "kdindex: ssyevd workspace query failed (info %d)", info);
+	*lwork = kd_lapack_lwork(wsize, 1 + 6.0 * d + 2.0 * d * d, "ssyevd");
+	*liwork = Max(iwsize, 3 + 5 * d);
+}
+
+/* Bytes kd_symmetric_eigen allocates for a d x d matrix */
+double
+kd_symmetric_eigen_memory(int d)
+{
+	int			lwork,
+				liwork;
+
+	eigen_workspace(d, &lwork, &liwork);
+	return (double) sizeof(float) * lwork + (double) sizeof(int) * liwork;
+}
+
+/*
  * Eigenvalues (ascending, into eig) and eigenvectors of the symmetric d x d
  * matrix whose upper triangle is in a (row-major); on return row j of a is the
- * eigenvector of eig[j].  LAPACK's ssyevd, with its workspace query.
+ * eigenvector of eig[j].  LAPACK's ssyevd, with its workspace query.  One
+ * call cannot be interrupted: 0.04 s at 784 dimensions, 0.6 s at 2,048,
+ * 4.7 s at 4,096 (README).
  */
 void
 kd_symmetric_eigen(float *a, int d, float *eig)
 {
-	float		wsize;
-	int			iwsize;
-	int			lwork = -1,
-				liwork = -1,
+	int			lwork,
+				liwork,
 				info;
 	float	   *work;
 	int		   *iwork;
 
+	eigen_workspace(d, &lwork, &liwork);
+	work = palloc_extended(sizeof(float) * (Size) lwork, MCXT_ALLOC_HUGE);
+	iwork = palloc_extended(sizeof(int) * (Size) liwork, MCXT_ALLOC_HUGE);
+	CHECK_FOR_INTERRUPTS();
 	/* LAPACK sees the upper triangle as the lower one of the transpose */
-	ssyevd_("V", "L", &d, a, &d, eig, &wsize, &lwork, &iwsize, &liwork, &info);
-	lwork = (int) wsize;
-	liwork = iwsize;
-	work = palloc_extended(sizeof(float) * lwork, MCXT_ALLOC_HUGE);
-	iwork = palloc(sizeof(int) * liwork);
 	ssyevd_("V", "L", &d, a, &d, eig, work, &lwork, iwork, &liwork, &info);
-	if (info != 0)
-		elog(ERROR, "kdindex: eigendecomposition failed (ssyevd info %d)", info);
+	if (info < 0)
+		elog(ERROR, "kdindex: ssyevd rejected its argument %d", -info);
+	if (info > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("eigendecomposition of a %d x %d covariance matrix did not converge (LAPACK ssyevd info %d)",
+						d, d, info)));
 	pfree(work);
 	pfree(iwork);
 }

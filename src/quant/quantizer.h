@@ -53,6 +53,14 @@ typedef struct KdQuantizerOps
 								float *lut, float *bias);
 	/* n x dim float arrays training needs besides the sample (memory budget) */
 	int			train_copies;
+	/* floats of parameters at this shape (checked before they are allocated) */
+	double		(*param_floats) (int dim, int m, int ksub);
+	/*
+	 * Peak bytes training on n rows allocates besides the sample, its
+	 * train_copies and the parameters; encoding n rows at once
+	 */
+	double		(*train_memory) (const KdQuantizer *q, int64 n);
+	double		(*encode_memory) (const KdQuantizer *q, int64 n);
 	/* parameters as float arrays, for the blob */
 	int			(*nparams) (const KdQuantizer *q);
 	float	   *(*param) (KdQuantizer *q, int i, Size *nfloats);
@@ -89,6 +97,27 @@ extern int	kd_quantizer_train_copies(KdQuantizerKind kind);
 extern char *kd_quantizer_serialize(KdQuantizer *q, const float *x, int64 n, Size *size);
 extern KdQuantizer *kd_quantizer_deserialize(const char *blob, Size size);
 extern double kd_quantizer_mse(const KdQuantizer *q, const float *x, int64 n);
+extern double kd_quantizer_param_bytes(const KdQuantizer *q);
+extern double kd_quantizer_serialize_memory(const KdQuantizer *q, int64 n);
+extern void kd_check_param_bytes(KdQuantizerKind kind, int dim, int m, int nlists, double bytes);
+extern double kd_quantizer_memory_needed(const KdQuantizer *q, int64 n);
+extern void kd_quantizer_check_memory(const KdQuantizer *q, int64 n);
+
+/*
+ * Work between interrupt checks: products are cut into blocks of about this
+ * many multiply-adds (some 10-50 ms of sgemm), which also keeps BLAS's int
+ * arguments in range
+ */
+#define KD_BLOCK_FLOPS ((double) (1 << 29))
+
+/* Rows per block when each row costs flops_per_row, within [1, max_rows] */
+static inline int64
+kd_block_rows(double flops_per_row, int64 max_rows)
+{
+	double		rows = KD_BLOCK_FLOPS / Max(flops_per_row, 1.0);
+
+	return (int64) Max(1.0, Min(rows, (double) Max(max_rows, 1)));
+}
 
 /* ivf.c: the coarse quantizer in front of any of them */
 extern void kd_ivf_set_lists(KdQuantizer *q, int nlists);
@@ -108,12 +137,15 @@ extern void kd_code_set(uint8 *code, int nbits, int j, int value);
 /* kmeans.c */
 extern float kd_kmeans(const float *x, int64 n, int d, int k, int niter, uint64 seed,
 					   bool warm, float *centroids);
+extern double kd_kmeans_memory(int64 n, int d, int k);
+extern int64 kd_nearest_block(int d, int k);
 extern void kd_nearest(const float *x, int64 n, int d, int ldx, const float *centroids, int k,
 					   const float *cnorms, int32 *assign, float *dist);
 
 /* pq.c */
 extern const KdQuantizerOps kd_pq_ops;
 extern void kd_pq_train_iters(KdQuantizer *q, const float *x, int64 n, int niter, bool warm);
+extern double kd_pq_train_iters_memory(const KdQuantizer *q, int64 n);
 
 /* opq.c */
 extern const KdQuantizerOps kd_opq_ops;
@@ -128,6 +160,8 @@ extern void kd_adc_lut_only(const float *lut, int m, int nbits, KdMetric metric,
 							const uint8 *codes, int stride, int n, float *out);
 
 extern void kd_symmetric_eigen(float *a, int d, float *eig);
+extern double kd_symmetric_eigen_memory(int d);
+extern int	kd_lapack_lwork(float query, double minimum, const char *routine);
 
 /* LAPACK, from OpenBLAS */
 extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda,
