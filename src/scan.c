@@ -21,12 +21,20 @@
  * distances re-ranked so far).  Rows invisible to the snapshot drop out there.
  * With kdindex.rerank = 0 candidates are returned in code order.
  *
- * The executor trusts the order (xs_recheckorderby is false), so a row that
- * turns out nearer than one already returned is skipped, as pgvector's
- * strict_order does: what is returned is always in order.
+ * The executor trusts the order (xs_recheckorderby is false) and never
+ * checks it.  A row the first candidates missed can re-rank nearer than rows
+ * already returned (a strict order would need most of the table re-ranked:
+ * code distances have no cheap tight lower bound); such a late row is
+ * returned when the scan meets it, with its exact distance, as pgvector's
+ * relaxed_order does, never dropped.  So every row reached is returned
+ * exactly once, in exact order among the rows re-ranked together; the pool's
+ * hold-back keeps late rows rare in one set of lists, while rows of lists
+ * read later come after the nearer-looking rows of the lists read before.
+ * Only kdindex.max_scan_tuples stops a scan before its lists run out.
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "access/relscan.h"
@@ -34,7 +42,9 @@
 #include "catalog/index.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "port/pg_bitutils.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 
 #include "distance.h"
@@ -54,8 +64,9 @@ typedef struct KdScanOpaqueData
 	KdMetric	metric;
 	Oid			typid;
 	bool		started;
-	bool		empty;			/* nothing to return (zero query under cosine) */
-	bool		null_query;		/* ORDER BY col <-> NULL: any order */
+	bool		empty;			/* nothing to return */
+	bool		null_query;		/* ORDER BY col <-> NULL */
+	bool		unordered;		/* NULL or zero cosine query: every row, TID order */
 	float	   *query;
 	int			dim;
 
@@ -97,8 +108,6 @@ typedef struct KdScanOpaqueData
 	int64		nerr;			/* code minus exact distance of re-ranked rows: */
 	double		err_sum;		/* their count, sum and sum of squares */
 	double		err_sumsq;
-	bool		have_last;
-	double		last;			/* distance of the row returned last */
 
 	/* heap access for the re-rank */
 	KdHeapFetch *heapfetch;
@@ -294,6 +303,26 @@ consider(KdScanOpaque so, int *n, double dist, ItemPointer tid)
 }
 
 /*
+ * The largest byte-table sum of a row whose distance, scale * sum + bias
+ * computed in float, can be at most worst.  The slack covers that float
+ * rounding (a few units in the last place of the distance and the bias,
+ * which can be many table steps when the bias dwarfs the scale), so a row
+ * tying the worst kept candidate, which may still win on its TID, is looked
+ * at: later passes resume after the worst one, and a row missed here would
+ * be lost.
+ */
+static uint16
+sum_limit(double worst, float scale, float bias)
+{
+	double		slack = 4 * FLT_EPSILON * (fabs(worst) + fabs(bias)) / scale;
+	double		lim = floor((worst - bias) / scale + slack) + 1;
+
+	if (lim <= 0)
+		return 0;
+	return isnan(lim) || lim >= PG_UINT16_MAX ? PG_UINT16_MAX : (uint16) lim;
+}
+
+/*
  * The fast scan of a block-layout page: per block of 32 rows the kernel sums
  * the byte tables and flags the rows whose sum could still beat the worst
  * kept candidate; only those are looked at.
@@ -310,20 +339,9 @@ scan_blocks(KdScanOpaque so, Page page, int ntup, int set, int *n)
 	{
 		uint16		sums[KDINDEX_BLOCK_ROWS];
 		int			nb = Min(KDINDEX_BLOCK_ROWS, ntup - b * KDINDEX_BLOCK_ROWS);
-		uint16		limit = PG_UINT16_MAX;
+		uint16		limit = *n == so->cap ? sum_limit(so->cands[0].dist, scale, bias) : PG_UINT16_MAX;
 		uint32		below;
 
-		if (*n == so->cap)
-		{
-			/*
-			 * One step of slack: a row tying the worst kept candidate can still
-			 * win on its TID, and float rounding must not drop it (later passes
-			 * resume after the worst, so a dropped tie would be lost).
-			 */
-			double		lim = floor((so->cands[0].dist - bias) / scale) + 1;
-
-			limit = lim <= 0 ? 0 : (lim >= PG_UINT16_MAX ? PG_UINT16_MAX : (uint16) lim);
-		}
 		below = kd_fastscan_block(qlut, mb, kd_block_codes(page, &so->layout, b), limit, sums);
 		if (nb < KDINDEX_BLOCK_ROWS)
 			below &= ((uint32) 1 << nb) - 1;
@@ -340,14 +358,14 @@ scan_blocks(KdScanOpaque so, Page page, int ntup, int set, int *n)
 
 /*
  * One pass over the codes of the current set: the best so->cap candidates
- * after the cursor.  Untrained indexes (and NULL queries) have no code
+ * after the cursor.  Untrained indexes and unordered queries have no code
  * distance: every tuple scores 0, so candidates come in TID order.
  */
 static void
 run_pass(IndexScanDesc scan)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	bool		use_codes = so->meta.trained && !so->null_query;
+	bool		use_codes = so->meta.trained && !so->unordered;
 	float	   *dists = palloc(sizeof(float) * so->layout.capacity);
 	int			n = 0;
 
@@ -418,7 +436,7 @@ peek_candidate(IndexScanDesc scan)
 			so->have_cursor = false;
 			so->exhausted = false;
 			so->ncands = 0;
-			if (so->meta.trained && !so->null_query)
+			if (so->meta.trained && !so->unordered)
 				prepare_set(scan);
 		}
 		else if (so->ncands > 0)
@@ -433,13 +451,14 @@ peek_candidate(IndexScanDesc scan)
 }
 
 /*
- * Has the scan consumed kdindex.max_scan_tuples candidates?  Untrained
- * indexes and NULL queries are not bounded: they return every row.
+ * Has the scan consumed kdindex.max_scan_tuples candidates (index entries,
+ * dead ones too)?  The rows already re-ranked are still returned.  Untrained
+ * indexes and unordered queries are not bounded: they return every row.
  */
 static inline bool
 scan_bounded(KdScanOpaque so)
 {
-	return so->meta.trained && !so->null_query && kdindex_max_scan_tuples > 0 &&
+	return so->meta.trained && !so->unordered && kdindex_max_scan_tuples > 0 &&
 		so->consumed >= kdindex_max_scan_tuples;
 }
 
@@ -470,6 +489,7 @@ static bool
 exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	ItemPointerData fetchtid = *tid;
 	MemoryContext old;
 	Datum		value;
 	bool		found;
@@ -483,7 +503,12 @@ exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 
 	MemoryContextReset(so->tmpcxt);
 	old = MemoryContextSwitchTo(so->tmpcxt);
-	found = kd_heap_fetch_value(so->heapfetch, tid, scan->xs_snapshot, &value);
+	/*
+	 * The fetch moves its TID to the version it found, a heap-only tuple of
+	 * a HOT chain; the executor must get the chain's root, as the index holds
+	 * it, or its own fetch finds nothing.
+	 */
+	found = kd_heap_fetch_value(so->heapfetch, &fetchtid, scan->xs_snapshot, &value);
 	if (found)
 	{
 		int			dim;
@@ -591,6 +616,7 @@ start_scan(IndexScanDesc scan)
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	MemoryContext old = MemoryContextSwitchTo(so->querycxt);
 
+	pgstat_count_index_scan(scan->indexRelation);
 	kd_read_meta(scan->indexRelation, &so->meta);
 	if (so->meta.nlists == 0 && so->meta.data_head == InvalidBlockNumber)
 		so->empty = true;
@@ -610,7 +636,7 @@ start_scan(IndexScanDesc scan)
 	so->set_start = 0;
 	so->set_end = so->meta.nlists > 0 ? Min(kdindex_probes, so->nchains) : 1;
 
-	if (!so->empty && !so->null_query && so->meta.trained)
+	if (!so->empty && !so->unordered && so->meta.trained)
 	{
 		KdQuantizer *q = kd_get_quantizer(scan->indexRelation, &so->meta);
 
@@ -628,7 +654,7 @@ start_scan(IndexScanDesc scan)
 		prepare_set(scan);
 	}
 	so->cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;
-	so->exact = !so->null_query && (!so->meta.trained || kdindex_rerank > 0);
+	so->exact = !so->unordered && (!so->meta.trained || kdindex_rerank > 0);
 	so->started = true;
 	MemoryContextSwitchTo(old);
 }
@@ -667,6 +693,7 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->started = false;
 	so->empty = false;
 	so->null_query = false;
+	so->unordered = false;
 	so->query = NULL;
 	so->unit = NULL;
 	so->luts = NULL;
@@ -683,7 +710,6 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->err_sum = so->err_sumsq = 0;
 	so->exhausted = false;
 	so->have_cursor = false;
-	so->have_last = false;
 
 	if (scan->numberOfOrderBys == 0)
 	{
@@ -694,6 +720,7 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	if (scan->orderByData[0].sk_flags & SK_ISNULL)
 	{
 		so->null_query = true;
+		so->unordered = true;
 		return;
 	}
 
@@ -704,9 +731,13 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 		kd_check_finite(src, so->dim);
 		so->query = palloc(sizeof(float) * so->dim);
 		memcpy(so->query, src, sizeof(float) * so->dim);
-		/* a zero query has no cosine distance to anything (pgvector returns no rows too) */
+		/*
+		 * A zero query has no cosine distance: the operator gives NaN for
+		 * every row, so any order is the exact one (pgvector returns every
+		 * row too).
+		 */
 		if (so->metric == KD_METRIC_COSINE && kd_dot(so->query, so->query, so->dim) == 0)
-			so->empty = true;
+			so->unordered = true;
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -719,17 +750,14 @@ kd_gettuple(IndexScanDesc scan, ScanDirection dir)
 
 	if (!so->started)
 		start_scan(scan);
-	if (so->empty)
+	if (so->empty || !next_row(scan, &c))
 		return false;
-	do
-	{
-		if (!next_row(scan, &c))
-			return false;
-		/* nearer than a row already returned: too late for it (strict order) */
-	} while (!so->null_query && so->have_last && c.dist < so->last);
-	so->last = c.dist;
-	so->have_last = true;
 
+	/*
+	 * Every row reached is returned, a late one too (nearer than a row
+	 * returned before it): the executor trusts the order and does not check
+	 * it, and dropping the row would lose it for good.
+	 */
 	scan->xs_heaptid = c.tid;
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
@@ -737,6 +765,11 @@ kd_gettuple(IndexScanDesc scan, ScanDirection dir)
 	{
 		scan->xs_orderbyvals[0] = (Datum) 0;
 		scan->xs_orderbynulls[0] = true;
+	}
+	else if (so->unordered)
+	{
+		scan->xs_orderbyvals[0] = Float8GetDatum(get_float8_nan());
+		scan->xs_orderbynulls[0] = false;
 	}
 	else
 	{
