@@ -130,6 +130,22 @@ SELECT * FROM check_walks();
 DROP INDEX walk_kd;
 RESET kdindex.probes;
 
+-- Ties: 2,000 rows of 7 distinct vectors tie on code and exact distance, so
+-- passes resume after ties broken by TID (small passes at kdindex.rerank = 10;
+-- the fast scan's limit must let ties through)
+CREATE TABLE walk_dup AS
+	SELECT g AS id, w.v FROM generate_series(1, 2000) g JOIN walk_t w ON w.id = g % 7 + 1;
+SET kdindex.rerank = 10;
+CREATE INDEX walk_dup_kd ON walk_dup USING kdindex (v) WITH (m = 4, nbits = 4);
+SELECT rows, once FROM walk('{5,5,5,5,5,5,5,5}', '<->', 'walk_dup');
+DROP INDEX walk_dup_kd;
+CREATE INDEX walk_dup_kd ON walk_dup USING kdindex (v) WITH (m = 4, quantizer = aq);
+SELECT rows, once FROM walk('{5,5,5,5,5,5,5,5}', '<->', 'walk_dup');
+SET kdindex.rerank = 0;
+SELECT rows, once FROM walk('{5,5,5,5,5,5,5,5}', '<->', 'walk_dup');
+RESET kdindex.rerank;
+DROP TABLE walk_dup;
+
 -- Codes only (kdindex.rerank = 0): code order, every row once, across lists too
 SET kdindex.rerank = 0;
 SET kdindex.probes = 2;
