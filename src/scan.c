@@ -55,8 +55,30 @@
 typedef struct KdCandidate
 {
 	ItemPointerData tid;
+	int16		rank;			/* its list's place in the order (0: flat) */
 	double		dist;
 } KdCandidate;
+
+/*
+ * Candidate passes over the lists order[first, last): the best cap
+ * candidates after the cursor, and the lookup tables of those lists.
+ */
+typedef struct KdPass
+{
+	int			first;
+	int			last;
+	float	   *luts;			/* lookup tables and biases, one per list */
+	float	   *biases;
+	uint8	   *qluts;			/* block layout: the tables in bytes, */
+	float	   *qscales;		/* with their scale (biases include theirs) */
+	KdCandidate *cands;			/* current pass, ascending */
+	int			ncands;
+	int			pos;
+	int			cap;
+	bool		exhausted;		/* the last pass found everything left */
+	bool		have_cursor;
+	KdCandidate cursor;			/* last candidate consumed */
+} KdPass;
 
 typedef struct KdScanOpaqueData
 {
@@ -82,21 +104,19 @@ typedef struct KdScanOpaqueData
 	int			nchains;
 	BlockNumber *heads;
 	int32	   *order;
-	int			set_start;		/* the lists read now: order[set_start, set_end) */
-	int			set_end;
-	float	   *luts;			/* their lookup tables and biases */
-	float	   *biases;
-	uint8	   *qluts;			/* block layout: the tables in bytes, */
-	float	   *qscales;		/* with their scale (biases include theirs) */
 
-	/* candidate passes */
-	KdCandidate *cands;			/* current pass, ascending */
-	int			ncands;
-	int			pos;
-	int			cap;
-	bool		exhausted;		/* the last pass found everything left */
-	bool		have_cursor;
-	KdCandidate cursor;			/* last candidate consumed */
+	/*
+	 * The lists read now, and lists opened early catching up with them to
+	 * their cursor.  centroids: how near each list's centroid is, and reach:
+	 * how much nearer than its centroid a re-ranked row was at most (both
+	 * in distance_scale units).
+	 */
+	KdPass		main;
+	KdPass		catchup;
+	bool		catching_up;
+	float	   *centroids;
+	bool		have_reach;
+	double		reach;
 
 	/* re-ranked rows not returned yet: a min-heap */
 	KdCandidate *pool;
@@ -247,41 +267,41 @@ pool_pop(KdScanOpaque so)
 	return top;
 }
 
-/* Lookup tables for the lists of the current set */
+/* Lookup tables for the lists of a pass */
 static void
-prepare_set(IndexScanDesc scan)
+prepare_set(IndexScanDesc scan, KdPass *p)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	KdQuantizer *q = kd_get_quantizer(scan->indexRelation, &so->meta);
-	int			n = so->set_end - so->set_start;
+	int			n = p->last - p->first;
 	MemoryContext old = MemoryContextSwitchTo(so->querycxt);
 
-	if (so->luts)
+	if (p->luts)
 	{
-		pfree(so->luts);
-		pfree(so->biases);
+		pfree(p->luts);
+		pfree(p->biases);
 	}
-	so->luts = palloc(sizeof(float) * so->lutsize * n);
-	so->biases = palloc(sizeof(float) * n);
+	p->luts = palloc(sizeof(float) * so->lutsize * n);
+	p->biases = palloc(sizeof(float) * n);
 	for (int i = 0; i < n; i++)
-		kd_ivf_list_lut(q, so->unit, so->metric, so->order[so->set_start + i],
-						so->luts + (Size) i * so->lutsize, &so->biases[i]);
+		kd_ivf_list_lut(q, so->unit, so->metric, so->order[p->first + i],
+						p->luts + (Size) i * so->lutsize, &p->biases[i]);
 	if (so->layout.blocked)
 	{
-		if (so->qluts)
+		if (p->qluts)
 		{
-			pfree(so->qluts);
-			pfree(so->qscales);
+			pfree(p->qluts);
+			pfree(p->qscales);
 		}
-		so->qluts = palloc(KdFastScanLutSize(q->m) * n);
-		so->qscales = palloc(sizeof(float) * n);
+		p->qluts = palloc(KdFastScanLutSize(q->m) * n);
+		p->qscales = palloc(sizeof(float) * n);
 		for (int i = 0; i < n; i++)
 		{
 			float		qbias;
 
-			kd_fastscan_lut(so->luts + (Size) i * so->lutsize, q->m,
-							so->qluts + (Size) i * KdFastScanLutSize(q->m), &so->qscales[i], &qbias);
-			so->biases[i] += qbias;
+			kd_fastscan_lut(p->luts + (Size) i * so->lutsize, q->m,
+							p->qluts + (Size) i * KdFastScanLutSize(q->m), &p->qscales[i], &qbias);
+			p->biases[i] += qbias;
 		}
 	}
 	MemoryContextSwitchTo(old);
@@ -289,17 +309,18 @@ prepare_set(IndexScanDesc scan)
 
 /* Keep a candidate if it beats the worst kept one and comes after the cursor */
 static inline void
-consider(KdScanOpaque so, int *n, double dist, ItemPointer tid)
+consider(KdPass *p, int *n, double dist, ItemPointer tid, int rank)
 {
 	KdCandidate c;
 
-	if (*n == so->cap && dist > so->cands[0].dist)
+	if (*n == p->cap && dist > p->cands[0].dist)
 		return;
 	c.dist = dist;
 	c.tid = *tid;
-	if (so->have_cursor && cand_cmp(&c, &so->cursor) <= 0)
+	c.rank = rank;
+	if (p->have_cursor && cand_cmp(&c, &p->cursor) <= 0)
 		return;
-	heap_push(so->cands, n, so->cap, &c);
+	heap_push(p->cands, n, p->cap, &c);
 }
 
 /*
@@ -328,18 +349,18 @@ sum_limit(double worst, float scale, float bias)
  * kept candidate; only those are looked at.
  */
 static void
-scan_blocks(KdScanOpaque so, Page page, int ntup, int set, int *n)
+scan_blocks(KdScanOpaque so, KdPass *p, Page page, int ntup, int set, int *n)
 {
 	int			mb = KdFastScanRows(so->meta.m);
-	const uint8 *qlut = so->qluts + (Size) set * KdFastScanLutSize(so->meta.m);
-	float		scale = so->qscales[set];
-	float		bias = so->biases[set];
+	const uint8 *qlut = p->qluts + (Size) set * KdFastScanLutSize(so->meta.m);
+	float		scale = p->qscales[set];
+	float		bias = p->biases[set];
 
 	for (int b = 0; b * KDINDEX_BLOCK_ROWS < ntup; b++)
 	{
 		uint16		sums[KDINDEX_BLOCK_ROWS];
 		int			nb = Min(KDINDEX_BLOCK_ROWS, ntup - b * KDINDEX_BLOCK_ROWS);
-		uint16		limit = *n == so->cap ? sum_limit(so->cands[0].dist, scale, bias) : PG_UINT16_MAX;
+		uint16		limit = *n == p->cap ? sum_limit(p->cands[0].dist, scale, bias) : PG_UINT16_MAX;
 		uint32		below;
 
 		below = kd_fastscan_block(qlut, mb, kd_block_codes(page, &so->layout, b), limit, sums);
@@ -350,35 +371,35 @@ scan_blocks(KdScanOpaque so, Page page, int ntup, int set, int *n)
 			int			s = pg_rightmost_one_pos32(below);
 
 			below &= below - 1;
-			consider(so, n, scale * sums[s] + bias,
-					 kd_tuple_tid(page, &so->layout, b * KDINDEX_BLOCK_ROWS + s));
+			consider(p, n, scale * sums[s] + bias,
+					 kd_tuple_tid(page, &so->layout, b * KDINDEX_BLOCK_ROWS + s), p->first + set);
 		}
 	}
 }
 
 /*
- * One pass over the codes of the current set: the best so->cap candidates
+ * One pass over the codes of a pass's lists: the best p->cap candidates
  * after the cursor.  Untrained indexes and unordered queries have no code
  * distance: every tuple scores 0, so candidates come in TID order.
  */
 static void
-run_pass(IndexScanDesc scan)
+run_pass(IndexScanDesc scan, KdPass *p)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	bool		use_codes = so->meta.trained && !so->unordered;
 	float	   *dists = palloc(sizeof(float) * so->layout.capacity);
 	int			n = 0;
 
-	if (so->cands == NULL)
-		so->cands = MemoryContextAllocHuge(so->querycxt, sizeof(KdCandidate) * so->cap);
+	if (p->cands == NULL)
+		p->cands = MemoryContextAllocHuge(so->querycxt, sizeof(KdCandidate) * p->cap);
 	else
-		so->cands = repalloc_huge(so->cands, sizeof(KdCandidate) * so->cap);
+		p->cands = repalloc_huge(p->cands, sizeof(KdCandidate) * p->cap);
 
-	for (int k = so->set_start; k < so->set_end; k++)
+	for (int k = p->first; k < p->last; k++)
 	{
 		BlockNumber blkno = so->heads[so->order[k]];
-		int			set = k - so->set_start;
-		float		bias = use_codes ? so->biases[set] : 0;
+		int			set = k - p->first;
+		float		bias = use_codes ? p->biases[set] : 0;
 
 		while (blkno != InvalidBlockNumber)
 		{
@@ -392,16 +413,16 @@ run_pass(IndexScanDesc scan)
 			page = BufferGetPage(buf);
 			ntup = KdPageGetOpaque(page)->ntuples;
 			if (use_codes && so->layout.blocked)
-				scan_blocks(so, page, ntup, set, &n);
+				scan_blocks(so, p, page, ntup, set, &n);
 			else
 			{
 				if (use_codes)
-					so->adc_scan(so->luts + (Size) set * so->lutsize, so->meta.m, so->meta.nbits,
+					so->adc_scan(p->luts + (Size) set * so->lutsize, so->meta.m, so->meta.nbits,
 								 so->metric,
 								 (const uint8 *) KdTupleCode(KdPageTuple(page, so->layout.tupsize, 0)),
 								 so->layout.tupsize, ntup, dists);
 				for (int i = 0; i < ntup; i++)
-					consider(so, &n, use_codes ? dists[i] + bias : 0, kd_tuple_tid(page, &so->layout, i));
+					consider(p, &n, use_codes ? dists[i] + bias : 0, kd_tuple_tid(page, &so->layout, i), k);
 			}
 			blkno = KdPageGetOpaque(page)->nextblkno;
 			UnlockReleaseBuffer(buf);
@@ -409,45 +430,108 @@ run_pass(IndexScanDesc scan)
 	}
 	pfree(dists);
 
-	qsort(so->cands, n, sizeof(KdCandidate), cand_qsort_cmp);
-	so->ncands = n;
-	so->pos = 0;
-	so->exhausted = n < so->cap;
+	qsort(p->cands, n, sizeof(KdCandidate), cand_qsort_cmp);
+	p->ncands = n;
+	p->pos = 0;
+	p->exhausted = n < p->cap;
 }
 
 /*
- * The next candidate by code distance (not consumed), running a new pass or
- * moving on to the next lists when needed; NULL when there is none.
+ * The next candidate of a pass by code distance (not consumed), running a
+ * new pass when needed; NULL when its lists have nothing left.
  */
 static KdCandidate *
-peek_candidate(IndexScanDesc scan)
+pass_peek(IndexScanDesc scan, KdPass *p)
+{
+	while (p->pos >= p->ncands)
+	{
+		if (p->exhausted)
+			return NULL;
+		/* widen each further pass, within work_mem */
+		if (p->ncands > 0)
+			p->cap = (int) Max(p->cap, Min((int64) p->cap * 4,
+										   (int64) work_mem * 1024 / sizeof(KdCandidate)));
+		run_pass(scan, p);
+	}
+	return &p->cands[p->pos];
+}
+
+/*
+ * The catch-up lists have no row left up to the main cursor: they join the
+ * main lists, whose next pass reads them too (after that cursor).
+ */
+static void
+merge_catchup(IndexScanDesc scan)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdPass	   *m = &so->main;
+	KdPass	   *c = &so->catchup;
+	int			nm = m->last - m->first;
+	int			nc = c->last - c->first;
 
-	while (so->pos >= so->ncands)
+	Assert(c->first == m->last);
+	m->luts = repalloc(m->luts, sizeof(float) * so->lutsize * (nm + nc));
+	memcpy(m->luts + (Size) nm * so->lutsize, c->luts, sizeof(float) * so->lutsize * nc);
+	m->biases = repalloc(m->biases, sizeof(float) * (nm + nc));
+	memcpy(m->biases + nm, c->biases, sizeof(float) * nc);
+	if (so->layout.blocked)
 	{
-		if (so->exhausted)
-		{
-			/* these lists are done: the next ones, with a fresh cursor */
-			if (so->set_end >= so->nchains)
-				return NULL;
-			so->set_start = so->set_end;
-			so->set_end = Min(so->nchains, so->set_end + kdindex_probes);
-			so->have_cursor = false;
-			so->exhausted = false;
-			so->ncands = 0;
-			if (so->meta.trained && !so->unordered)
-				prepare_set(scan);
-		}
-		else if (so->ncands > 0)
-		{
-			/* widen each further pass, within work_mem */
-			so->cap = (int) Max(so->cap, Min((int64) so->cap * 4,
-											 (int64) work_mem * 1024 / sizeof(KdCandidate)));
-		}
-		run_pass(scan);
+		Size		qsize = KdFastScanLutSize(so->meta.m);
+
+		m->qluts = repalloc(m->qluts, qsize * (nm + nc));
+		memcpy(m->qluts + qsize * nm, c->qluts, qsize * nc);
+		m->qscales = repalloc(m->qscales, sizeof(float) * (nm + nc));
+		memcpy(m->qscales + nm, c->qscales, sizeof(float) * nc);
+		pfree(c->qluts);
+		pfree(c->qscales);
 	}
-	return &so->cands[so->pos];
+	pfree(c->luts);
+	pfree(c->biases);
+	if (c->cands)
+		pfree(c->cands);
+	m->last = c->last;
+	m->ncands = m->pos = 0;
+	m->exhausted = false;
+	so->catching_up = false;
+}
+
+/*
+ * The next candidate by code distance (not consumed) and the pass it comes
+ * from: lists catching up first, up to the main cursor, then the main lists,
+ * moving on to the next ones when those run out.  NULL when there is none.
+ */
+static KdCandidate *
+peek_candidate(IndexScanDesc scan, KdPass **from)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdPass	   *m = &so->main;
+	KdCandidate *next;
+
+	if (so->catching_up)
+	{
+		next = pass_peek(scan, &so->catchup);
+		if (next && m->have_cursor && cand_cmp(next, &m->cursor) <= 0)
+		{
+			*from = &so->catchup;
+			return next;
+		}
+		merge_catchup(scan);
+	}
+	*from = m;
+	while ((next = pass_peek(scan, m)) == NULL)
+	{
+		/* these lists are done: the next ones, with a fresh cursor */
+		if (m->last >= so->nchains)
+			return NULL;
+		m->first = m->last;
+		m->last = Min(so->nchains, m->last + kdindex_probes);
+		m->have_cursor = false;
+		m->exhausted = false;
+		m->ncands = m->pos = 0;
+		if (so->meta.trained && !so->unordered)
+			prepare_set(scan, m);
+	}
+	return next;
 }
 
 /*
@@ -466,18 +550,19 @@ static bool
 next_candidate(IndexScanDesc scan, KdCandidate *c)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdPass	   *from;
 	KdCandidate *next;
 
 	if (scan_bounded(so))
 		return false;
-	next = peek_candidate(scan);
+	next = peek_candidate(scan, &from);
 	if (next == NULL)
 		return false;
 	*c = *next;
-	so->pos++;
+	from->pos++;
+	from->cursor = *c;
+	from->have_cursor = true;
 	so->consumed++;
-	so->cursor = *c;
-	so->have_cursor = true;
 	return true;
 }
 
@@ -520,6 +605,17 @@ exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 	return found;
 }
 
+/*
+ * The scale on which a row's nearness and a centroid's compare: L2 distance
+ * (cosine distance is half the squared distance of unit vectors), or minus
+ * the inner product.
+ */
+static double
+distance_scale(KdMetric metric, double d)
+{
+	return metric == KD_METRIC_COSINE ? sqrt(Max(2 * d, 0)) : d;
+}
+
 /* Re-rank up to n more candidates into the pool; false when none was left */
 static bool
 rerank_more(IndexScanDesc scan, int64 n)
@@ -539,6 +635,13 @@ rerank_more(IndexScanDesc scan, int64 n)
 		so->nerr++;
 		so->err_sum += code - c.dist;
 		so->err_sumsq += (code - c.dist) * (code - c.dist);
+		if (so->centroids)
+		{
+			double		nearer = so->centroids[c.rank] - distance_scale(so->metric, c.dist);
+
+			so->reach = so->have_reach ? Max(so->reach, nearer) : nearer;
+			so->have_reach = true;
+		}
 	}
 	return any;
 }
@@ -553,18 +656,52 @@ static bool
 next_may_be_nearer(IndexScanDesc scan, double d)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdPass	   *from;
 	KdCandidate *next;
 	double		mean,
 				var;
 
 	if (scan_bounded(so) || so->nerr < 2)
 		return false;
-	next = peek_candidate(scan);
+	next = peek_candidate(scan, &from);
 	if (next == NULL)
 		return false;
 	mean = so->err_sum / so->nerr;
 	var = Max(so->err_sumsq / so->nerr - mean * mean, 0);
 	return d > code_distance_value(so->metric, next->dist) - mean - 3 * sqrt(var);
+}
+
+/*
+ * Open the next kdindex.probes lists early when they could hold a row nearer
+ * than d: when their nearest centroid, less the reach, is.  They first catch
+ * up with the main lists: their rows up to the main cursor, due by code
+ * distance already, are re-ranked at once; then they join the main lists.
+ * So a walk past the first lists does not return all the far rows of the
+ * lists read first before the near rows of the next.  The lookup tables of
+ * the lists read at once stay within work_mem; past that, lists open only
+ * when those read run out.
+ */
+static bool
+open_nearer_lists(IndexScanDesc scan, double d)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdPass	   *m = &so->main;
+	KdPass	   *c = &so->catchup;
+	int			n = Min(kdindex_probes, so->nchains - m->last);
+	Size		perlist = sizeof(float) * (so->lutsize + 1) +
+		(so->layout.blocked ? KdFastScanLutSize(so->meta.m) + sizeof(float) : 0);
+
+	if (so->centroids == NULL || so->catching_up || n <= 0 || !so->have_reach ||
+		distance_scale(so->metric, d) <= so->centroids[m->last] - so->reach ||
+		(m->last - m->first + n) * perlist > (Size) work_mem * 1024)
+		return false;
+	memset(c, 0, sizeof(KdPass));
+	c->first = m->last;
+	c->last = m->last + n;
+	c->cap = Max(kdindex_rerank, 64);
+	prepare_set(scan, c);
+	so->catching_up = true;
+	return true;
 }
 
 /*
@@ -597,8 +734,10 @@ next_row(IndexScanDesc scan, KdCandidate *c)
 	{
 		if (so->consumed == 0)
 			rerank_more(scan, kdindex_rerank);
-		while (so->npool == 0 ||
-			   (so->nreturned >= KD_HOLD_AFTER_ROWS && next_may_be_nearer(scan, so->pool[0].dist)))
+		while (so->npool == 0 || so->catching_up ||
+			   (so->nreturned >= KD_HOLD_AFTER_ROWS &&
+				(open_nearer_lists(scan, so->pool[0].dist) ||
+				 next_may_be_nearer(scan, so->pool[0].dist))))
 			if (!rerank_more(scan, KD_RERANK_STEP(kdindex_rerank)))
 				break;
 	}
@@ -607,6 +746,26 @@ next_row(IndexScanDesc scan, KdCandidate *c)
 	*c = pool_pop(so);
 	so->nreturned++;
 	return true;
+}
+
+/*
+ * Rank the lists for the query, and put how near each centroid is on the
+ * distance_scale (without the offsets of balanced lists): for L2 and cosine
+ * the rank's distances are |q - c|^2 - |q|^2, for inner product -q.c.
+ */
+static void
+set_centroids(KdScanOpaque so, const KdQuantizer *q)
+{
+	double		qq = kd_dot(so->unit, so->unit, so->dim);
+
+	so->centroids = palloc(sizeof(float) * so->nchains);
+	kd_ivf_rank_lists(q, so->unit, so->metric, so->order, so->centroids);
+	for (int k = 0; k < so->nchains; k++)
+	{
+		double		d = so->centroids[k] - q->list_offsets[so->order[k]];
+
+		so->centroids[k] = so->metric == KD_METRIC_IP ? d : sqrt(Max(d + qq, 0));
+	}
 }
 
 /* Read the index state, prepare the query and the first lists */
@@ -633,8 +792,8 @@ start_scan(IndexScanDesc scan)
 		kd_read_list_heads(scan->indexRelation, &so->meta, so->heads);
 	for (int l = 0; l < so->nchains; l++)
 		so->order[l] = l;
-	so->set_start = 0;
-	so->set_end = so->meta.nlists > 0 ? Min(kdindex_probes, so->nchains) : 1;
+	so->main.first = 0;
+	so->main.last = so->meta.nlists > 0 ? Min(kdindex_probes, so->nchains) : 1;
 
 	if (!so->empty && !so->unordered && so->meta.trained)
 	{
@@ -649,11 +808,13 @@ start_scan(IndexScanDesc scan)
 		}
 		so->lutsize = q->m * q->ksub;
 		so->adc_scan = q->ops->adc_scan;
-		if (q->nlists > 0)
+		if (q->nlists > 0 && kdindex_rerank > 0)
+			set_centroids(so, q);
+		else if (q->nlists > 0)
 			kd_ivf_rank_lists(q, so->unit, so->metric, so->order, NULL);
-		prepare_set(scan);
+		prepare_set(scan, &so->main);
 	}
-	so->cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;
+	so->main.cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;
 	so->exact = !so->unordered && (!so->meta.trained || kdindex_rerank > 0);
 	so->started = true;
 	MemoryContextSwitchTo(old);
@@ -696,20 +857,17 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->unordered = false;
 	so->query = NULL;
 	so->unit = NULL;
-	so->luts = NULL;
-	so->biases = NULL;
-	so->qluts = NULL;
-	so->qscales = NULL;
-	so->cands = NULL;
+	memset(&so->main, 0, sizeof(KdPass));
+	memset(&so->catchup, 0, sizeof(KdPass));
+	so->catching_up = false;
+	so->centroids = NULL;
+	so->have_reach = false;
 	so->pool = NULL;
 	so->pool_cap = so->npool = 0;
-	so->ncands = so->pos = 0;
 	so->consumed = 0;
 	so->nreturned = 0;
 	so->nerr = 0;
 	so->err_sum = so->err_sumsq = 0;
-	so->exhausted = false;
-	so->have_cursor = false;
 
 	if (scan->numberOfOrderBys == 0)
 	{
