@@ -7,10 +7,12 @@
  * scored with its own lookup table).  A pass reads those codes once and keeps,
  * in a bounded max-heap, the best `cap` candidates (by code distance, ties by
  * TID) that come after the last candidate already consumed; the next pass, if
- * the executor keeps asking, resumes after that one with a larger cap.  When
- * the lists read so far have nothing left, the scan goes on to the next
- * kdindex.probes lists: a WHERE clause that rejects most rows still gets its
- * LIMIT, up to kdindex.max_scan_tuples candidates.
+ * the executor keeps asking, resumes after that one with a larger cap.  The
+ * scan goes on to the next kdindex.probes lists when the lists read so far
+ * have nothing left, or, past the first rows, as soon as the next lists
+ * could hold a row nearer than the one about to be returned (open_nearer_
+ * lists): a WHERE clause that rejects most rows still gets its LIMIT, up to
+ * kdindex.max_scan_tuples candidates.
  *
  * Re-rank: candidates are re-scored with the exact distance on the heap tuple
  * (fetched under the scan's snapshot, the indexed value recomputed with
@@ -28,9 +30,8 @@
  * returned when the scan meets it, with its exact distance, as pgvector's
  * relaxed_order does, never dropped.  So every row reached is returned
  * exactly once, in exact order among the rows re-ranked together; the pool's
- * hold-back keeps late rows rare in one set of lists, while rows of lists
- * read later come after the nearer-looking rows of the lists read before.
- * Only kdindex.max_scan_tuples stops a scan before its lists run out.
+ * hold-back and the early opening of lists keep late rows rare.  Only
+ * kdindex.max_scan_tuples stops a scan before its lists run out.
  */
 #include "postgres.h"
 
