@@ -129,6 +129,13 @@ DROP INDEX walk_kd;
 CREATE INDEX walk_kd ON walk_t USING kdindex (v) WITH (m = 4, nbits = 4, lists = 20);
 SELECT * FROM check_walks(0.05);
 DROP INDEX walk_kd;
+-- the lookup tables of the lists read at once fit in work_mem (4 kB a list
+-- here): past that lists open only when those read run out, every row still
+CREATE INDEX walk_kd ON walk_t USING kdindex (v) WITH (m = 4, lists = 20);
+SET work_mem = '64kB';
+SELECT rows, once FROM walk('{5,5,5,5,5,5,5,5}');
+RESET work_mem;
+DROP INDEX walk_kd;
 RESET kdindex.probes;
 
 -- Ties: 2,000 rows of 7 distinct vectors tie on code and exact distance, so
