@@ -151,7 +151,6 @@ static bool
 exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	ItemPointerData fetchtid = *tid;
 	MemoryContext old;
 	Datum		value;
 	bool		found;
@@ -165,12 +164,7 @@ exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 
 	MemoryContextReset(so->tmpcxt);
 	old = MemoryContextSwitchTo(so->tmpcxt);
-	/*
-	 * The fetch moves its TID to the version it found, a heap-only tuple of
-	 * a HOT chain; the executor must get the chain's root, as the index holds
-	 * it, or its own fetch finds nothing.
-	 */
-	found = kd_heap_fetch_value(so->heapfetch, &fetchtid, scan->xs_snapshot, &value);
+	found = kd_heap_fetch_value(so->heapfetch, tid, scan->xs_snapshot, &value);
 	if (found)
 	{
 		int			dim;
