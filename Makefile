@@ -35,7 +35,7 @@ $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/quant/*.h $(srcdir)/src/dist
 # Reassociation lets the compiler vectorise the float reductions.
 src/distance.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
 
-.PHONY: deps test demo bench
+.PHONY: deps test demo bench fuzz
 deps:
 	test/scripts/deps.sh
 
@@ -47,3 +47,7 @@ demo: deps
 
 bench: deps
 	test/scripts/bench.sh $(SUITE)
+
+# SQLsmith for FUZZ_MINUTES (default 10) against kdindex indexes; not part of `make test`
+fuzz: deps
+	test/scripts/fuzz.sh
