@@ -119,7 +119,7 @@ CREATE INDEX ON kd_vec USING kdindex (v vector_cosine_ops) WITH (quantizer = 'aq
 CREATE INDEX ON kd_vec USING kdindex (v vector_ip_ops) WITH (quantizer = 'opq', m = 4, nbits = 4);
 SQL
 fi
-psql_pg -U fuzz -c "ANALYZE" || die "ANALYZE failed"
+psql_pg -c "ANALYZE" || die "ANALYZE failed"
 psql_pg -tA -c "SELECT count(*) || ' kdindex indexes' FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                 JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'kdindex'"
 
@@ -212,10 +212,11 @@ if [ "$crashes" -gt 0 ]; then
   log "crashes"
   grep -B2 -A2 'terminated by signal' "$SERVER_LOG" | head -n 60
 fi
-# top errors as sqlsmith saw them (last run's report)
+# top errors as sqlsmith saw them (the last report of the last run)
 if [ "$runs" -gt 0 ]; then
   log "most frequent errors (run $runs)"
-  grep -E '^[0-9]+'$'\t''ERROR' "$OUT/run$runs.err" | head -n 15
+  awk '/^queries: / { n = 0 } /^[0-9]+\tERROR/ { top[n++] = $0 } END { for (i = 0; i < n && i < 15; i++) print top[i] }' \
+    "$OUT/run$runs.err"
 fi
 
 if [ "$crashes" -eq 0 ] && [ $bad_index -eq 0 ] && [ "$statements" -gt 0 ]; then
