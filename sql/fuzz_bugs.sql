@@ -34,3 +34,25 @@ DELETE FROM fb WHERE id > 1000;
 VACUUM fb;
 SELECT clean($$SELECT epochs FROM kdindex_train('fb_kd', 'fb_teacher', epochs => 1)$$);
 SELECT clean($$SELECT queries FROM kdindex_recall('fb_kd', 'fb_teacher')$$);
+
+-- 3. Huge finite components under inner product: the distance is summed in
+-- float4 and overflows (-Infinity, or NaN when the signs mix) although the
+-- float8 result could hold it, and a walk in exact order over the whole
+-- table, with no bound on the candidates, then returns only some of the rows
+-- (360 of 1,000 for the first query here; all of them with kdindex.rerank =
+-- 0).  Every row should come back.
+CREATE TABLE fb_ip (id int, v real[]);
+INSERT INTO fb_ip SELECT i, make_vec(i, 4) FROM generate_series(1, 1000) i;
+CREATE INDEX fb_ip_kd ON fb_ip USING kdindex (v float4_ip_ops) WITH (m = 2);
+SET enable_seqscan = off;
+SET kdindex.max_scan_tuples = 0;
+SELECT q, (SELECT count(*) FROM (SELECT id FROM fb_ip ORDER BY v <#> q::real[] LIMIT 100000) s) AS walked
+  FROM unnest('{"{3e38,3e38,-3e38,-3e38}","{3e38,3e38,3e38,3e38}","{1e38,1e38,1e38,1e38}"}'::text[]) q;
+-- the operators themselves: exact answers -1.2e39, 0, 6e38 and 0 (today
+-- -Infinity, -Infinity, Infinity and NaN)
+SELECT '{1,1,1,1}'::real[] <#> '{3e38,3e38,3e38,3e38}' AS ip,
+       '{1,1,-1,-1}'::real[] <#> '{3e38,3e38,3e38,3e38}' AS ip_mixed,
+       '{1,1,1,1}'::real[] <-> '{-3e38,-3e38,-3e38,-3e38}' AS l2,
+       '{1,1,1,1}'::real[] <=> '{3e38,3e38,3e38,3e38}' AS cosine;
+RESET enable_seqscan;
+RESET kdindex.max_scan_tuples;
