@@ -9,7 +9,7 @@ OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/fastscan.o src/security.o src/verify.o src/scanlists.o src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o src/quant/ivf.o \
        src/distill/teacher.o src/distill/train.o src/distill/retrain.o src/distill/recall.o
 
-REGRESS = setup operators bad_input build quantizers scan ivf fastscan walk vacuum distill train info verify pgvector privileges hot limits
+REGRESS = setup operators bad_input build quantizers scan ivf fastscan walk vacuum distill train info verify fuzz pgvector privileges hot limits
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 ISOLATION = insert_scan train_insert privileges_lock
 ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
@@ -35,7 +35,7 @@ $(OBJS): $(wildcard $(srcdir)/src/*.h $(srcdir)/src/quant/*.h $(srcdir)/src/dist
 # Reassociation lets the compiler vectorise the float reductions.
 src/distance.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math -fassociative-math -fno-signed-zeros
 
-.PHONY: deps test demo bench
+.PHONY: deps test demo bench fuzz
 deps:
 	test/scripts/deps.sh
 
@@ -47,3 +47,7 @@ demo: deps
 
 bench: deps
 	test/scripts/bench.sh $(SUITE)
+
+# SQLsmith for FUZZ_MINUTES (default 10) against kdindex indexes; not part of `make test`
+fuzz: deps
+	test/scripts/fuzz.sh
