@@ -286,3 +286,16 @@ SELECT section, sqlstate, count(*) FROM fz_log GROUP BY 1, 2 ORDER BY 1, 2;
 -- there should be none
 SELECT section, sqlstate, msg, cmd FROM fz_log
  WHERE sqlstate ~ '^(XX|58|53)' ORDER BY n;
+
+-- clean up (later tests drop and re-create the extension)
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOR t IN SELECT c.oid::regclass::text FROM pg_class c
+			  WHERE c.relname LIKE 'fz\_%' AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace LOOP
+		EXECUTE 'DROP TABLE IF EXISTS ' || t || ' CASCADE';
+	END LOOP;
+END
+$$;
+DROP FUNCTION fz_try(text, text), fz_pick(text[]), fz_elem(float8), fz_elems(int, float8), fz_vec(int);

@@ -5,6 +5,8 @@
 #ifndef KDINDEX_SCAN_H
 #define KDINDEX_SCAN_H
 
+#include <math.h>
+
 #include "access/relscan.h"
 
 #include "kdindex.h"
@@ -104,6 +106,9 @@ cand_cmp(const KdCandidate *a, const KdCandidate *b)
 		return -1;
 	if (a->dist > b->dist)
 		return 1;
+	/* unordered: a NaN (a lookup table overflowed) sorts after every number */
+	if (isnan(a->dist) != isnan(b->dist))
+		return isnan(a->dist) ? 1 : -1;
 	return ItemPointerCompare((ItemPointer) &a->tid, (ItemPointer) &b->tid);
 }
 

@@ -236,20 +236,52 @@ kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *di
 }
 
 /* The exact distance the opclass's operator returns, from raw floats */
+/*
+ * Sums in double, for the vectors whose float sums overflow (components near
+ * FLT_MAX): their distances are finite in float8, and an infinite or NaN
+ * distance would give rows no order at all.
+ */
+static double
+l2sq_double(const float *a, const float *b, int dim)
+{
+	double		s = 0;
+
+	for (int i = 0; i < dim; i++)
+		s += ((double) a[i] - b[i]) * ((double) a[i] - b[i]);
+	return s;
+}
+
+static double
+dot_checked(const float *a, const float *b, int dim)
+{
+	double		s = kd_dot(a, b, dim);
+
+	if (isfinite(s))
+		return s;
+	s = 0;
+	for (int i = 0; i < dim; i++)
+		s += (double) a[i] * b[i];
+	return s;
+}
+
 double
 kd_exact_distance(KdMetric metric, const float *a, const float *b, int dim)
 {
 	switch (metric)
 	{
 		case KD_METRIC_L2:
-			return sqrt((double) kd_l2sq(a, b, dim));
+			{
+				double		d = kd_l2sq(a, b, dim);
+
+				return sqrt(isinf(d) ? l2sq_double(a, b, dim) : d);
+			}
 		case KD_METRIC_IP:
-			return -(double) kd_dot(a, b, dim);
+			return -dot_checked(a, b, dim);
 		case KD_METRIC_COSINE:
 			{
-				double		na = kd_dot(a, a, dim);
-				double		nb = kd_dot(b, b, dim);
-				double		sim = kd_dot(a, b, dim) / sqrt(na * nb);
+				double		na = dot_checked(a, a, dim);
+				double		nb = dot_checked(b, b, dim);
+				double		sim = dot_checked(a, b, dim) / sqrt(na * nb);
 
 				/* zero vectors give NaN, as pgvector */
 				if (sim > 1)

@@ -255,27 +255,51 @@ kd_quantizer_check_memory(const KdQuantizer *q, int64 n)
 }
 
 /*
- * Squared distances between the rows must stay finite in float: refuse rows
- * whose squared norm exceeds a quarter of FLT_MAX (|x| above 9.2e18), which
- * would fill the parameters with infinities and NaN.
+ * Squared distances between the rows must stay finite in float: rows whose
+ * squared norm exceeds a quarter of FLT_MAX (|x| above 9.2e18) would fill the
+ * parameters with infinities and NaN.  They are left out of the training
+ * sample (no codebook could represent them anyway; they are still indexed,
+ * and the exact re-rank orders them), so that one such row cannot keep an
+ * index from ever training.  Returns x, or a copy without them.
  */
-static void
-check_finite_distances(const KdQuantizer *q, const float *x, int64 n)
+static const float *
+trainable_rows(const KdQuantizer *q, const float *x, int64 *n)
 {
-	for (int64 i = 0; i < n; i++)
+	float	   *kept = NULL;
+	int64		nkept = 0;
+
+	for (int64 i = 0; i < *n; i++)
 	{
+		const float *row = x + i * q->dim;
 		double		norm = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		for (int d = 0; d < q->dim; d++)
-			norm += (double) x[i * q->dim + d] * x[i * q->dim + d];
-		if (norm > FLT_MAX / 4)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("kdindex cannot train on a vector of norm %g", sqrt(norm)),
-					 errdetail("Squared distances between vectors of norm above %g overflow real.",
-							   sqrt(FLT_MAX / 4))));
+			norm += (double) row[d] * row[d];
+		if (norm <= FLT_MAX / 4)
+		{
+			if (kept != NULL)
+				memcpy(kept + nkept * q->dim, row, sizeof(float) * q->dim);
+			nkept++;
+		}
+		else if (kept == NULL)
+		{
+			kept = palloc_extended(sizeof(float) * *n * q->dim, MCXT_ALLOC_HUGE);
+			memcpy(kept, x, sizeof(float) * nkept * q->dim);
+		}
 	}
+	if (kept == NULL)
+		return x;
+	ereport(DEBUG1,
+			(errmsg("kdindex: %lld of %lld sampled rows have a norm above %g and are left out of training",
+					(long long) (*n - nkept), (long long) *n, sqrt(FLT_MAX / 4))));
+	if (nkept == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("kdindex cannot train: every sampled vector has a norm above %g", sqrt(FLT_MAX / 4)),
+				 errdetail("Squared distances between such vectors overflow real.")));
+	*n = nkept;
+	return kept;
 }
 
 /* Learn the centroids, then the quantizer on the residuals */
@@ -288,7 +312,7 @@ kd_quantizer_train(KdQuantizer *q, const float *x, int64 n)
 	if (n < 1)
 		elog(ERROR, "kdindex: no rows to train the quantizer on");
 	kd_quantizer_check_memory(q, n);
-	check_finite_distances(q, x, n);
+	x = trainable_rows(q, x, &n);
 	if (q->nlists == 0)
 	{
 		q->ops->train(q, x, n);
