@@ -11,7 +11,22 @@ SELECT kdindex_enable_pgvector();
 CREATE EXTENSION vector;
 SELECT count(*) FROM pg_opclass WHERE opcmethod = (SELECT oid FROM pg_am WHERE amname = 'kdindex')
    AND opcintype <> 'real[]'::regtype;
-CREATE EXTENSION kdindex_vector;
+-- with a hostile search_path: a domain "vector" over int and an operator <->
+-- on it earlier in the path, which the script must not pick up
+CREATE SCHEMA mallory_pgv;
+CREATE DOMAIN mallory_pgv.vector AS int;
+CREATE DOMAIN mallory_pgv.halfvec AS int;
+CREATE FUNCTION mallory_pgv.boom(mallory_pgv.vector, mallory_pgv.vector) RETURNS float8
+	LANGUAGE sql AS 'SELECT 1::float8';
+CREATE OPERATOR mallory_pgv.<-> (LEFTARG = mallory_pgv.vector, RIGHTARG = mallory_pgv.vector,
+	FUNCTION = mallory_pgv.boom);
+SET search_path = mallory_pgv, public;
+CREATE EXTENSION kdindex_vector SCHEMA public;
+RESET search_path;
+SELECT count(*) AS fooled FROM pg_opclass oc JOIN pg_amop a ON a.amopfamily = oc.opcfamily
+ WHERE oc.opcmethod = (SELECT oid FROM pg_am WHERE amname = 'kdindex')
+   AND (oc.opcintype::regtype::text LIKE 'mallory%' OR a.amopopr::regoperator::text LIKE 'mallory%');
+DROP SCHEMA mallory_pgv CASCADE;
 SELECT opcname, opcintype::regtype, opcdefault FROM pg_opclass
  WHERE opcmethod = (SELECT oid FROM pg_am WHERE amname = 'kdindex') AND opcintype <> 'real[]'::regtype
  ORDER BY opcname;
