@@ -358,13 +358,18 @@ kd_row_indexed(Datum value, Oid typid, KdMetric metric)
 	int			dim;
 	float	   *x;
 	bool		indexed;
+	struct varlena *detoasted;
 
 	if (metric != KD_METRIC_COSINE)
 		return true;
-	x = kd_datum_floats(value, typid, &dim);
+	/* callers scan whole tables: free what this row needed */
+	detoasted = PG_DETOAST_DATUM(value);
+	x = kd_datum_floats(PointerGetDatum(detoasted), typid, &dim);
 	indexed = kd_dot(x, x, dim) != 0;	/* kd_normalize's test */
 	if (vector_kind(typid, &base) == KD_KIND_HALFVEC)
 		pfree(x);
+	if ((Pointer) detoasted != DatumGetPointer(value))
+		pfree(detoasted);
 	return indexed;
 }
 
