@@ -1,7 +1,7 @@
 -- kdindex 0.1.0 -> 0.2.0: kdindex_verify; kdindex_recall in C (privilege
 -- checks, a pinned search_path, usable as a session's first statement);
--- kdindex_enable_pgvector recognises pgvector's type by its extension, not
--- its name.  Indexes built by 0.1.0 are read as they are.
+-- pgvector's operator classes move to the extension kdindex_vector (see
+-- below).  Indexes built by 0.1.0 are read as they are.
 \echo Use "ALTER EXTENSION kdindex UPDATE TO '0.2.0'" to load this file. \quit
 
 -- Check an index's pages, as amcheck's bt_index_check does a B-tree's; with
@@ -17,54 +17,61 @@ CREATE OR REPLACE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int 
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
--- pgvector's vector: opclasses for kdindex on its operators.  Run at CREATE
--- EXTENSION when pgvector is already there, and by hand after installing it.
--- pgvector's type is recognised by what it is, not by its name (any role may
--- create a type "vector"): a base varlena type of the extension named vector
--- whose input function is C.  Everything is schema-qualified and the
--- search_path pinned, so no one's objects can stand in for these.
+-- pgvector's types get their operator classes from the extension
+-- kdindex_vector (CREATE EXTENSION kdindex_vector), which pg_dump creates
+-- after both kdindex and pgvector.  This function, 0.1.0's way, only says so.
 CREATE OR REPLACE FUNCTION kdindex_enable_pgvector() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	vtype oid;
-	nsp text;
-	c record;
 BEGIN
-	SELECT t.oid, quote_ident(n.nspname) INTO vtype, nsp
-	  FROM pg_type t
-	  JOIN pg_namespace n ON n.oid = t.typnamespace
-	  JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e'
-	  JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
-	  JOIN pg_proc p ON p.oid = t.typinput
-	  JOIN pg_language l ON l.oid = p.prolang
-	 WHERE e.extname = 'vector' AND t.typname = 'vector' AND t.typtype = 'b' AND t.typlen = -1
-	   AND l.lanname = 'c';
-	IF vtype IS NULL THEN
-		RAISE EXCEPTION 'type "vector" of pgvector does not exist'
-			USING ERRCODE = 'undefined_object',
-			      HINT = 'Install pgvector first: CREATE EXTENSION vector.';
-	END IF;
-	FOR c IN SELECT * FROM (VALUES
-		('vector_l2_ops', '<->', 'kdindex_l2_metric', ' DEFAULT'),
-		('vector_ip_ops', '<#>', 'kdindex_ip_metric', ''),
-		('vector_cosine_ops', '<=>', 'kdindex_cosine_metric', '')) AS v(opclass, op, metric, dflt)
+	RAISE EXCEPTION 'kdindex_enable_pgvector() is replaced by the extension kdindex_vector'
+		USING ERRCODE = 'feature_not_supported',
+		      HINT = 'CREATE EXTENSION kdindex_vector creates the operator classes for pgvector''s vector and halfvec.';
+END
+$$;
+
+-- 0.1.0 made pgvector's operator classes members of kdindex, so pg_dump
+-- created them before pgvector's type existed, and DROP EXTENSION vector
+-- CASCADE dropped kdindex.  Detach them (and their families), leaving them
+-- and the indexes using them in place: CREATE EXTENSION kdindex_vector in
+-- their schema adopts them.
+DO $$
+DECLARE
+	c record;
+	detached text[] := '{}';
+	schemas text[] := '{}';
+BEGIN
+	PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+	FOR c IN
+		SELECT oc.oid, n.nspname, oc.opcname, f.opfname, fn.nspname AS fnsp,
+			   EXISTS (SELECT 1 FROM pg_depend fd
+						WHERE fd.classid = 'pg_opfamily'::regclass AND fd.objid = f.oid
+						  AND fd.deptype = 'e' AND fd.refobjid = d.refobjid) AS family_member
+		  FROM pg_opclass oc
+		  JOIN pg_namespace n ON n.oid = oc.opcnamespace
+		  JOIN pg_opfamily f ON f.oid = oc.opcfamily
+		  JOIN pg_namespace fn ON fn.oid = f.opfnamespace
+		  JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass AND d.objid = oc.oid AND d.deptype = 'e'
+		  JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
+		 WHERE e.extname = 'kdindex' AND oc.opcintype <> 'pg_catalog._float4'::regtype
+		 ORDER BY oc.opcname
 	LOOP
-		CONTINUE WHEN EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-							   WHERE am.amname = 'kdindex' AND oc.opcname = c.opclass
-								 AND oc.opcnamespace = '@extschema@'::regnamespace);
-		EXECUTE format('CREATE OPERATOR CLASS @extschema@.%I%s FOR TYPE %s.vector USING kdindex AS '
-					   'OPERATOR 1 %s.%s (%s.vector, %s.vector) FOR ORDER BY pg_catalog.float_ops, '
-					   'FUNCTION 1 @extschema@.%I(internal)',
-					   c.opclass, c.dflt, nsp, nsp, c.op, nsp, nsp, c.metric);
-		-- created after CREATE EXTENSION: make it part of the extension
-		IF NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_opclass oc ON d.objid = oc.oid
-						JOIN pg_am am ON am.oid = oc.opcmethod
-					   WHERE d.classid = 'pg_opclass'::regclass AND d.deptype = 'e'
-						 AND am.amname = 'kdindex' AND oc.opcname = c.opclass
-						 AND oc.opcnamespace = '@extschema@'::regnamespace) THEN
-			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR CLASS @extschema@.%I USING kdindex', c.opclass);
-			EXECUTE format('ALTER EXTENSION kdindex ADD OPERATOR FAMILY @extschema@.%I USING kdindex', c.opclass);
+		EXECUTE format('ALTER EXTENSION kdindex DROP OPERATOR CLASS %I.%I USING kdindex',
+					   c.nspname, c.opcname);
+		IF c.family_member THEN
+			EXECUTE format('ALTER EXTENSION kdindex DROP OPERATOR FAMILY %I.%I USING kdindex',
+						   c.fnsp, c.opfname);
+		END IF;
+		detached := detached || format('%I.%I', c.nspname, c.opcname);
+		IF NOT c.nspname = ANY (schemas) THEN
+			schemas := schemas || c.nspname::text;
 		END IF;
 	END LOOP;
+	IF cardinality(detached) > 0 THEN
+		-- a WARNING: CREATE and ALTER EXTENSION hold back a script's NOTICEs
+		RAISE WARNING 'operator classes % for pgvector are no longer part of kdindex; indexes using them are kept',
+			array_to_string(detached, ', ')
+			USING HINT = format('CREATE EXTENSION kdindex_vector SCHEMA %s adopts them (and adds the halfvec ones).',
+								array_to_string(schemas, ', '));
+	END IF;
 END
 $$;

@@ -151,11 +151,12 @@ check_m(KdQuantizerKind quantizer, int dim, int m, int nbits)
 				 errhint("Choose m dividing the dimension, or m = 0 to let kdindex choose.")));
 }
 
+/* NULL for a row the index leaves out (a zero vector under cosine) */
 static float *
 row_vector(KdBuildState *bs, Datum *values)
 {
 	int			dim;
-	float	   *x = kd_index_vector(values[0], bs->typid, bs->metric, bs->dim, &dim);
+	float	   *x = kd_row_vector(values[0], bs->typid, bs->metric, bs->dim, &dim);
 
 	bs->dim = dim;
 	return x;
@@ -175,6 +176,8 @@ sample_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	old = MemoryContextSwitchTo(bs->tmpcxt);
 	x = row_vector(bs, values);
 	MemoryContextSwitchTo(old);
+	if (x == NULL)
+		return;
 
 	if (bs->sample == NULL)
 	{
@@ -389,6 +392,8 @@ encode_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	old = MemoryContextSwitchTo(bs->tmpcxt);
 	x = row_vector(bs, values);
 	MemoryContextSwitchTo(old);
+	if (x == NULL)
+		return;
 	memcpy(bs->batch + (Size) bs->nbatch * bs->dim, x, sizeof(float) * bs->dim);
 	bs->batch_tids[bs->nbatch++] = *tid;
 	MemoryContextReset(bs->tmpcxt);

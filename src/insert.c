@@ -236,7 +236,9 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	Buffer		metabuf;
 	bool		train = false;
 
-	if (isnull[0])
+	/* NULLs and zero vectors under cosine are not indexed */
+	if (isnull[0] || !kd_row_indexed(values[0], TupleDescAttr(RelationGetDescr(index), 0)->atttypid,
+									 kd_index_metric(index)))
 	{
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(cxt);

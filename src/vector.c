@@ -1,10 +1,11 @@
 /*
  * vector.c — from SQL values to float arrays, and the distance operators.
  *
- * Two input types: real[] (always) and pgvector's vector, whose datum is read
- * directly (varlena header, int16 dim, int16 unused, float4 values) so that
- * kdindex needs nothing from pgvector but its type.  The operators on real[]
- * follow pgvector's semantics and error messages.
+ * Three input types: real[] (always), and pgvector's vector and halfvec,
+ * whose datums are read directly (varlena header, int16 dim, int16 unused,
+ * then float4 or IEEE half values) so that kdindex needs nothing from
+ * pgvector but its types.  The operators on real[] follow pgvector's
+ * semantics and error messages.
  */
 #include "postgres.h"
 
@@ -34,7 +35,16 @@ PG_FUNCTION_INFO_V1(kdindex_l2_metric);
 PG_FUNCTION_INFO_V1(kdindex_ip_metric);
 PG_FUNCTION_INFO_V1(kdindex_cosine_metric);
 
-/* pgvector's on-disk vector */
+/* What kdindex reads a type's datums as */
+typedef enum KdVecKind
+{
+	KD_KIND_NONE,
+	KD_KIND_REAL_ARRAY,
+	KD_KIND_VECTOR,
+	KD_KIND_HALFVEC
+} KdVecKind;
+
+/* pgvector's on-disk vector and halfvec */
 typedef struct PgVector
 {
 	int32		vl_len_;
@@ -42,6 +52,14 @@ typedef struct PgVector
 	int16		unused;
 	float		x[FLEXIBLE_ARRAY_MEMBER];
 } PgVector;
+
+typedef struct PgHalfVector
+{
+	int32		vl_len_;
+	int16		dim;
+	int16		unused;
+	uint16		x[FLEXIBLE_ARRAY_MEMBER];	/* IEEE 754 binary16 */
+} PgHalfVector;
 
 static bool
 input_is_c(Oid funcid)
@@ -57,29 +75,43 @@ input_is_c(Oid funcid)
 }
 
 /*
- * Is typid pgvector's vector?  Not any type of that name: a role can create
- * mallory.vector, even a domain over int, and reading its datums as vectors
- * would crash.  pgvector's is a base varlena type, member of the extension
- * named vector, whose input function is C.
+ * Which of pgvector's types typid is, if any.  Not any type of that name: a
+ * role can create mallory.vector, even a domain over int, and reading its
+ * datums as vectors would crash.  pgvector's are base varlena types, members
+ * of the extension named vector, whose input function is C.
  */
-bool
-kd_is_pgvector_type(Oid typid)
+static KdVecKind
+pgvector_kind(Oid typid)
 {
 	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
 	Form_pg_type form;
-	bool		result;
+	KdVecKind	kind = KD_KIND_NONE;
 	Oid			ext;
 
 	if (!HeapTupleIsValid(tup))
-		return false;
+		return KD_KIND_NONE;
 	form = (Form_pg_type) GETSTRUCT(tup);
-	result = strcmp(NameStr(form->typname), "vector") == 0 && form->typtype == TYPTYPE_BASE &&
-		form->typlen == -1 && input_is_c(form->typinput);
+	if (form->typtype == TYPTYPE_BASE && form->typlen == -1 && input_is_c(form->typinput))
+	{
+		if (strcmp(NameStr(form->typname), "vector") == 0)
+			kind = KD_KIND_VECTOR;
+		else if (strcmp(NameStr(form->typname), "halfvec") == 0)
+			kind = KD_KIND_HALFVEC;
+	}
 	ReleaseSysCache(tup);
-	if (!result)
-		return false;
+	if (kind == KD_KIND_NONE)
+		return KD_KIND_NONE;
 	ext = getExtensionOfObject(TypeRelationId, typid);
-	return OidIsValid(ext) && ext == get_extension_oid("vector", true);
+	if (!OidIsValid(ext) || ext != get_extension_oid("vector", true))
+		return KD_KIND_NONE;
+	return kind;
+}
+
+/* Is typid pgvector's vector or halfvec? */
+bool
+kd_is_pgvector_type(Oid typid)
+{
+	return pgvector_kind(typid) != KD_KIND_NONE;
 }
 
 /*
@@ -88,6 +120,7 @@ kd_is_pgvector_type(Oid typid)
  */
 static Oid	cached_type = InvalidOid;
 static Oid	cached_base = InvalidOid;
+static KdVecKind cached_kind = KD_KIND_NONE;
 
 static void
 forget_cached_type(Datum arg, int cacheid, uint32 hashvalue)
@@ -95,44 +128,88 @@ forget_cached_type(Datum arg, int cacheid, uint32 hashvalue)
 	cached_type = InvalidOid;
 }
 
+/* typid's base type and what kdindex reads it as (KD_KIND_NONE: nothing) */
+static KdVecKind
+vector_kind(Oid typid, Oid *base)
+{
+	static bool registered = false;
+
+	if (typid == FLOAT4ARRAYOID)
+	{
+		*base = typid;
+		return KD_KIND_REAL_ARRAY;
+	}
+	if (typid != cached_type || !OidIsValid(typid))
+	{
+		if (!registered)
+		{
+			CacheRegisterSyscacheCallback(TYPEOID, forget_cached_type, (Datum) 0);
+			registered = true;
+		}
+		cached_base = getBaseType(typid);
+		cached_kind = cached_base == FLOAT4ARRAYOID ? KD_KIND_REAL_ARRAY : pgvector_kind(cached_base);
+		if (cached_kind == KD_KIND_NONE)
+			cached_base = InvalidOid;
+		cached_type = typid;
+	}
+	*base = cached_base;
+	return cached_kind;
+}
+
 /*
  * FLOAT4ARRAYOID when typid is real[] or a domain over it, pgvector's vector
- * when it is that or a domain over it, InvalidOid otherwise.
+ * or halfvec when it is one of those or a domain over it, InvalidOid
+ * otherwise.
  */
 Oid
 kd_vector_base_type(Oid typid)
 {
-	static bool registered = false;
 	Oid			base;
 
-	if (typid == FLOAT4ARRAYOID)
-		return typid;
-	if (typid == cached_type && OidIsValid(typid))
-		return cached_base;
-	if (!registered)
-	{
-		CacheRegisterSyscacheCallback(TYPEOID, forget_cached_type, (Datum) 0);
-		registered = true;
-	}
-	base = getBaseType(typid);
-	if (base != FLOAT4ARRAYOID && !kd_is_pgvector_type(base))
-		base = InvalidOid;
-	cached_type = typid;
-	cached_base = base;
+	vector_kind(typid, &base);
 	return base;
 }
 
+/* An IEEE binary16 value as a float (exact: every half is a float) */
+static inline float
+half_to_float(uint16 h)
+{
+	uint32		exp = (h >> 10) & 0x1F;
+	uint32		mant = h & 0x3FF;
+	union
+	{
+		uint32		i;
+		float		f;
+	}			u;
+
+	if (exp == 0)
+	{
+		/* zero or subnormal: mant * 2^-24 */
+		float		v = ldexpf((float) mant, -24);
+
+		return (h & 0x8000) ? -v : v;
+	}
+	if (exp == 31)
+		u.i = 0x7F800000 | (mant << 13);	/* infinity or NaN */
+	else
+		u.i = ((exp - 15 + 127) << 23) | (mant << 13);
+	u.i |= (uint32) (h & 0x8000) << 16;
+	return u.f;
+}
+
 /*
- * The floats of a real[] or vector datum (typid may be a domain over
- * either), without copying when the datum is already detoasted.  Arrays
- * must be one-dimensional, non-empty, without NULL elements.
+ * The floats of a real[], vector or halfvec datum (typid may be a domain over
+ * any), without copying when the datum is a detoasted real[] or vector; a
+ * halfvec's are converted into a palloc'd array.  Arrays must be
+ * one-dimensional, non-empty, without NULL elements.
  */
 float *
 kd_datum_floats(Datum value, Oid typid, int *dim)
 {
-	Oid			base = kd_vector_base_type(typid);
+	Oid			base;
+	KdVecKind	kind = vector_kind(typid, &base);
 
-	if (base == FLOAT4ARRAYOID)
+	if (kind == KD_KIND_REAL_ARRAY)
 	{
 		ArrayType  *a = DatumGetArrayTypeP(value);
 
@@ -155,16 +232,29 @@ kd_datum_floats(Datum value, Oid typid, int *dim)
 		*dim = ARR_DIMS(a)[0];
 		return (float *) ARR_DATA_PTR(a);
 	}
-	else if (OidIsValid(base))
+	else if (kind == KD_KIND_VECTOR)
 	{
 		PgVector   *v = (PgVector *) PG_DETOAST_DATUM(value);
 
 		*dim = v->dim;
 		return v->x;
 	}
+	else if (kind == KD_KIND_HALFVEC)
+	{
+		PgHalfVector *v = (PgHalfVector *) PG_DETOAST_DATUM(value);
+		float	   *x = palloc(sizeof(float) * Max(v->dim, 1));
+
+		for (int i = 0; i < v->dim; i++)
+			x[i] = half_to_float(v->x[i]);
+		*dim = v->dim;
+		if ((Pointer) v != DatumGetPointer(value))
+			pfree(v);
+		return x;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("type %s is neither real[] nor pgvector's vector", format_type_be(typid))));
+			 errmsg("type %s is neither real[] nor pgvector's vector or halfvec",
+					format_type_be(typid))));
 	return NULL;
 }
 
@@ -207,12 +297,15 @@ kd_normalize(float *x, int dim)
 }
 
 /*
- * A palloc'd copy of an indexed value, ready for the quantizer: validated,
- * of dimension expect_dim when that is not 0, normalised under cosine.
+ * A palloc'd copy of a row's value, ready for the quantizer: validated, of
+ * dimension expect_dim when that is not 0, normalised under cosine.  NULL
+ * for a zero vector under cosine: it has no cosine distance to anything, so
+ * the index leaves it out as it does a NULL (as pgvector's indexes do).
  */
 float *
-kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim)
+kd_row_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim)
 {
+	Oid			base;
 	float	   *src = kd_datum_floats(value, typid, dim);
 	float	   *x;
 
@@ -226,13 +319,58 @@ kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *di
 				(errcode(ERRCODE_DATA_EXCEPTION),
 				 errmsg("expected %d dimensions, not %d", expect_dim, *dim)));
 	kd_check_finite(src, *dim);
-	x = palloc(sizeof(float) * *dim);
-	memcpy(x, src, sizeof(float) * *dim);
+	if (vector_kind(typid, &base) == KD_KIND_HALFVEC)
+		x = src;				/* already a copy */
+	else
+	{
+		x = palloc(sizeof(float) * *dim);
+		memcpy(x, src, sizeof(float) * *dim);
+	}
 	if (metric == KD_METRIC_COSINE && !kd_normalize(x, *dim))
+	{
+		pfree(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* As kd_row_vector, where a zero vector under cosine is an error */
+float *
+kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim)
+{
+	float	   *x = kd_row_vector(value, typid, metric, expect_dim, dim);
+
+	if (x == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("zero vector cannot be indexed with cosine distance")));
+				 errmsg("zero vector has no cosine distance")));
 	return x;
+}
+
+/*
+ * Does the index hold this (non-NULL) row?  All but zero vectors under
+ * cosine; kdindex_verify's heapallindexed asks.
+ */
+bool
+kd_row_indexed(Datum value, Oid typid, KdMetric metric)
+{
+	Oid			base;
+	int			dim;
+	float	   *x;
+	bool		indexed;
+	struct varlena *detoasted;
+
+	if (metric != KD_METRIC_COSINE)
+		return true;
+	/* callers scan whole tables: free what this row needed */
+	detoasted = PG_DETOAST_DATUM(value);
+	x = kd_datum_floats(PointerGetDatum(detoasted), typid, &dim);
+	indexed = kd_dot(x, x, dim) != 0;	/* kd_normalize's test */
+	if (vector_kind(typid, &base) == KD_KIND_HALFVEC)
+		pfree(x);
+	if ((Pointer) detoasted != DatumGetPointer(value))
+		pfree(detoasted);
+	return indexed;
 }
 
 /* The exact distance the opclass's operator returns, from raw floats */

@@ -60,6 +60,7 @@
 #include "utils/snapmgr.h"
 
 #include "kdindex.h"
+#include "vector.h"
 
 PG_FUNCTION_INFO_V1(kdindex_verify);
 
@@ -717,8 +718,9 @@ heap_row_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	VerifyState *vs = (VerifyState *) state;
 	uint64		key = ((uint64) ItemPointerGetBlockNumber(tid) << 16) | ItemPointerGetOffsetNumber(tid);
 
-	if (isnull[0])
-		return;					/* NULLs are not indexed */
+	if (isnull[0] || !kd_row_indexed(values[0], TupleDescAttr(RelationGetDescr(index), 0)->atttypid,
+									 kd_index_metric(index)))
+		return;					/* NULLs, zero vectors under cosine are not indexed */
 	if (bsearch(&key, vs->tids, vs->ntids, sizeof(uint64), cmp_tid) == NULL)
 		corrupt(vs, "row (%u,%u) of table \"%s\" is not in the index",
 				ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),

@@ -3,7 +3,11 @@
 #  - indexes built under 0.1.0 answer the same top-10 afterwards, and
 #    kdindex_verify finds them sound;
 #  - the upgraded extension has exactly the objects, with the same
-#    definitions, as a fresh CREATE EXTENSION of the new version.
+#    definitions, as a fresh CREATE EXTENSION of the new version;
+#  - with pgvector: 0.1.0's vector operator classes leave kdindex (a WARNING
+#    says so), an index on a vector column keeps working through the update,
+#    and CREATE EXTENSION kdindex_vector adopts them, giving the catalog of a
+#    fresh kdindex_vector.
 
 use strict;
 use warnings;
@@ -23,6 +27,11 @@ $node->init;
 $node->append_conf('postgresql.conf', "log_statement = none\n");
 $node->start;
 
+my $has_pgvector = $node->safe_psql('postgres',
+	"SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'") eq '1';
+
+# with pgvector, 0.1.0 made the vector operator classes members of kdindex
+$node->safe_psql('postgres', 'CREATE EXTENSION vector') if $has_pgvector;
 $node->safe_psql('postgres', qq{
 CREATE EXTENSION kdindex VERSION '0.1.0';
 CREATE TABLE t (id int PRIMARY KEY, v real[]);
@@ -38,12 +47,25 @@ is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extna
 	'0.1.0', 'installed 0.1.0');
 
 my @indexes = ('t_pq', 't_ivf', 't_fast', 't_aq');
+if ($has_pgvector)
+{
+	$node->safe_psql('postgres', q{
+ALTER TABLE t ADD COLUMN pv vector(16);
+UPDATE t SET pv = v::vector;
+CREATE INDEX t_vec ON t USING kdindex (pv vector_cosine_ops) WITH (m = 4);
+});
+	push @indexes, 't_vec';
+}
 
 # the top-10 of a few queries through one index (the others disabled)
 sub top10
 {
 	my ($index) = @_;
 	my $op = $index eq 't_aq' ? '<#>' : '<->';
+	my $col = 'v';
+	($op, $col) = ('<=>', 'pv') if $index eq 't_vec';
+	my $query = vec_sql('q + 100000');
+	$query .= '::vector' if $index eq 't_vec';
 	my $others = join(', ', map { "$_" } grep { $_ ne $index } @indexes);
 	return $node->safe_psql('postgres', qq{
 SET enable_seqscan = off; SET enable_bitmapscan = off;
@@ -52,7 +74,7 @@ UPDATE pg_index SET indisvalid = false WHERE indexrelid::regclass::text IN
   (@{[ join(', ', map { "'$_'" } grep { $_ ne $index } @indexes) ]});
 SELECT string_agg(ids, ' | ' ORDER BY q) FROM (
   SELECT q, (SELECT string_agg(id::text, ',') FROM
-     (SELECT id FROM t ORDER BY v $op @{[ vec_sql('q + 100000') ]} LIMIT 10) s) AS ids
+     (SELECT id FROM t ORDER BY $col $op $query LIMIT 10) s) AS ids
   FROM generate_series(1, 5) q) x;
 ROLLBACK;
 });
@@ -60,9 +82,23 @@ ROLLBACK;
 
 my %before = map { $_ => top10($_) } @indexes;
 
-$node->safe_psql('postgres', 'ALTER EXTENSION kdindex UPDATE');
+my ($stdout, $stderr);
+$node->psql('postgres', 'ALTER EXTENSION kdindex UPDATE',
+	stdout => \$stdout, stderr => \$stderr, on_error_stop => 1);
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'kdindex'"),
 	'0.2.0', 'updated to 0.2.0');
+if ($has_pgvector)
+{
+	like($stderr,
+		qr/WARNING:  operator classes public.vector_cosine_ops, public.vector_ip_ops, public.vector_l2_ops for pgvector are no longer part of kdindex.*\n.*CREATE EXTENSION kdindex_vector SCHEMA public adopts them/,
+		'the update says it detached the vector operator classes, and what adopts them');
+	is(top10('t_vec'), $before{t_vec}, 't_vec answers the same top-10 between the update and kdindex_vector');
+	$node->safe_psql('postgres', 'CREATE EXTENSION kdindex_vector');
+}
+else
+{
+	is($stderr, '', 'the update says nothing without pgvector');
+}
 
 for my $index (@indexes)
 {
@@ -87,6 +123,41 @@ $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION kdindex');
 is($node->safe_psql('postgres', $catalog), $node->safe_psql('fresh', $catalog),
 	'the upgraded extension has the objects and definitions of a fresh install');
+
+if ($has_pgvector)
+{
+	# kdindex_vector holds the adopted operator classes as a fresh one holds its own
+	my $vcatalog = q{
+SELECT pg_describe_object(d.classid, d.objid, d.objsubid),
+	   oc.opcintype::regtype, oc.opcdefault,
+	   (SELECT string_agg(format('%s %s %s', a.amopstrategy, a.amopopr::regoperator,
+		  (SELECT opfname FROM pg_opfamily WHERE oid = a.amopsortfamily)), ',')
+		  FROM pg_amop a WHERE a.amopfamily = oc.opcfamily),
+	   (SELECT string_agg(format('%s %s', p.amprocnum, p.amproc::regprocedure), ',')
+		  FROM pg_amproc p WHERE p.amprocfamily = oc.opcfamily)
+  FROM pg_depend d LEFT JOIN pg_opclass oc ON d.classid = 'pg_opclass'::regclass AND oc.oid = d.objid
+ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'kdindex_vector')
+ ORDER BY 1;
+};
+	$node->safe_psql('fresh', 'CREATE EXTENSION vector; CREATE EXTENSION kdindex_vector');
+	is($node->safe_psql('postgres', $vcatalog), $node->safe_psql('fresh', $vcatalog),
+		'kdindex_vector adopted 0.1.0\'s operator classes: the catalog of a fresh kdindex_vector');
+	is($node->safe_psql('postgres', q{
+SELECT count(*) FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+ WHERE am.amname = 'kdindex' AND NOT EXISTS
+   (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_opclass'::regclass AND d.objid = oc.oid AND d.deptype = 'e')}),
+		'0', 'no operator class of kdindex is left outside an extension');
+	is(top10('t_vec'), $before{t_vec}, 't_vec answers the same top-10 under kdindex_vector');
+	$node->safe_psql('postgres', "SELECT kdindex_verify('t_vec', true)");
+	pass('t_vec is sound under kdindex_vector');
+	# now pgvector can go without taking kdindex along
+	$node->safe_psql('postgres', 'DROP EXTENSION vector CASCADE');
+	is($node->safe_psql('postgres', "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension WHERE extname LIKE 'kd%'"),
+		'kdindex', 'DROP EXTENSION vector CASCADE leaves kdindex');
+	@indexes = grep { $_ ne 't_vec' } @indexes;
+	is(top10('t_pq'), $before{t_pq}, 't_pq still answers after pgvector is gone');
+}
 
 # what changed in 0.2.0 works on the upgraded database
 # (kdindex_recall scans the index it is given, whichever the planner prefers)
