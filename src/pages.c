@@ -24,9 +24,39 @@ kd_init_page(Page page, uint16 flags)
 }
 
 /*
+ * An unlinked page: free, but scans that began before may still stand on it,
+ * so it keeps its link to the next page and records the next transaction id,
+ * for VACUUM to tell when it can be reused (pd_lower covers the id until
+ * then).
+ */
+void
+kd_page_set_free(Page page, FullTransactionId xid)
+{
+	KdPageOpaque opaque = KdPageGetOpaque(page);
+
+	opaque->flags = KDINDEX_PAGE_FREE;
+	opaque->ntuples = 0;
+	memcpy(PageGetContents(page), &xid, sizeof(xid));
+	((PageHeader) page)->pd_lower =
+		((char *) PageGetContents(page) - (char *) page) + sizeof(xid);
+}
+
+/* The id a free page waits for, or invalid when it is free to reuse */
+FullTransactionId
+kd_page_free_xid(Page page)
+{
+	FullTransactionId xid = InvalidFullTransactionId;
+
+	if (((PageHeader) page)->pd_lower >=
+		((char *) PageGetContents(page) - (char *) page) + sizeof(xid))
+		memcpy(&xid, PageGetContents(page), sizeof(xid));
+	return xid;
+}
+
+/*
  * A page for a new chain, returned exclusively locked: one VACUUM recycled
- * (the free space map's word is checked against the page), else a new one at
- * the end of the relation.
+ * (the free space map's word is checked against the page, as bloom does),
+ * else a new one at the end of the relation.
  */
 Buffer
 kd_new_buffer(Relation index, ForkNumber fork)
@@ -45,7 +75,9 @@ kd_new_buffer(Relation index, ForkNumber fork)
 		{
 			Page		page = BufferGetPage(buf);
 
-			if (!PageIsNew(page) && (KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE))
+			if (PageIsNew(page) ||
+				((KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE) &&
+				 !FullTransactionIdIsValid(kd_page_free_xid(page))))
 				return buf;
 			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		}
@@ -92,6 +124,7 @@ kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer, i
 	meta->blob_head = InvalidBlockNumber;
 	meta->data_head = InvalidBlockNumber;
 	meta->data_tail = InvalidBlockNumber;
+	meta->data_free = InvalidBlockNumber;
 }
 
 /* Lay meta out on a page, with pd_lower past it so the hole compresses */
