@@ -419,22 +419,27 @@ recycle_pages(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 
 		vacuum_delay_point();
 		buf = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, info->strategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		if (PageIsNew(page) || (KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE))
 		{
 			xid = PageIsNew(page) ? InvalidFullTransactionId : kd_page_free_xid(page);
 			stats->pages_deleted++;
-			if (!FullTransactionIdIsValid(xid) || recyclable(index, xid, unused))
+			if (FullTransactionIdIsValid(xid) && recyclable(index, xid, unused))
 			{
-				if (FullTransactionIdIsValid(xid))
-				{
-					GenericXLogState *state = GenericXLogStart(index);
+				/* no scan can reach it: forget the id (only VACUUM frees pages) */
+				GenericXLogState *state;
 
-					kd_init_page(GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE),
-								 KDINDEX_PAGE_FREE);
-					GenericXLogFinish(state);
-				}
+				LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+				LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+				state = GenericXLogStart(index);
+				kd_init_page(GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE),
+							 KDINDEX_PAGE_FREE);
+				GenericXLogFinish(state);
+				xid = InvalidFullTransactionId;
+			}
+			if (!FullTransactionIdIsValid(xid))
+			{
 				RecordFreeIndexPage(index, blkno);
 				stats->pages_free++;
 			}
