@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "storage/indexfsm.h"
 #include "storage/lock.h"
+#include "storage/procarray.h"
 #include "utils/snapmgr.h"
 
 #include "kdindex.h"
@@ -304,15 +305,21 @@ kd_bulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 
 /*
  * No other transaction holds a lock on the index, so none is in a scan of it:
- * a scan that begins from now on reads the chains as they are.  (Scans on a
- * hot standby are not seen; see the README.)
+ * a scan that begins from now on reads the chains as they are.  Scans on a
+ * hot standby hold no lock here; a standby that reports its oldest snapshot
+ * through a replication slot keeps the snapshot rule in force instead.
  */
 static bool
 index_unused(Relation index)
 {
 	LOCKTAG		tag;
 	int			n;
+	TransactionId slot_xmin;
+	TransactionId slot_catalog_xmin;
 
+	ProcArrayGetReplicationSlotXmin(&slot_xmin, &slot_catalog_xmin);
+	if (TransactionIdIsValid(slot_xmin))
+		return false;
 	SET_LOCKTAG_RELATION(tag, MyDatabaseId, RelationGetRelid(index));
 	(void) GetLockConflicts(&tag, AccessExclusiveLock, &n);
 	return n == 0;
