@@ -556,7 +556,7 @@ switch_meta(Relation index, const KdMetaPageData *gen, uint32 generation)
 	wmeta->blob_size = gen->blob_size;
 	wmeta->data_head = gen->data_head;
 	wmeta->data_tail = gen->data_tail;
-	wmeta->data_free = InvalidBlockNumber;
+	wmeta->nfree = 0;
 	wmeta->nlists = gen->nlists;
 	memcpy(wmeta->dir_pages, gen->dir_pages, sizeof(wmeta->dir_pages));
 	wmeta->train_seconds = gen->train_seconds;
@@ -672,7 +672,7 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
 	memcpy(&meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(meta));
 	state = GenericXLogStart(index);
-	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->data_free = InvalidBlockNumber;
+	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->nfree = 0;
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(metabuf);
 	kd_layout(&bs.old_layout, &meta);

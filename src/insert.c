@@ -37,34 +37,28 @@ put_tuple(Page page, const KdLayout *layout, ItemPointer tid, const KdEncoded *e
 	kd_page_set_ntuples(page, layout, n + 1);
 }
 
-/* field, a block number on holder's page, in copy, the page being logged */
-static inline BlockNumber *
-in_copy(Page copy, Buffer holder, BlockNumber *field)
-{
-	return (BlockNumber *) ((char *) copy + ((char *) field - (char *) BufferGetPage(holder)));
-}
-
 /*
- * Put the tuple on the first page with room from a chain's insert cursor
- * (*cursor, or the tail when it is invalid) on: the pages after the cursor
- * are tried in chain order, so the room VACUUM leaves anywhere is refilled
- * before the chain grows (as pgvector's IVFFlat does).  The page holding the
- * cursor (the meta page, or a list's directory page) is locked exclusively
- * by the caller and registered here when the cursor moves; a new page is
- * linked after the tail when nothing has room.  *head and *tail are the
- * chain's ends, in the same page.
+ * Put the tuple on the first page with room from its chain's insert cursor
+ * on (the tail when the cursor is invalid): the pages after the cursor are
+ * tried in chain order, so the room VACUUM leaves anywhere is refilled before
+ * the chain grows (as pgvector's IVFFlat does).  The chain's ends and cursor
+ * are on holder (the meta page, list < 0, or the list's directory page),
+ * locked exclusively by the caller, and change in the same WAL record as the
+ * page.  A new page is linked after the tail when nothing has room.
  */
 static void
-put_in_chain(Relation index, Buffer holder, BlockNumber *cursor, BlockNumber *head,
-			 BlockNumber *tail, const KdLayout *layout, ItemPointer tid, const KdEncoded *enc)
+put_in_chain(Relation index, Buffer holder, int list, const KdLayout *layout,
+			 ItemPointer tid, const KdEncoded *enc)
 {
-	BlockNumber blkno = BlockNumberIsValid(*cursor) ? *cursor : *tail;
+	KdChainEnds ends;
+	BlockNumber blkno;
 	Buffer		buf = InvalidBuffer;
 	GenericXLogState *state;
 	Buffer		newbuf;
 	Page		newpage;
-	Page		wholder;
 
+	kd_chain_get(BufferGetPage(holder), list, &ends);
+	blkno = BlockNumberIsValid(ends.cursor) ? ends.cursor : ends.tail;
 	while (BlockNumberIsValid(blkno))
 	{
 		BlockNumber next;
@@ -74,11 +68,11 @@ put_in_chain(Relation index, Buffer holder, BlockNumber *cursor, BlockNumber *he
 		if (KdPageGetOpaque(BufferGetPage(buf))->ntuples < layout->capacity)
 		{
 			state = GenericXLogStart(index);
-			if (blkno != *cursor && BlockNumberIsValid(*cursor))
+			if (blkno != ends.cursor && BlockNumberIsValid(ends.cursor))
 			{
 				/* the pages before this one are full: start here next time */
-				wholder = GenericXLogRegisterBuffer(state, holder, 0);
-				*in_copy(wholder, holder, cursor) = blkno == *tail ? InvalidBlockNumber : blkno;
+				ends.cursor = blkno == ends.tail ? InvalidBlockNumber : blkno;
+				kd_chain_set(GenericXLogRegisterBuffer(state, holder, 0), list, &ends);
 			}
 			put_tuple(GenericXLogRegisterBuffer(state, buf, 0), layout, tid, enc);
 			GenericXLogFinish(state);
@@ -96,16 +90,16 @@ put_in_chain(Relation index, Buffer holder, BlockNumber *cursor, BlockNumber *he
 	/* an empty chain, or a full tail: a new page */
 	newbuf = kd_new_buffer(index, MAIN_FORKNUM);
 	state = GenericXLogStart(index);
-	wholder = GenericXLogRegisterBuffer(state, holder, 0);
 	newpage = GenericXLogRegisterBuffer(state, newbuf, GENERIC_XLOG_FULL_IMAGE);
 	kd_init_page(newpage, KDINDEX_PAGE_DATA);
 	put_tuple(newpage, layout, tid, enc);
 	if (BufferIsValid(buf))
 		KdPageGetOpaque(GenericXLogRegisterBuffer(state, buf, 0))->nextblkno = BufferGetBlockNumber(newbuf);
 	else
-		*in_copy(wholder, holder, head) = BufferGetBlockNumber(newbuf);
-	*in_copy(wholder, holder, tail) = BufferGetBlockNumber(newbuf);
-	*in_copy(wholder, holder, cursor) = InvalidBlockNumber;
+		ends.head = BufferGetBlockNumber(newbuf);
+	ends.tail = BufferGetBlockNumber(newbuf);
+	ends.cursor = InvalidBlockNumber;
+	kd_chain_set(GenericXLogRegisterBuffer(state, holder, 0), list, &ends);
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(newbuf);
 	if (BufferIsValid(buf))
@@ -113,8 +107,7 @@ put_in_chain(Relation index, Buffer holder, BlockNumber *cursor, BlockNumber *he
 }
 
 /*
- * Add the tuple to its chain: the flat one (the meta page holds its ends and
- * cursor) or its IVF list's (the list's directory page does).  The meta page
+ * Add the tuple to its chain: the flat one or its IVF list's.  The meta page
  * is locked exclusively, so appends do not race; a directory page is locked
  * after it and before any data page.
  */
@@ -124,19 +117,16 @@ append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *e
 	KdMetaPage	meta = KdPageGetMeta(BufferGetPage(metabuf));
 	KdLayout	layout;
 	Buffer		dirbuf;
-	KdListEntry *entry;
 
 	kd_layout(&layout, meta);
 	if (meta->nlists == 0)
 	{
-		put_in_chain(index, metabuf, &meta->data_free, &meta->data_head, &meta->data_tail,
-					 &layout, tid, enc);
+		put_in_chain(index, metabuf, -1, &layout, tid, enc);
 		return;
 	}
 	dirbuf = kd_list_buffer(index, meta, enc->list);
 	LockBuffer(dirbuf, BUFFER_LOCK_EXCLUSIVE);
-	entry = KdListEntryOf(BufferGetPage(dirbuf), enc->list);
-	put_in_chain(index, dirbuf, &entry->free, &entry->head, &entry->tail, &layout, tid, enc);
+	put_in_chain(index, dirbuf, enc->list, &layout, tid, enc);
 	UnlockReleaseBuffer(dirbuf);
 }
 

@@ -25,7 +25,7 @@
 #include "quant/quantizer.h"
 
 #define KDINDEX_MAGIC			0x4B44494E	/* "KDIN" */
-#define KDINDEX_LAYOUT_VERSION	3
+#define KDINDEX_LAYOUT_VERSION	2
 
 #define KDINDEX_METAPAGE_BLKNO	0
 
@@ -65,6 +65,12 @@ typedef KdPageOpaqueData *KdPageOpaque;
 /* Bytes after the page header and before the opaque area */
 #define KdPageUsable \
 	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(KdPageOpaqueData)))
+
+/*
+ * The flat chain's insert cursor, as KdListEntry.free: free_pages[0] when
+ * nfree is 1 (layout 2 kept a list of pages with room there; one is enough).
+ */
+#define KDINDEX_MAX_FREE_PAGES	64
 
 /*
  * Chains replaced by a retrain (data, and codebooks): scans that began
@@ -117,17 +123,18 @@ typedef struct KdMetaPageData
 	uint32		blob_size;		/* bytes of the codebook blob */
 	BlockNumber data_head;		/* first data page */
 	BlockNumber data_tail;		/* last data page */
-	BlockNumber data_free;		/* first page inserts try, as KdListEntry.free */
+	uint16		nfree;			/* 0, or 1: free_pages[0] is the insert cursor */
+	BlockNumber free_pages[KDINDEX_MAX_FREE_PAGES];
 	float8		train_seconds;	/* training statistics for kdindex_info */
 	float8		train_mse;		/* mean squared reconstruction error */
 	int64		train_rows;		/* rows in the training sample */
 	int64		untrained_rows; /* rows inserted while untrained, for auto-training */
-	int64		autotrain_at;	/* after a failed self-training: retry at this count */
 	uint16		nretired;
 	KdRetiredChains retired[KDINDEX_MAX_RETIRED];
-	/* IVF: 0 lists is one flat chain (data_head, data_tail, data_free) */
+	/* IVF: 0 lists is one flat chain (data_head, data_tail, free_pages) */
 	int32		nlists;
 	BlockNumber dir_pages[KDINDEX_MAX_DIR_PAGES];
+	int64		autotrain_at;	/* after a failed self-training: retry at this count */
 } KdMetaPageData;
 
 typedef KdMetaPageData *KdMetaPage;
@@ -301,6 +308,17 @@ extern IndexBulkDeleteResult *kd_vacuumcleanup(IndexVacuumInfo *info, IndexBulkD
 extern void kd_init_page(Page page, uint16 flags);
 extern Buffer kd_new_buffer(Relation index, ForkNumber fork);
 extern void kd_page_set_free(Page page, FullTransactionId xid);
+
+/* A chain's ends and insert cursor, on the meta page (list < 0) or its directory page */
+typedef struct KdChainEnds
+{
+	BlockNumber head;
+	BlockNumber tail;
+	BlockNumber cursor;			/* first page inserts try; invalid: the tail */
+} KdChainEnds;
+
+extern void kd_chain_get(Page holder, int list, KdChainEnds *ends);
+extern void kd_chain_set(Page holder, int list, const KdChainEnds *ends);
 extern FullTransactionId kd_page_free_xid(Page page);
 extern void kd_read_meta(Relation index, KdMetaPageData *meta);
 extern void kd_write_meta_page(Page page, const KdMetaPageData *meta);

@@ -124,7 +124,49 @@ kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer, i
 	meta->blob_head = InvalidBlockNumber;
 	meta->data_head = InvalidBlockNumber;
 	meta->data_tail = InvalidBlockNumber;
-	meta->data_free = InvalidBlockNumber;
+}
+
+void
+kd_chain_get(Page holder, int list, KdChainEnds *ends)
+{
+	if (list < 0)
+	{
+		KdMetaPage	meta = KdPageGetMeta(holder);
+
+		ends->head = meta->data_head;
+		ends->tail = meta->data_tail;
+		ends->cursor = meta->nfree > 0 ? meta->free_pages[0] : InvalidBlockNumber;
+	}
+	else
+	{
+		KdListEntry *entry = KdListEntryOf(holder, list);
+
+		ends->head = entry->head;
+		ends->tail = entry->tail;
+		ends->cursor = entry->free;
+	}
+}
+
+void
+kd_chain_set(Page holder, int list, const KdChainEnds *ends)
+{
+	if (list < 0)
+	{
+		KdMetaPage	meta = KdPageGetMeta(holder);
+
+		meta->data_head = ends->head;
+		meta->data_tail = ends->tail;
+		meta->nfree = BlockNumberIsValid(ends->cursor) ? 1 : 0;
+		meta->free_pages[0] = ends->cursor;
+	}
+	else
+	{
+		KdListEntry *entry = KdListEntryOf(holder, list);
+
+		entry->head = ends->head;
+		entry->tail = ends->tail;
+		entry->free = ends->cursor;
+	}
 }
 
 /* Lay meta out on a page, with pd_lower past it so the hole compresses */

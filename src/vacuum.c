@@ -74,29 +74,6 @@ unlock_holder(KdChainRef *c)
 	UnlockReleaseBuffer(c->metabuf);
 }
 
-/* The chain's fields on page, a copy of (or the) holder page */
-static void
-chain_fields(const KdChainRef *c, Page page, BlockNumber **head, BlockNumber **tail,
-			 BlockNumber **cursor)
-{
-	if (c->list < 0)
-	{
-		KdMetaPage	meta = KdPageGetMeta(page);
-
-		*head = &meta->data_head;
-		*tail = &meta->data_tail;
-		*cursor = &meta->data_free;
-	}
-	else
-	{
-		KdListEntry *entry = KdListEntryOf(page, c->list);
-
-		*head = &entry->head;
-		*tail = &entry->tail;
-		*cursor = &entry->free;
-	}
-}
-
 /*
  * Unlink blkno, which the walk left empty, from its chain; prev is the page
  * before it (invalid: it is the head).  False, changing nothing, when the
@@ -109,9 +86,7 @@ unlink_page(Relation index, KdChainRef *c, BlockNumber prev, BlockNumber blkno, 
 	Buffer		prevbuf = InvalidBuffer;
 	Buffer		buf;
 	Page		page;
-	BlockNumber *head,
-			   *tail,
-			   *cursor;
+	KdChainEnds ends;
 	bool		ok;
 
 	if (!lock_holder(index, c))
@@ -124,28 +99,24 @@ unlink_page(Relation index, KdChainRef *c, BlockNumber prev, BlockNumber blkno, 
 	buf = ReadBuffer(index, blkno);
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 	page = BufferGetPage(buf);
-	chain_fields(c, BufferGetPage(c->holder), &head, &tail, &cursor);
+	kd_chain_get(BufferGetPage(c->holder), c->list, &ends);
 	ok = (KdPageGetOpaque(page)->flags & KDINDEX_PAGE_DATA) && KdPageGetOpaque(page)->ntuples == 0 &&
 		(BufferIsValid(prevbuf) ? KdPageGetOpaque(BufferGetPage(prevbuf))->nextblkno == blkno
-		 : *head == blkno);
+		 : ends.head == blkno);
 	if (ok)
 	{
 		GenericXLogState *state = GenericXLogStart(index);
-		Page		wholder = GenericXLogRegisterBuffer(state, c->holder, 0);
-		BlockNumber *whead,
-				   *wtail,
-				   *wcursor;
 
 		*next = KdPageGetOpaque(page)->nextblkno;
-		chain_fields(c, wholder, &whead, &wtail, &wcursor);
 		if (BufferIsValid(prevbuf))
 			KdPageGetOpaque(GenericXLogRegisterBuffer(state, prevbuf, 0))->nextblkno = *next;
 		else
-			*whead = *next;
-		if (*tail == blkno)
-			*wtail = prev;
-		if (*cursor == blkno)
-			*wcursor = *next;
+			ends.head = *next;
+		if (ends.tail == blkno)
+			ends.tail = prev;
+		if (ends.cursor == blkno)
+			ends.cursor = *next;
+		kd_chain_set(GenericXLogRegisterBuffer(state, c->holder, 0), c->list, &ends);
 		kd_page_set_free(GenericXLogRegisterBuffer(state, buf, 0), ReadNextFullTransactionId());
 		GenericXLogFinish(state);
 	}
@@ -160,19 +131,17 @@ unlink_page(Relation index, KdChainRef *c, BlockNumber prev, BlockNumber blkno, 
 static void
 publish_room(Relation index, KdChainRef *c, BlockNumber room)
 {
-	BlockNumber *head,
-			   *tail,
-			   *cursor;
+	KdChainEnds ends;
 
 	if (!BlockNumberIsValid(room) || !lock_holder(index, c))
 		return;
-	chain_fields(c, BufferGetPage(c->holder), &head, &tail, &cursor);
-	if (*cursor != room && room != *tail)
+	kd_chain_get(BufferGetPage(c->holder), c->list, &ends);
+	if (ends.cursor != room && room != ends.tail)
 	{
 		GenericXLogState *state = GenericXLogStart(index);
 
-		chain_fields(c, GenericXLogRegisterBuffer(state, c->holder, 0), &head, &tail, &cursor);
-		*cursor = room;
+		ends.cursor = room;
+		kd_chain_set(GenericXLogRegisterBuffer(state, c->holder, 0), c->list, &ends);
 		GenericXLogFinish(state);
 	}
 	unlock_holder(c);
