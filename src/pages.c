@@ -41,13 +41,17 @@ kd_page_set_free(Page page, FullTransactionId xid)
 		((char *) PageGetContents(page) - (char *) page) + sizeof(xid);
 }
 
-/* The id a free page waits for, or invalid when it is free to reuse */
+/*
+ * The id an unlinked page waits for, or invalid when the page is free to
+ * reuse (or is no free page at all)
+ */
 FullTransactionId
 kd_page_free_xid(Page page)
 {
 	FullTransactionId xid = InvalidFullTransactionId;
 
-	if (((PageHeader) page)->pd_lower >=
+	if ((KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE) && KdPageGetOpaque(page)->ntuples == 0 &&
+		((PageHeader) page)->pd_lower ==
 		((char *) PageGetContents(page) - (char *) page) + sizeof(xid))
 		memcpy(&xid, PageGetContents(page), sizeof(xid));
 	return xid;

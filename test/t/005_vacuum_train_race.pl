@@ -101,6 +101,7 @@ $node->safe_psql('postgres',
 	"INSERT INTO t SELECT i, @{[ vec_sql('i') ]} FROM generate_series(200001, 203000) i");
 $count = $node->safe_psql('postgres', 'SELECT count(*) FROM t');
 is(reachable(), $count, 'and after inserts into the recycled room');
+KdTest::verify_ok($node, 't_kd', 'after the race and the recycling');
 
 $node->stop;
 done_testing();
