@@ -111,6 +111,95 @@ _PG_init(void)
 	MarkGUCPrefixReserved("kdindex");
 }
 
+/* m = 0: the largest divisor of dim not above 16 (16 bytes at nbits = 8) */
+int
+kd_choose_m(int dim, int m)
+{
+	if (m != 0)
+		return m;
+	for (m = Min(16, dim); m > 1; m--)
+		if (dim % m == 0)
+			return m;
+	return 1;
+}
+
+/* A code has to fit on a page (with the 4-bit block layout, a block of them) */
+static void
+check_code_fits(KdQuantizerKind quantizer, int m, int nbits)
+{
+	KdLayout	layout;
+	int			code_size = (m * nbits + 7) / 8 + (quantizer == KD_QUANT_AQ ? sizeof(float) : 0);
+
+	kd_layout_for(&layout, quantizer, m, nbits, code_size);
+	if (layout.capacity < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("m = %d gives codes of %d bytes, more than a page holds", m, code_size)));
+}
+
+/*
+ * PQ and OPQ cut the vector into m sub-vectors; AQ's codebooks span it all.
+ * Either way a code has to fit on a page.
+ */
+void
+kd_check_m(KdQuantizerKind quantizer, int dim, int m, int nbits)
+{
+	check_code_fits(quantizer, m, nbits);
+	if (quantizer == KD_QUANT_AQ)
+		return;
+	if (m > dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("m = %d exceeds the vector dimension %d", m, dim)));
+	if (dim % m != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("vector dimension %d is not divisible by m = %d", dim, m),
+				 errhint("Choose m dividing the dimension, or m = 0 to let kdindex choose.")));
+}
+
+/*
+ * Combinations that could never train are refused when they are set (CREATE
+ * INDEX, ALTER INDEX SET), not found out by a self-training that fails in
+ * every insert.  m against the dimension is checked once the dimension is
+ * known: at CREATE INDEX, or by the first row of an index on an empty table.
+ */
+static void
+check_options(const KdOptions *opts)
+{
+	const char *name = opts->quantizer_offset ? (const char *) opts + opts->quantizer_offset : "pq";
+	KdQuantizerKind quantizer = strcmp(name, "aq") == 0 ? KD_QUANT_AQ :
+		strcmp(name, "opq") == 0 ? KD_QUANT_OPQ : KD_QUANT_PQ;
+
+	if (opts->balance > 0 && opts->lists == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("balance applies to IVF lists"),
+				 errhint("Set lists > 0 too.")));
+	if (opts->nbits != 4 && opts->nbits != 8)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nbits must be 4 or 8, not %d", opts->nbits)));
+	if (opts->distill && opts->lists > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("distill = on is not supported with lists > 0"),
+				 errhint("Distil a flat index (lists = 0).")));
+	if (opts->sample > 0 && opts->sample < (1 << opts->nbits))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sample = %d is smaller than the %d codewords of nbits = %d",
+						opts->sample, 1 << opts->nbits, opts->nbits),
+				 errhint("Set sample to 0 (256 rows per codeword) or at least %d.", 1 << opts->nbits)));
+	if (opts->sample > 0 && opts->sample < opts->lists)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sample = %d is smaller than lists = %d", opts->sample, opts->lists),
+				 errhint("Set sample to 0 (64 rows per list) or at least %d.", opts->lists)));
+	if (opts->m > 0)
+		check_code_fits(quantizer, opts->m, opts->nbits);
+}
+
 static bytea *
 kd_options(Datum reloptions, bool validate)
 {
@@ -128,15 +217,8 @@ kd_options(Datum reloptions, bool validate)
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));
 
-	if (validate && opts && opts->balance > 0 && opts->lists == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("balance applies to IVF lists"),
-				 errhint("Set lists > 0 too.")));
-	if (validate && opts && opts->nbits != 4 && opts->nbits != 8)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nbits must be 4 or 8, not %d", opts->nbits)));
+	if (validate && opts)
+		check_options(opts);
 	return (bytea *) opts;
 }
 

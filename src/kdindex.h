@@ -43,7 +43,7 @@
 #define KDINDEX_PAGE_META		(1 << 0)
 #define KDINDEX_PAGE_BLOB		(1 << 1)
 #define KDINDEX_PAGE_DATA		(1 << 2)
-#define KDINDEX_PAGE_FREE		(1 << 3)	/* recycled: in the free space map */
+#define KDINDEX_PAGE_FREE		(1 << 3)	/* in no chain: recycled, or unlinked and waiting */
 #define KDINDEX_PAGE_LISTS		(1 << 4)	/* IVF list directory */
 
 #define KDINDEX_PAGE_ID			0xFF8A
@@ -67,8 +67,8 @@ typedef KdPageOpaqueData *KdPageOpaque;
 	(BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(KdPageOpaqueData)))
 
 /*
- * Pages with free space that vacuum found, so inserts refill them before
- * extending the chain (as contrib/bloom's notFullPage).
+ * The flat chain's insert cursor, as KdListEntry.free: free_pages[0] when
+ * nfree is 1 (layout 2 kept a list of pages with room there; one is enough).
  */
 #define KDINDEX_MAX_FREE_PAGES	64
 
@@ -90,8 +90,8 @@ typedef struct KdRetiredChains
 /*
  * IVF indexes keep one data chain per list; the list directory, an array of
  * these entries on pages the meta page names, says where each begins and
- * ends.  free is a page of the list VACUUM left room on, for inserts to
- * refill before the tail.
+ * ends.  free is the first page of the list that may have room (VACUUM
+ * moves it back): inserts try it, then the pages after it, then the tail.
  */
 typedef struct KdListEntry
 {
@@ -122,8 +122,8 @@ typedef struct KdMetaPageData
 	BlockNumber blob_head;		/* first codebook page, or InvalidBlockNumber */
 	uint32		blob_size;		/* bytes of the codebook blob */
 	BlockNumber data_head;		/* first data page */
-	BlockNumber data_tail;		/* last data page: inserts append here */
-	uint16		nfree;			/* entries of free_pages in use */
+	BlockNumber data_tail;		/* last data page */
+	uint16		nfree;			/* 0, or 1: free_pages[0] is the insert cursor */
 	BlockNumber free_pages[KDINDEX_MAX_FREE_PAGES];
 	float8		train_seconds;	/* training statistics for kdindex_info */
 	float8		train_mse;		/* mean squared reconstruction error */
@@ -134,6 +134,7 @@ typedef struct KdMetaPageData
 	/* IVF: 0 lists is one flat chain (data_head, data_tail, free_pages) */
 	int32		nlists;
 	BlockNumber dir_pages[KDINDEX_MAX_DIR_PAGES];
+	int64		autotrain_at;	/* after a failed self-training: retry at this count */
 } KdMetaPageData;
 
 typedef KdMetaPageData *KdMetaPage;
@@ -220,6 +221,8 @@ extern int	kdindex_max_scan_tuples;
 
 /* kdindex.c */
 extern void _PG_init(void);
+extern int	kd_choose_m(int dim, int m);
+extern void kd_check_m(KdQuantizerKind quantizer, int dim, int m, int nbits);
 extern KdMetric kd_index_metric(Relation index);
 extern KdQuantizerKind kd_options_quantizer(Relation index);
 
@@ -267,6 +270,9 @@ extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 
 /* build.c */
 extern IndexBuildResult *kd_build(Relation heap, Relation index, IndexInfo *indexInfo);
+extern void kd_buildempty(Relation index);
+
+/* generation.c */
 extern void kd_train_in_place(Relation index, Relation heap);
 extern void kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const float *x,
 							  int64 n, double train_seconds, KdMetaPageData *result);
@@ -281,7 +287,6 @@ extern void kd_retrain_switch(Relation index, Relation heap, KdQuantizer *traine
 #define KdLockTraining(index)	LockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
 #define KdUnlockTraining(index) UnlockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
 extern int	kd_autotrain_rows(Relation index, int nbits);
-extern void kd_buildempty(Relation index);
 
 /* insert.c */
 extern bool kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
@@ -302,6 +307,19 @@ extern IndexBulkDeleteResult *kd_vacuumcleanup(IndexVacuumInfo *info, IndexBulkD
 /* pages.c */
 extern void kd_init_page(Page page, uint16 flags);
 extern Buffer kd_new_buffer(Relation index, ForkNumber fork);
+extern void kd_page_set_free(Page page, FullTransactionId xid);
+
+/* A chain's ends and insert cursor, on the meta page (list < 0) or its directory page */
+typedef struct KdChainEnds
+{
+	BlockNumber head;
+	BlockNumber tail;
+	BlockNumber cursor;			/* first page inserts try; invalid: the tail */
+} KdChainEnds;
+
+extern void kd_chain_get(Page holder, int list, KdChainEnds *ends);
+extern void kd_chain_set(Page holder, int list, const KdChainEnds *ends);
+extern FullTransactionId kd_page_free_xid(Page page);
 extern void kd_read_meta(Relation index, KdMetaPageData *meta);
 extern void kd_write_meta_page(Page page, const KdMetaPageData *meta);
 extern void kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer,

@@ -24,9 +24,43 @@ kd_init_page(Page page, uint16 flags)
 }
 
 /*
+ * An unlinked page: free, but scans that began before may still stand on it,
+ * so it keeps its link to the next page and records the next transaction id,
+ * for VACUUM to tell when it can be reused (pd_lower covers the id until
+ * then).
+ */
+void
+kd_page_set_free(Page page, FullTransactionId xid)
+{
+	KdPageOpaque opaque = KdPageGetOpaque(page);
+
+	opaque->flags = KDINDEX_PAGE_FREE;
+	opaque->ntuples = 0;
+	memcpy(PageGetContents(page), &xid, sizeof(xid));
+	((PageHeader) page)->pd_lower =
+		((char *) PageGetContents(page) - (char *) page) + sizeof(xid);
+}
+
+/*
+ * The id an unlinked page waits for, or invalid when the page is free to
+ * reuse (or is no free page at all)
+ */
+FullTransactionId
+kd_page_free_xid(Page page)
+{
+	FullTransactionId xid = InvalidFullTransactionId;
+
+	if ((KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE) && KdPageGetOpaque(page)->ntuples == 0 &&
+		((PageHeader) page)->pd_lower ==
+		((char *) PageGetContents(page) - (char *) page) + sizeof(xid))
+		memcpy(&xid, PageGetContents(page), sizeof(xid));
+	return xid;
+}
+
+/*
  * A page for a new chain, returned exclusively locked: one VACUUM recycled
- * (the free space map's word is checked against the page), else a new one at
- * the end of the relation.
+ * (the free space map's word is checked against the page, as bloom does),
+ * else a new one at the end of the relation.
  */
 Buffer
 kd_new_buffer(Relation index, ForkNumber fork)
@@ -45,7 +79,9 @@ kd_new_buffer(Relation index, ForkNumber fork)
 		{
 			Page		page = BufferGetPage(buf);
 
-			if (!PageIsNew(page) && (KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE))
+			if (PageIsNew(page) ||
+				((KdPageGetOpaque(page)->flags & KDINDEX_PAGE_FREE) &&
+				 !FullTransactionIdIsValid(kd_page_free_xid(page))))
 				return buf;
 			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 		}
@@ -92,6 +128,49 @@ kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer, i
 	meta->blob_head = InvalidBlockNumber;
 	meta->data_head = InvalidBlockNumber;
 	meta->data_tail = InvalidBlockNumber;
+}
+
+void
+kd_chain_get(Page holder, int list, KdChainEnds *ends)
+{
+	if (list < 0)
+	{
+		KdMetaPage	meta = KdPageGetMeta(holder);
+
+		ends->head = meta->data_head;
+		ends->tail = meta->data_tail;
+		ends->cursor = meta->nfree > 0 ? meta->free_pages[0] : InvalidBlockNumber;
+	}
+	else
+	{
+		KdListEntry *entry = KdListEntryOf(holder, list);
+
+		ends->head = entry->head;
+		ends->tail = entry->tail;
+		ends->cursor = entry->free;
+	}
+}
+
+void
+kd_chain_set(Page holder, int list, const KdChainEnds *ends)
+{
+	if (list < 0)
+	{
+		KdMetaPage	meta = KdPageGetMeta(holder);
+
+		meta->data_head = ends->head;
+		meta->data_tail = ends->tail;
+		meta->nfree = BlockNumberIsValid(ends->cursor) ? 1 : 0;
+		meta->free_pages[0] = ends->cursor;
+	}
+	else
+	{
+		KdListEntry *entry = KdListEntryOf(holder, list);
+
+		entry->head = ends->head;
+		entry->tail = ends->tail;
+		entry->free = ends->cursor;
+	}
 }
 
 /* Lay meta out on a page, with pd_lower past it so the hole compresses */

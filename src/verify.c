@@ -359,6 +359,14 @@ walk_chain(VerifyState *vs, BlockNumber blkno, ChainWalk *w)
 		if ((problem = claim(vs, blkno, w->owner)) != NULL)
 			return problem;
 		read_page(vs, blkno, page.data);
+		if (!vs->stable && w->flags == KDINDEX_PAGE_DATA &&
+			(KdPageGetOpaque(page.data)->flags & KDINDEX_PAGE_FREE) &&
+			FullTransactionIdIsValid(kd_page_free_xid(page.data)))
+		{
+			/* unlinked by a VACUUM running alongside: it still links on */
+			blkno = KdPageGetOpaque(page.data)->nextblkno;
+			continue;
+		}
 		problem = check_header(vs, page.data, blkno, w->owner, w->flags);
 		if (problem == NULL)
 			problem = w->flags == KDINDEX_PAGE_BLOB ? check_blob_page(vs, page.data, blkno, w)

@@ -1,0 +1,729 @@
+/*
+ * generation.c — one way to lay out an index generation: sample rows, train
+ * the quantizer, write its codebooks, encode every row into new data chains,
+ * and switch the meta page to them.  CREATE INDEX (build.c) reads the rows
+ * from the table and writes the meta page whole; an untrained index training
+ * itself (kd_train_in_place) and kdindex_train (kd_retrain_switch) read them
+ * back from the index's own chain by TID and switch a live index.
+ *
+ * A switch is one WAL record that updates the meta page in place under its
+ * buffer lock (never a stale copy written back): the fields of the new
+ * generation change, the generation counter is bumped, the chains replaced
+ * are retired for VACUUM to recycle once no scan can be reading them, and
+ * whatever else changed meanwhile is kept.  Until then every reader sees the
+ * old generation, so an error, a cancel or a crash leaves it whole.  Those
+ * who publish pages of a chain (VACUUM, inserts) re-check the generation under
+ * the same lock.
+ */
+#include "postgres.h"
+
+#include "access/tableam.h"
+#include "commands/progress.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "distill/distill.h"
+#include "generation.h"
+#include "vector.h"
+
+/* distill = on: queries drawn from the sample, and their teacher list length */
+#define KD_BUILD_QUERIES 2000
+#define KD_BUILD_TEACHER_K 100
+/* Sample rows kdindex_info's reconstruction error is measured on */
+#define KD_MSE_ROWS 8192
+/* Fixed seed of the sampler: the same table gives the same index */
+#define KD_SAMPLE_SEED 0x6B64
+
+/* NULL for a row the index leaves out (a zero vector under cosine) */
+static float *
+row_vector(KdBuildState *bs, Datum *values)
+{
+	int			dim;
+	float	   *x = kd_row_vector(values[0], bs->typid, bs->metric, bs->dim, &dim);
+
+	bs->dim = dim;
+	return x;
+}
+
+static void
+sample_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+				bool tupleIsAlive, void *state)
+{
+	KdBuildState *bs = (KdBuildState *) state;
+	MemoryContext old;
+	float	   *x;
+	int64		slot = -1;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpcxt);
+	x = row_vector(bs, values);
+	MemoryContextSwitchTo(old);
+	if (x == NULL)
+	{
+		MemoryContextReset(bs->tmpcxt);
+		return;
+	}
+
+	if (bs->sample == NULL)
+	{
+		Size		rowbytes = sizeof(float) * bs->dim;
+
+		bs->sample_cap = Min(bs->sample_cap,
+							 (int64) maintenance_work_mem * 1024 / (rowbytes * (1 + bs->train_copies)));
+		bs->sample_cap = Max(bs->sample_cap, 1);
+		bs->sample = palloc_extended(rowbytes * bs->sample_cap, MCXT_ALLOC_HUGE);
+		reservoir_init_selection_state(&bs->rstate, (int) bs->sample_cap);
+		sampler_random_init_state(KD_SAMPLE_SEED, &bs->rstate.randstate);
+	}
+
+	/* Vitter's algorithm Z, as ANALYZE does */
+	if (bs->nsample < bs->sample_cap)
+		slot = bs->nsample++;
+	else
+	{
+		if (bs->rowstoskip < 0)
+			bs->rowstoskip = reservoir_get_next_S(&bs->rstate, bs->seen, (int) bs->sample_cap);
+		if (bs->rowstoskip <= 0)
+			slot = (int64) (bs->sample_cap * sampler_random_fract(&bs->rstate.randstate));
+		bs->rowstoskip -= 1;
+	}
+	if (slot >= 0)
+		memcpy(bs->sample + slot * bs->dim, x, sizeof(float) * bs->dim);
+	bs->seen += 1;
+	MemoryContextReset(bs->tmpcxt);
+}
+
+/* Write the locally built page to buf (locked) and release it */
+static void
+put_page(KdBuildState *bs, Buffer buf)
+{
+	GenericXLogState *state = GenericXLogStart(bs->index);
+	Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+
+	memcpy(page, bs->page, BLCKSZ);
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(buf);
+}
+
+/*
+ * Append n pending tuples (positions in order[]) to a chain: fill up its
+ * tail page, then link new pages after it.
+ */
+static void
+append_run(KdBuildState *bs, KdListEntry *chain, const int32 *order, int n)
+{
+	Buffer		buf;
+
+	if (BlockNumberIsValid(chain->tail))
+	{
+		buf = ReadBuffer(bs->index, chain->tail);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		memcpy(bs->page, BufferGetPage(buf), BLCKSZ);
+	}
+	else
+	{
+		buf = kd_new_buffer(bs->index, MAIN_FORKNUM);
+		chain->head = chain->tail = BufferGetBlockNumber(buf);
+		kd_init_page(bs->page, KDINDEX_PAGE_DATA);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		KdPageOpaque opaque = KdPageGetOpaque(bs->page);
+		char	   *tup;
+
+		if (opaque->ntuples >= bs->layout.capacity)
+		{
+			Buffer		next = kd_new_buffer(bs->index, MAIN_FORKNUM);
+
+			chain->tail = opaque->nextblkno = BufferGetBlockNumber(next);
+			put_page(bs, buf);
+			buf = next;
+			kd_init_page(bs->page, KDINDEX_PAGE_DATA);
+			opaque = KdPageGetOpaque(bs->page);
+		}
+		tup = bs->pending + (Size) order[i] * bs->tupsize;
+		kd_tuple_set(bs->page, &bs->layout, opaque->ntuples, (ItemPointer) tup,
+					 (const uint8 *) KdTupleCode(tup));
+		kd_page_set_ntuples(bs->page, &bs->layout, opaque->ntuples + 1);
+	}
+	put_page(bs, buf);
+}
+
+/* Write the pending tuples out, grouped by list (a counting sort) */
+static void
+write_pending(KdBuildState *bs)
+{
+	int32	   *start = palloc0(sizeof(int32) * (bs->nchains + 1));
+	int32	   *order = palloc(sizeof(int32) * Max(bs->npending, 1));
+
+	for (int i = 0; i < bs->npending; i++)
+		start[bs->pending_lists[i] + 1]++;
+	for (int l = 0; l < bs->nchains; l++)
+		start[l + 1] += start[l];
+	for (int i = 0; i < bs->npending; i++)
+		order[start[bs->pending_lists[i]]++] = i;
+	/* start[l] is now where list l + 1 begins */
+	for (int l = 0, from = 0; l < bs->nchains; from = start[l], l++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (start[l] > from)
+			append_run(bs, &bs->chains[l], order + from, start[l] - from);
+	}
+	bs->npending = 0;
+	pfree(order);
+	pfree(start);
+}
+
+void
+kd_append_encoded(KdBuildState *bs, int list, ItemPointer tid, const uint8 *code)
+{
+	char	   *tup;
+
+	if (bs->npending == bs->pending_cap)
+		write_pending(bs);
+	tup = bs->pending + (Size) bs->npending * bs->tupsize;
+	memcpy(tup, tid, sizeof(ItemPointerData));
+	if (bs->tupsize > sizeof(ItemPointerData))
+		memcpy(KdTupleCode(tup), code, bs->tupsize - sizeof(ItemPointerData));
+	bs->pending_lists[bs->npending++] = list;
+	bs->ntuples++;
+}
+
+/* Room for one batch of rows to encode, and their codes */
+void
+kd_alloc_batch(KdBuildState *bs, int code_size)
+{
+	bs->batch = palloc_extended(sizeof(float) * KD_ENCODE_BATCH * Max(bs->dim, 1), MCXT_ALLOC_HUGE);
+	bs->batch_tids = palloc(sizeof(ItemPointerData) * KD_ENCODE_BATCH);
+	bs->batch_lists = palloc(sizeof(int32) * KD_ENCODE_BATCH);
+	bs->codes = palloc(KD_ENCODE_BATCH * Max(code_size, 1));
+}
+
+void
+kd_flush_batch(KdBuildState *bs)
+{
+	KdQuantizer *q = bs->quantizer;
+
+	if (bs->nbatch == 0)
+		return;
+	if (q)
+		kd_quantizer_encode(q, bs->batch, bs->nbatch, bs->batch_lists, bs->codes);
+	if (bs->send)
+	{
+		bs->send(bs);
+		return;
+	}
+	for (int i = 0; i < bs->nbatch; i++)
+		kd_append_encoded(bs, q ? bs->batch_lists[i] : 0, &bs->batch_tids[i],
+					 q ? bs->codes + (Size) i * q->code_size : NULL);
+	bs->nbatch = 0;
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, bs->ntuples);
+}
+
+void
+kd_encode_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+				bool tupleIsAlive, void *state)
+{
+	KdBuildState *bs = (KdBuildState *) state;
+	MemoryContext old;
+	float	   *x;
+
+	if (isnull[0])
+		return;
+	old = MemoryContextSwitchTo(bs->tmpcxt);
+	x = row_vector(bs, values);
+	MemoryContextSwitchTo(old);
+	if (x == NULL)
+	{
+		MemoryContextReset(bs->tmpcxt);
+		return;
+	}
+	memcpy(bs->batch + (Size) bs->nbatch * bs->dim, x, sizeof(float) * bs->dim);
+	bs->batch_tids[bs->nbatch++] = *tid;
+	MemoryContextReset(bs->tmpcxt);
+	if (bs->nbatch == KD_ENCODE_BATCH)
+		kd_flush_batch(bs);
+}
+
+static void
+sample_fetch(void *arg, const int32 *docs, int n, float *out)
+{
+	KdBuildState *bs = (KdBuildState *) arg;
+
+	for (int i = 0; i < n; i++)
+		memcpy(out + (Size) i * bs->dim, bs->sample + (Size) docs[i] * bs->dim, sizeof(float) * bs->dim);
+}
+
+/*
+ * distill = on: queries are every (n / nq)-th sampled row, the teacher is the
+ * exact top-K within the sample (each query's own row left out), and the
+ * trained quantizer is distilled from it.
+ */
+static void
+distill_sample(KdBuildState *bs, KdQuantizer *q)
+{
+	KdDistillSet set;
+	KdDistillParams p;
+	KdDistillResult res;
+	int			nq = (int) Min(KD_BUILD_QUERIES, bs->nsample / 10);
+	int32	   *qrows;
+
+	if (nq < 10)
+		return;
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_DISTILL);
+	memset(&set, 0, sizeof(set));
+	set.dim = bs->dim;
+	set.nq = nq;
+	set.k = (int) Min(KD_BUILD_TEACHER_K, bs->nsample - 1);
+	set.ndocs = (int32) bs->nsample;
+	set.fetch = sample_fetch;
+	set.fetch_arg = bs;
+	qrows = palloc(sizeof(int32) * nq);
+	set.queries = palloc_extended(sizeof(float) * nq * bs->dim, MCXT_ALLOC_HUGE);
+	for (int i = 0; i < nq; i++)
+	{
+		qrows[i] = (int32) ((int64) i * bs->nsample / nq);
+		memcpy(set.queries + (Size) i * bs->dim, bs->sample + (Size) qrows[i] * bs->dim,
+			   sizeof(float) * bs->dim);
+	}
+	set.lists = palloc_extended(sizeof(int32) * nq * set.k, MCXT_ALLOC_HUGE);
+	kd_teacher_in_memory(bs->sample, bs->nsample, bs->dim, bs->metric, qrows, nq, set.k, set.lists);
+
+	kd_distill_defaults(&p);
+	p.mem_budget = 0;			/* the sample is in memory already */
+	p.batch_budget = (Size) maintenance_work_mem * 1024 / 4;
+	kd_distill(q, bs->metric, &set, &p, &res);
+	elog(DEBUG1, "kdindex distill: %d queries, held-out recall %.4f -> %.4f, best epoch %d",
+		 nq, res.recall_before, res.recall_after, res.best_epoch);
+	pfree(qrows);
+	pfree(set.queries);
+	pfree(set.lists);
+}
+
+/*
+ * The reconstruction error kdindex_info reports, on every k-th row of the
+ * sample, at most KD_MSE_ROWS of them: encoding the whole sample once more
+ * just for it would cost AQ a fifth of its build.
+ */
+static double
+sample_mse(KdBuildState *bs)
+{
+	int64		n = Min(bs->nsample, KD_MSE_ROWS);
+	float	   *rows = palloc_extended(sizeof(float) * n * bs->dim, MCXT_ALLOC_HUGE);
+	double		mse;
+
+	for (int64 i = 0; i < n; i++)
+		memcpy(rows + i * bs->dim, bs->sample + (i * bs->nsample / n) * bs->dim,
+			   sizeof(float) * bs->dim);
+	mse = kd_quantizer_mse(bs->quantizer, rows, n);
+	pfree(rows);
+	return mse;
+}
+
+/* Train on the sample and write the parameters; the meta records where */
+static void
+train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
+{
+	KdQuantizer *trained;
+	instr_time	start,
+				duration;
+	char	   *blob;
+	Size		size;
+
+	INSTR_TIME_SET_CURRENT(start);
+	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
+	trained->iterations = bs->iterations;
+	trained->beam = bs->beam;
+	kd_ivf_set_lists(trained, bs->lists);
+	trained->balance = (float) bs->balance;
+	kd_quantizer_train(trained, bs->sample, bs->nsample);
+	if (bs->distill)
+		distill_sample(bs, trained);
+	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
+	meta->blob_head = kd_write_blob(bs->index, blob, size);
+	meta->blob_size = size;
+
+	/* encode with exactly what the pages hold (parameters may be half floats) */
+	bs->quantizer = kd_quantizer_deserialize(blob, size);
+	meta->train_mse = sample_mse(bs);
+	kd_quantizer_free(trained);
+	pfree(blob);
+
+	INSTR_TIME_SET_CURRENT(duration);
+	INSTR_TIME_SUBTRACT(duration, start);
+	meta->train_seconds = INSTR_TIME_GET_DOUBLE(duration);
+	meta->train_rows = bs->nsample;
+	meta->trained = true;
+	meta->code_size = bs->quantizer->code_size;
+}
+
+
+/*
+ * The rows an index holds, read back from the table by TID, from position
+ * (from_blk, from_off) of its chain up to (stop_blk, stop_off), or to its end
+ * when stop_blk is invalid.  Every version some transaction may still see
+ * counts (a non-vacuumable snapshot): the indexed value is the same along a
+ * HOT chain, and a row dead to everyone (deleted long ago, or inserted by a
+ * transaction that aborted) is dropped, so the rows counted are the live ones.
+ */
+static void
+index_rows(KdBuildState *bs, IndexBuildCallback callback)
+{
+	KdHeapFetch *hf = kd_heap_fetch_begin(bs->heap, bs->index);
+	SnapshotData snapshot;
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * KdPageCapacity(sizeof(ItemPointerData)));
+	BlockNumber blkno = bs->from_blk;
+	int			first = bs->from_off;
+
+	InitNonVacuumableSnapshot(snapshot, GlobalVisTestFor(bs->heap));
+	while (blkno != InvalidBlockNumber)
+	{
+		Buffer		buf = ReadBuffer(bs->index, blkno);
+		Page		page;
+		int			ntup;
+		bool		last = blkno == bs->stop_blk;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		ntup = last ? bs->stop_off : KdPageGetOpaque(page)->ntuples;
+		for (int i = first; i < ntup; i++)
+			tids[i - first] = *kd_tuple_tid(page, &bs->old_layout, i);
+		blkno = last ? InvalidBlockNumber : KdPageGetOpaque(page)->nextblkno;
+		UnlockReleaseBuffer(buf);
+
+		for (int i = 0; i < ntup - first; i++)
+		{
+			Datum		value;
+			bool		isnull = false;
+
+			CHECK_FOR_INTERRUPTS();
+			if (kd_heap_fetch_value(hf, &tids[i], &snapshot, &value))
+				callback(bs->index, &tids[i], &value, &isnull, true, bs);
+		}
+		first = 0;
+	}
+	pfree(tids);
+	kd_heap_fetch_end(hf);
+}
+
+void
+kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMetaPageData *meta)
+{
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	int			sample = opts ? opts->sample : 0;
+
+	memset(bs, 0, sizeof(*bs));
+	bs->iterations = opts ? opts->iterations : 0;
+	bs->beam = opts ? opts->beam : 0;
+	bs->distill = opts ? opts->distill : false;
+	bs->lists = opts ? opts->lists : 0;
+	bs->balance = opts ? opts->balance : 0;
+	/* IVF trains the quantizer on a copy of the sample: the residuals */
+	bs->train_copies = kd_quantizer_train_copies((KdQuantizerKind) meta->quantizer) +
+		(bs->lists > 0 ? 1 : 0);
+	bs->index = index;
+	bs->heap = heap;
+	bs->metric = kd_index_metric(index);
+	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
+	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
+									   ALLOCSET_DEFAULT_SIZES);
+	/* 256 rows per codeword, and at least 64 per list */
+	bs->sample_cap = sample > 0 ? sample : Max(256 * (1 << meta->nbits), 64 * bs->lists);
+	bs->rowstoskip = -1;
+	bs->page = palloc(BLCKSZ);
+}
+
+/*
+ * Get ready to encode rows into new data chains; tuples wait in memory within
+ * a quarter of maintenance_work_mem
+ */
+static void
+encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size)
+{
+	int64		cap;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
+	bs->tupsize = KdTupleSize(code_size);
+	kd_layout_for(&bs->layout, meta->quantizer, meta->m, meta->nbits, code_size);
+	kd_alloc_batch(bs, code_size);
+	cap = (int64) maintenance_work_mem * 1024 / 4 / (bs->tupsize + sizeof(int32));
+	bs->pending_cap = (int) Min(Max(cap, KD_ENCODE_BATCH), MaxAllocSize / bs->tupsize);
+	bs->pending = palloc_extended((Size) bs->pending_cap * bs->tupsize, MCXT_ALLOC_HUGE);
+	bs->pending_lists = palloc_extended(sizeof(int32) * bs->pending_cap, MCXT_ALLOC_HUGE);
+	bs->nchains = bs->quantizer ? Max(bs->quantizer->nlists, 1) : 1;
+	bs->chains = palloc_extended(sizeof(KdListEntry) * bs->nchains, MCXT_ALLOC_HUGE);
+	for (int l = 0; l < bs->nchains; l++)
+		bs->chains[l].head = bs->chains[l].tail = bs->chains[l].free = InvalidBlockNumber;
+}
+
+/* Write out what is pending; meta gets the new chain or list directory */
+static void
+encode_finish(KdBuildState *bs, KdMetaPageData *meta)
+{
+	kd_flush_batch(bs);
+	write_pending(bs);
+	if (bs->quantizer && bs->quantizer->nlists > 0)
+	{
+		kd_write_lists(bs->index, bs->chains, bs->quantizer->nlists, meta);
+		meta->data_head = meta->data_tail = InvalidBlockNumber;
+	}
+	else
+	{
+		meta->nlists = 0;
+		meta->data_head = bs->chains[0].head;
+		meta->data_tail = bs->chains[0].tail;
+	}
+}
+
+/*
+ * Sample the rows; train when there are at least min_rows of them and the
+ * sample holds a row per codeword and per list.  meta gets the dimension and,
+ * when trained, the parameters.  Returns whether it trained.
+ */
+bool
+kd_sample_train(KdBuildState *bs, KdMetaPageData *meta, int64 min_rows)
+{
+	bool		trained = false;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_SAMPLE);
+	bs->source(bs, sample_callback);
+
+	meta->dim = bs->dim;
+	if (bs->dim > 0)
+	{
+		meta->m = kd_choose_m(bs->dim, meta->m);
+		kd_check_m((KdQuantizerKind) meta->quantizer, bs->dim, meta->m, meta->nbits);
+	}
+	if (bs->seen >= min_rows && bs->nsample >= Max(1 << meta->nbits, bs->lists))
+	{
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_TRAIN);
+		train_quantizer(bs, meta);
+		trained = true;
+	}
+	if (bs->sample)
+		pfree(bs->sample);
+	bs->sample = NULL;
+	return trained;
+}
+
+/* Encode every row into new data chains; meta gets them */
+void
+kd_encode_all(KdBuildState *bs, KdMetaPageData *meta)
+{
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs->seen);
+	encode_start(bs, meta, meta->code_size);
+	if (bs->seen > 0 &&
+		!(bs->encode_parallel && bs->quantizer && bs->encode_parallel(bs, meta)))
+		bs->source(bs, kd_encode_callback);
+	encode_finish(bs, meta);
+	if (bs->quantizer)
+		kd_quantizer_free(bs->quantizer);
+	bs->quantizer = NULL;
+}
+
+/*
+ * Rows an untrained index collects before it trains itself: 39 per codeword
+ * and per list, Faiss's minimum for a k-means worth having (9,984 at
+ * nbits = 8).
+ */
+int
+kd_autotrain_rows(Relation index, int nbits)
+{
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+
+	return 39 * Max(1 << nbits, opts ? opts->lists : 0);
+}
+/*
+ * Switch the meta page to the generation gen describes (its codebooks, chains
+ * and training statistics), if it is still at the generation the caller
+ * started from.  The current chains are retired, read under the lock.
+ */
+static void
+switch_meta(Relation index, const KdMetaPageData *gen, uint32 generation)
+{
+	Buffer		metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	GenericXLogState *state;
+	KdMetaPage	wmeta;
+
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	if (KdPageGetMeta(BufferGetPage(metabuf))->generation != generation)
+		elog(ERROR, "kdindex \"%s\" switched generation during its training",
+			 RelationGetRelationName(index));
+	state = GenericXLogStart(index);
+	wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
+	/* the old generation is flat: untrained, or refused by kdindex_train with lists */
+	Assert(wmeta->nlists == 0);
+	kd_retire_chains(wmeta, wmeta->data_head, wmeta->blob_head);
+	wmeta->generation++;
+	wmeta->dim = gen->dim;
+	wmeta->m = gen->m;
+	wmeta->code_size = gen->code_size;
+	wmeta->trained = gen->trained;
+	wmeta->blob_head = gen->blob_head;
+	wmeta->blob_size = gen->blob_size;
+	wmeta->data_head = gen->data_head;
+	wmeta->data_tail = gen->data_tail;
+	wmeta->nfree = 0;
+	wmeta->nlists = gen->nlists;
+	memcpy(wmeta->dir_pages, gen->dir_pages, sizeof(wmeta->dir_pages));
+	wmeta->train_seconds = gen->train_seconds;
+	wmeta->train_mse = gen->train_mse;
+	wmeta->train_rows = gen->train_rows;
+	wmeta->untrained_rows = 0;
+	wmeta->autotrain_at = 0;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+}
+
+/* The untrained-row count, recounted from the chain */
+static void
+set_untrained_rows(Relation index, int64 rows)
+{
+	Buffer		metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	GenericXLogState *state;
+
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->untrained_rows = rows;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+}
+
+/*
+ * Train an untrained index on the rows it holds and re-encode them into a new
+ * chain.  The caller (insert.c's self-training) holds the index's training
+ * lock (KdLockTraining), so no row arrives meanwhile and nobody else trains,
+ * and the table's ShareUpdateExclusiveLock, so no VACUUM removes rows this
+ * copies.  The insert counter is a hint (aborted inserts count too): when the
+ * chain turns out to hold fewer live rows than training needs, the count is
+ * corrected and nothing else changes.
+ */
+void
+kd_train_in_place(Relation index, Relation heap)
+{
+	KdMetaPageData meta;
+	KdBuildState bs;
+	int64		need;
+	uint32		generation;
+
+	kd_read_meta(index, &meta);
+	need = kd_autotrain_rows(index, meta.nbits);
+	if (meta.trained || meta.untrained_rows < Max(need, meta.autotrain_at))
+		return;					/* someone else trained it first */
+	generation = meta.generation;
+	kd_init_build_state(&bs, index, heap, &meta);
+	bs.source = index_rows;
+	bs.from_blk = meta.data_head;
+	bs.stop_blk = InvalidBlockNumber;
+	kd_layout_for(&bs.old_layout, meta.quantizer, meta.m, meta.nbits, 0);
+	if (!kd_sample_train(&bs, &meta, need))
+	{
+		if (bs.seen >= need)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("kdindex \"%s\" sampled %lld rows within maintenance_work_mem, fewer than the %d its quantizer needs",
+							RelationGetRelationName(index), (long long) bs.nsample,
+							Max(1 << meta.nbits, bs.lists)),
+					 errhint("Raise maintenance_work_mem.")));
+		set_untrained_rows(index, (int64) bs.seen);
+		return;
+	}
+	kd_encode_all(&bs, &meta);
+	switch_meta(index, &meta, generation);
+	ereport(NOTICE,
+			(errmsg("kdindex \"%s\" trained its quantizer on %lld rows",
+					RelationGetRelationName(index), (long long) meta.train_rows)));
+}
+
+/*
+ * Switch a trained index to new parameters (kdindex_train): write them, then
+ * re-encode every row the index holds into a new chain, and point the meta
+ * page at both in one WAL record.  x (n rows) is a sample the blob's
+ * precision and the reported reconstruction error are measured on.
+ *
+ * Scans and inserts go on meanwhile.  The caller holds the table's
+ * ShareUpdateExclusiveLock, so VACUUM does not move tuples under us; inserts
+ * append to the old chain's tail once its insert cursor is reset, so the
+ * rows that arrive while the first pass runs are those after the position it
+ * stopped at, and the second pass reads them with inserts held off
+ * (KdLockTraining) until the switch.  Until then the old chain and codebooks
+ * are what every reader sees: a crash or cancel leaves them.  VACUUM
+ * recycles the old pages once no scan can be reading them.
+ */
+void
+kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const float *x, int64 n,
+				  double train_seconds, KdMetaPageData *result)
+{
+	KdMetaPageData meta;
+	KdBuildState bs;
+	GenericXLogState *state;
+	Buffer		metabuf;
+	char	   *blob;
+	Size		size;
+	BlockNumber blob_head;
+
+	kd_read_meta(index, &meta);
+	Assert(meta.trained);
+	kd_init_build_state(&bs, index, heap, &meta);
+	bs.dim = meta.dim;
+	bs.source = index_rows;
+	blob = kd_quantizer_serialize(trained, x, n, &size);
+	bs.quantizer = kd_quantizer_deserialize(blob, size);
+	blob_head = kd_write_blob(index, blob, size);
+	encode_start(&bs, &meta, bs.quantizer->code_size);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
+
+	/* pass 1: the rows up to the chain's current end */
+	KdLockTraining(index);
+	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	memcpy(&meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(meta));
+	state = GenericXLogStart(index);
+	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->nfree = 0;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(metabuf);
+	kd_layout(&bs.old_layout, &meta);
+	bs.from_blk = meta.data_head;
+	bs.from_off = 0;
+	bs.stop_blk = meta.data_tail;
+	bs.stop_off = 0;
+	if (BlockNumberIsValid(meta.data_tail))
+	{
+		Buffer		buf = ReadBuffer(index, meta.data_tail);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		bs.stop_off = KdPageGetOpaque(BufferGetPage(buf))->ntuples;
+		UnlockReleaseBuffer(buf);
+	}
+	KdUnlockTraining(index);
+	if (BlockNumberIsValid(bs.from_blk))
+		index_rows(&bs, kd_encode_callback);
+
+	/* pass 2: what was inserted meanwhile, then the switch */
+	KdLockTraining(index);
+	if (BlockNumberIsValid(bs.stop_blk))
+	{
+		bs.from_blk = bs.stop_blk;
+		bs.from_off = bs.stop_off;
+		bs.stop_blk = InvalidBlockNumber;
+		index_rows(&bs, kd_encode_callback);
+	}
+	meta.blob_head = blob_head;
+	meta.blob_size = size;
+	encode_finish(&bs, &meta);
+	meta.code_size = bs.quantizer->code_size;
+	meta.train_seconds = train_seconds;
+	meta.train_mse = kd_quantizer_mse(bs.quantizer, x, n);
+	meta.train_rows = n;
+	switch_meta(index, &meta, meta.generation);
+	KdUnlockTraining(index);
+
+	kd_read_meta(index, result);
+	kd_quantizer_free(bs.quantizer);
+	pfree(blob);
+	MemoryContextDelete(bs.tmpcxt);
+}
