@@ -100,3 +100,20 @@ CREATE INDEX st_kd ON st USING kdindex (v);
 RESET maintenance_work_mem;
 DROP TABLE st, st_ctl;
 DROP FUNCTION st_vec(real[]), st_who(real[]);
+
+-- 7. Nothing for the client where it has nothing to do (pgbench's tests
+-- want an empty stderr): a build on too few rows, a TRUNCATE, a new
+-- partition, and the INSERT that trains the index print nothing at the
+-- default client_min_messages.  (6 is the one NOTICE: the user must act.)
+SHOW client_min_messages;
+CREATE TABLE st (id int, v real[]) PARTITION BY RANGE (id);
+CREATE TABLE st_a PARTITION OF st FOR VALUES FROM (0) TO (1000);
+INSERT INTO st SELECT i, ARRAY[i % 7, i % 11, i % 13, i % 17] FROM generate_series(1, 10) i;
+CREATE INDEX st_kd ON st USING kdindex (v) WITH (nbits = 4, m = 2);
+CREATE TABLE st_b PARTITION OF st FOR VALUES FROM (1000) TO (2000);
+TRUNCATE st;
+INSERT INTO st SELECT i, ARRAY[i % 7, i % 11, i % 13, i % 17] FROM generate_series(1, 623) i;
+INSERT INTO st VALUES (623, '{1,2,3,4}');
+SELECT c.relname, i.trained FROM pg_class c, kdindex_info(c.oid::regclass) i
+ WHERE c.relname LIKE 'st\_a\_%' ORDER BY 1;
+DROP TABLE st;

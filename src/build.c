@@ -288,7 +288,9 @@ parallel_encode(KdBuildState *bs, const KdMetaPageData *meta)
 	launched = pcxt->nworkers_launched;
 	if (launched > 0)
 	{
-		ereport(DEBUG1, (errmsg("kdindex: encoding with %d parallel workers", launched)));
+		ereport(DEBUG1, (errmsg_plural("kdindex: encoding with %d parallel worker",
+									   "kdindex: encoding with %d parallel workers",
+									   launched, launched)));
 		mqh = palloc(sizeof(shm_mq_handle *) * launched);
 		for (int i = 0; i < launched; i++)
 			mqh[i] = shm_mq_attach((shm_mq *) (queues + i * KD_PARALLEL_QUEUE_SIZE), pcxt->seg,
@@ -323,20 +325,25 @@ untrained_notice(Relation index, const KdBuildState *bs, int nbits)
 {
 	int			need = Max(1 << nbits, bs->lists);
 
+	/*
+	 * Too few rows is no one's fault: the index answers exactly and trains
+	 * itself when it has enough (an empty table after TRUNCATE or CREATE
+	 * TABLE ... PARTITION OF is the common case), so that is not for the
+	 * client.  A sample cut short by maintenance_work_mem stays so until the
+	 * user raises it.
+	 */
 	if (bs->seen >= need)
 		ereport(NOTICE,
-				(errmsg("kdindex \"%s\" sampled %lld of its %lld rows within maintenance_work_mem, fewer than the %d needed to train its quantizer",
-						RelationGetRelationName(index), (long long) bs->nsample,
-						(long long) bs->ntuples, need),
-				 errdetail("Until it is trained the index answers with exact distances from the table."),
+				(errmsg("kdindex \"%s\" is untrained: maintenance_work_mem holds only %lld of the %d rows its quantizer needs",
+						RelationGetRelationName(index), (long long) bs->nsample, need),
 				 errhint("Raise maintenance_work_mem and REINDEX.")));
 	else
-		ereport(NOTICE,
-				(errmsg("kdindex \"%s\" has %lld rows, fewer than the %d needed to train its quantizer",
-						RelationGetRelationName(index), (long long) bs->ntuples, need),
-				 errdetail("Until it is trained the index answers with exact distances from the table."),
-				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
-						 kd_autotrain_rows(index, nbits))));
+		ereport(DEBUG1,
+				(errmsg_plural("kdindex \"%s\" has %lld row, fewer than the %d needed to train its quantizer; it trains itself at %d rows",
+							   "kdindex \"%s\" has %lld rows, fewer than the %d needed to train its quantizer; it trains itself at %d rows",
+							   (unsigned long) bs->ntuples,
+							   RelationGetRelationName(index), (long long) bs->ntuples, need,
+							   kd_autotrain_rows(index, nbits))));
 }
 
 IndexBuildResult *

@@ -634,9 +634,12 @@ kd_train_in_place(Relation index, Relation heap)
 	}
 	kd_encode_all(&bs, &meta);
 	switch_meta(index, &meta, generation);
-	ereport(NOTICE,
-			(errmsg("kdindex \"%s\" trained its quantizer on %lld rows",
-					RelationGetRelationName(index), (long long) meta.train_rows)));
+	/* the server's log, not the client: an INSERT has nothing to tell */
+	ereport(LOG,
+			(errmsg_plural("kdindex \"%s\" trained its quantizer on %lld row",
+						   "kdindex \"%s\" trained its quantizer on %lld rows",
+						   (unsigned long) meta.train_rows,
+						   RelationGetRelationName(index), (long long) meta.train_rows)));
 }
 
 /*

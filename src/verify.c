@@ -704,8 +704,9 @@ count_leaked(VerifyState *vs)
 	}
 	if (leaked > 0)
 		ereport(NOTICE,
-				(errmsg("index \"%s\" has %u pages that no chain reaches",
-						RelationGetRelationName(vs->index), leaked),
+				(errmsg_plural("index \"%s\" has %u page that no chain reaches",
+							   "index \"%s\" has %u pages that no chain reaches",
+							   leaked, RelationGetRelationName(vs->index), leaked),
 				 errdetail("A crash or a cancelled training between writing pages and linking them leaves such pages behind."),
 				 errhint("They are never used; REINDEX reclaims them.")));
 }
