@@ -33,7 +33,17 @@ PG_FUNCTION_INFO_V1(kdindex_handler);
 
 int			kdindex_rerank = 200;
 int			kdindex_probes = 8;
-int			kdindex_max_scan_tuples = 20000;
+int			kdindex_max_scan_tuples = 0;
+int			kdindex_iterative_scan = KD_ITERATIVE_RELAXED;
+int			kdindex_max_probes = KDINDEX_MAX_LISTS;
+double		kdindex_scan_mem_multiplier = 1;
+
+static const struct config_enum_entry iterative_scan_options[] = {
+	{"off", KD_ITERATIVE_OFF, false},
+	{"relaxed_order", KD_ITERATIVE_RELAXED, false},
+	{"strict_order", KD_ITERATIVE_STRICT, false},
+	{NULL, 0, false}
+};
 
 static relopt_kind kd_relopt_kind;
 
@@ -102,12 +112,30 @@ _PG_init(void)
 							"the scan goes on to the next lists, this many at a time.",
 							&kdindex_probes, 8, 1, KDINDEX_MAX_LISTS,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("kdindex.iterative_scan",
+							 "What a scan does when the executor wants rows past the first candidates.",
+							 "relaxed_order goes on and returns a row found late (nearer than "
+							 "rows already returned) when it meets it; strict_order goes on and "
+							 "drops such rows; off returns only the first kdindex.rerank candidates "
+							 "of the first kdindex.probes lists.",
+							 &kdindex_iterative_scan, KD_ITERATIVE_RELAXED, iterative_scan_options,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("kdindex.max_scan_tuples",
-							"Candidates a scan consumes at most before it stops returning rows.",
+							"Candidates an iterative scan consumes at most before it stops returning rows.",
 							"Bounds the work of a filtered query whose filter rejects most rows; "
-							"0 means no bound.",
-							&kdindex_max_scan_tuples, 20000, 0, INT_MAX,
+							"0 means no bound: the scan may re-rank every row.",
+							&kdindex_max_scan_tuples, 0, 0, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("kdindex.max_probes",
+							"IVF lists an iterative scan reads at most (never fewer than kdindex.probes).",
+							NULL,
+							&kdindex_max_probes, KDINDEX_MAX_LISTS, 1, KDINDEX_MAX_LISTS,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("kdindex.scan_mem_multiplier",
+							 "Multiple of work_mem a scan's candidate passes and lookup tables may use.",
+							 NULL,
+							 &kdindex_scan_mem_multiplier, 1, 1, 1000,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }
 

@@ -212,6 +212,17 @@ typedef struct KdOptions
 extern int	kdindex_rerank;
 extern int	kdindex_probes;
 extern int	kdindex_max_scan_tuples;
+extern int	kdindex_iterative_scan;
+extern int	kdindex_max_probes;
+extern double kdindex_scan_mem_multiplier;
+
+/* kdindex.iterative_scan, as pgvector's hnsw.iterative_scan */
+typedef enum KdIterativeScan
+{
+	KD_ITERATIVE_OFF,
+	KD_ITERATIVE_RELAXED,
+	KD_ITERATIVE_STRICT
+} KdIterativeScan;
 
 /* Progress subphases of CREATE INDEX */
 #define KDINDEX_PHASE_SAMPLE	2

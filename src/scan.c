@@ -11,8 +11,9 @@
  * scan goes on to the next kdindex.probes lists when the lists read so far
  * have nothing left, or, past the first rows, as soon as the next lists
  * could hold a row nearer than the one about to be returned: a WHERE clause
- * that rejects most rows still gets its LIMIT, up to kdindex.max_scan_tuples
- * candidates.  The passes and lists are scanlists.c's.
+ * that rejects most rows still gets its LIMIT (up to kdindex.max_scan_tuples
+ * candidates and kdindex.max_probes lists, when set).  The passes and lists
+ * are scanlists.c's.
  *
  * Re-rank: candidates are re-scored with the exact distance on the heap tuple
  * (fetched under the scan's snapshot, the indexed value recomputed with
@@ -26,18 +27,21 @@
  * The executor trusts the order (xs_recheckorderby is false) and never
  * checks it.  A row the first candidates missed can re-rank nearer than rows
  * already returned (a strict order would need most of the table re-ranked:
- * code distances have no cheap tight lower bound); such a late row is
- * returned when the scan meets it, with its exact distance, as pgvector's
- * relaxed_order does, never dropped.  So every row reached is returned
- * exactly once, in exact order among the rows re-ranked together; the pool's
- * hold-back and the early opening of lists keep late rows rare.  Only
- * kdindex.max_scan_tuples stops a scan before its lists run out.
+ * code distances have no cheap tight lower bound).  kdindex.iterative_scan
+ * says what becomes of such a late row, in pgvector's terms:
+ * relaxed_order (the default) returns it when the scan meets it, with its
+ * exact distance, so every row reached is returned exactly once, in exact
+ * order among the rows re-ranked together; strict_order drops it, so the
+ * order is exact and the row is skipped; off stops after the first batch.
+ * The pool's hold-back and the early opening of lists keep late rows rare.
+ * Only those bounds stop a scan before its lists run out.
  */
 #include "postgres.h"
 
 #include <math.h>
 
 #include "access/relscan.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
@@ -112,15 +116,44 @@ pool_pop(KdScanOpaque so)
 }
 
 /*
- * Has the scan consumed kdindex.max_scan_tuples candidates (index entries,
- * dead ones too)?  The rows already re-ranked are still returned.  Untrained
- * indexes and unordered queries are not bounded: they return every row.
+ * Has the scan consumed all the candidates (index entries, dead ones too) it
+ * may?  The rows already re-ranked are still returned.
  */
 static inline bool
 scan_bounded(KdScanOpaque so)
 {
-	return so->meta.trained && !so->unordered && kdindex_max_scan_tuples > 0 &&
-		so->consumed >= kdindex_max_scan_tuples;
+	return so->max_consumed > 0 && so->consumed >= so->max_consumed;
+}
+
+/*
+ * The bounds of kdindex.iterative_scan and kdindex.max_scan_tuples /
+ * max_probes (see the file header).  off stops where pgvector's off stops,
+ * after the first batch (its ef_search or probes): the first kdindex.rerank
+ * candidates (the first pass, of at least 64, when codes only), from the
+ * first kdindex.probes lists.  Untrained indexes and unordered queries have
+ * no code order to cut: they return every row.
+ */
+static void
+set_bounds(KdScanOpaque so)
+{
+	bool		bounded = so->meta.trained && !so->unordered;
+	bool		off = kdindex_iterative_scan == KD_ITERATIVE_OFF;
+
+	so->max_consumed = 0;
+	so->max_lists = so->nchains;
+	so->strict = bounded && kdindex_iterative_scan == KD_ITERATIVE_STRICT;
+	if (!bounded)
+		return;
+	so->max_consumed = kdindex_max_scan_tuples;
+	if (off)
+	{
+		int64		first = kdindex_rerank > 0 ? kdindex_rerank : so->main.cap;
+
+		so->max_consumed = so->max_consumed > 0 ? Min(so->max_consumed, first) : first;
+	}
+	if (so->meta.nlists > 0)
+		so->max_lists = Min(so->nchains,
+							off ? kdindex_probes : Max(kdindex_probes, kdindex_max_probes));
 }
 
 static bool
@@ -323,6 +356,7 @@ start_scan(IndexScanDesc scan)
 	}
 	so->main.cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;
 	so->exact = !so->unordered && (!so->meta.trained || kdindex_rerank > 0);
+	set_bounds(so);
 	so->started = true;
 	MemoryContextSwitchTo(old);
 }
@@ -373,6 +407,7 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->pool_cap = so->npool = 0;
 	so->consumed = 0;
 	so->nreturned = 0;
+	so->have_last = false;
 	so->nerr = 0;
 	so->err_sum = so->err_sumsq = 0;
 
@@ -413,16 +448,31 @@ kd_gettuple(IndexScanDesc scan, ScanDirection dir)
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	KdCandidate c;
 
+	double		value = 0;
+
 	if (!so->started)
 		start_scan(scan);
-	if (so->empty || !next_row(scan, &c))
-		return false;
 
 	/*
-	 * Every row reached is returned, a late one too (nearer than a row
-	 * returned before it): the executor trusts the order and does not check
-	 * it, and dropping the row would lose it for good.
+	 * relaxed_order returns every row reached, a late one too (nearer than a
+	 * row returned before it): the executor trusts the order and does not
+	 * check it.  strict_order drops a late row, as pgvector's does: the
+	 * order is exact, and the row is lost to this scan.
 	 */
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (so->empty || !next_row(scan, &c))
+			return false;
+		if (so->null_query || so->unordered)
+			break;
+		value = so->exact ? c.dist : code_distance_value(so->metric, c.dist);
+		if (!(so->strict && so->have_last && value < so->last_value))
+			break;
+	}
+	so->have_last = true;
+	so->last_value = value;
+
 	scan->xs_heaptid = c.tid;
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
@@ -438,8 +488,6 @@ kd_gettuple(IndexScanDesc scan, ScanDirection dir)
 	}
 	else
 	{
-		double		value = so->exact ? c.dist : code_distance_value(so->metric, c.dist);
-
 		scan->xs_orderbyvals[0] = Float8GetDatum(value);
 		scan->xs_orderbynulls[0] = false;
 	}

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "access/relscan.h"
+#include "miscadmin.h"
 
 #include "kdindex.h"
 
@@ -59,6 +60,18 @@ typedef struct KdScanOpaqueData
 	KdLayout	layout;			/* of the data pages */
 	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
 							 const uint8 *codes, int stride, int n, float *out);
+
+	/*
+	 * Bounds, from the settings when the scan starts: candidates it may
+	 * consume (kdindex.max_scan_tuples, or the first kdindex.rerank with
+	 * kdindex.iterative_scan = off), lists it may read, and whether a row
+	 * nearer than one already returned is dropped (strict_order).
+	 */
+	int64		max_consumed;	/* 0: no bound */
+	int			max_lists;
+	bool		strict;
+	bool		have_last;
+	double		last_value;		/* ORDER BY value of the row returned last */
 
 	/* chains: the lists, nearest centroid first, or the flat chain */
 	int			nchains;
@@ -121,6 +134,13 @@ static inline double
 distance_scale(KdMetric metric, double d)
 {
 	return metric == KD_METRIC_COSINE ? sqrt(Max(2 * d, 0)) : d;
+}
+
+/* The memory a scan's passes and lookup tables may use */
+static inline double
+kd_scan_mem(void)
+{
+	return (double) work_mem * 1024 * kdindex_scan_mem_multiplier;
 }
 
 /* scanlists.c */

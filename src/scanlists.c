@@ -250,10 +250,10 @@ pass_peek(IndexScanDesc scan, KdPass *p)
 	{
 		if (p->exhausted)
 			return NULL;
-		/* widen each further pass, within work_mem */
+		/* widen each further pass, within kd_scan_mem() */
 		if (p->ncands > 0)
-			p->cap = (int) Max(p->cap, Min((int64) p->cap * 4,
-										   (int64) work_mem * 1024 / sizeof(KdCandidate)));
+			p->cap = (int) Max(p->cap, Min((double) p->cap * 4,
+										   Min(kd_scan_mem() / sizeof(KdCandidate), INT_MAX / 2)));
 		run_pass(scan, p);
 	}
 	return &p->cands[p->pos];
@@ -324,10 +324,10 @@ kd_scan_peek(IndexScanDesc scan, KdPass **from)
 	while ((next = pass_peek(scan, m)) == NULL)
 	{
 		/* these lists are done: the next ones, with a fresh cursor */
-		if (m->last >= so->nchains)
+		if (m->last >= so->max_lists)
 			return NULL;
 		m->first = m->last;
-		m->last = Min(so->nchains, m->last + kdindex_probes);
+		m->last = Min(so->max_lists, m->last + kdindex_probes);
 		m->have_cursor = false;
 		m->exhausted = false;
 		m->ncands = m->pos = 0;
@@ -344,7 +344,7 @@ kd_scan_peek(IndexScanDesc scan, KdPass **from)
  * distance already, are re-ranked at once; then they join the main lists.
  * So a walk past the first lists does not return all the far rows of the
  * lists read first before the near rows of the next.  The lookup tables of
- * the lists read at once stay within work_mem; past that, lists open only
+ * the lists read at once stay within kd_scan_mem(); past that, lists open only
  * when those read run out.
  */
 bool
@@ -353,13 +353,13 @@ kd_scan_open_lists(IndexScanDesc scan, double d)
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	KdPass	   *m = &so->main;
 	KdPass	   *c = &so->catchup;
-	int			n = Min(kdindex_probes, so->nchains - m->last);
+	int			n = Min(kdindex_probes, so->max_lists - m->last);
 	Size		perlist = sizeof(float) * (so->lutsize + 1) +
 		(so->layout.blocked ? KdFastScanLutSize(so->meta.m) + sizeof(float) : 0);
 
 	if (so->centroids == NULL || so->catching_up || n <= 0 || !so->have_reach ||
 		distance_scale(so->metric, d) <= so->centroids[m->last] - so->reach ||
-		(m->last - m->first + n) * perlist > (Size) work_mem * 1024)
+		(m->last - m->first + n) * perlist > kd_scan_mem())
 		return false;
 	memset(c, 0, sizeof(KdPass));
 	c->first = m->last;
