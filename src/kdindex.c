@@ -17,12 +17,14 @@
 #include "commands/progress.h"
 #include "commands/vacuum.h"
 #include "fmgr.h"
+#include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
 #include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/selfuncs.h"
+#include "utils/spccache.h"
 #include "utils/syscache.h"
 
 #include "kdindex.h"
@@ -275,23 +277,46 @@ kd_index_metric(Relation index)
 	return (KdMetric) DatumGetInt32(FunctionCall1(proc, PointerGetDatum(NULL)));
 }
 
-/* The part of the codes the first pass reads: kdindex.probes of the lists */
+/*
+ * Re-ranking `rows` rows: a heap fetch and an exact distance each, in the
+ * sequential scan's units (cpu_tuple_cost and the operator's
+ * cpu_operator_cost a row), plus the heap pages they fall on (Mackert and
+ * Lohman, as cost_index counts them).  Pages that are most of the heap are
+ * charged as a sequential scan reads them: the re-rank touches each once,
+ * and they stay cached for the rows after.  The detoast of a re-ranked
+ * value is not charged: the sequential scan and sort it competes with
+ * detoast every row and the planner charges them nothing for it either
+ * (pgvector's cost estimates say the same), so charging it here only would
+ * pick the slower plan.
+ */
 static double
-read_fraction(Oid indexoid)
+rerank_cost(PlannerInfo *root, IndexOptInfo *index, double rows)
 {
-	Relation	index = index_open(indexoid, NoLock);
-	KdOptions  *opts = (KdOptions *) index->rd_options;
-	int			lists = opts ? opts->lists : 0;
+	double		heap_pages = Max(index->rel->pages, 1);
+	double		pages;
+	double		spc_random_page_cost;
+	double		spc_seq_page_cost;
 
-	index_close(index, NoLock);
-	return lists > 0 ? Min(1.0, (double) kdindex_probes / lists) : 1.0;
+	if (rows <= 0)
+		return 0;
+	get_tablespace_page_costs(index->rel->reltablespace, &spc_random_page_cost, &spc_seq_page_cost);
+	pages = index_pages_fetched(rows, (BlockNumber) heap_pages, (double) index->pages, root);
+	return pages * (pages >= heap_pages / 2 ? spc_seq_page_cost : spc_random_page_cost) +
+		rows * (cpu_tuple_cost + cpu_operator_cost);
 }
 
 /*
- * The first row costs a pass over every code (cheap, sequential) plus the
- * re-rank of the first batch; every further row one more heap fetch.  An
- * ORDER BY without LIMIT, or any use without an ordering operator, therefore
- * loses to a sequential scan.
+ * An ordering scan (scan.c): the first row costs a pass over the codes of
+ * the first kdindex.probes lists (all codes when flat: index pages read in
+ * order and a code distance each) and the re-rank of the first
+ * kdindex.rerank candidates; every further row the re-rank of one more
+ * candidate, with a further pass over the codes each time the candidates
+ * run out (passes widen fourfold) and, with lists, the codes of the other
+ * lists.  An untrained index re-ranks every row before the first.  The
+ * executor's own heap fetches of the rows returned are cost_index's.  An
+ * ORDER BY without LIMIT therefore loses to a sequential scan and a sort,
+ * and a LIMIT makes the planner weigh only the first rows.  kdindex is
+ * never used without an ordering operator.
  */
 static void
 kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
@@ -301,12 +326,17 @@ kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 {
 	IndexOptInfo *index = path->indexinfo;
 	double		ntuples = Max(index->tuples, 1);
-	double		rerank = Min(Max(kdindex_rerank, 1), ntuples);
-	double		scanned = read_fraction(index->indexoid);
-	/* a re-rank fetch: a heap tuple, mostly cached, and its detoast */
-	double		fetch_cost = 0.1 * random_page_cost + cpu_tuple_cost;
+	double		spc_seq_page_cost;
+	double		codes;
+	double		first;
+	double		rows;
+	double		passes;
+	Relation	rel;
+	KdMetaPageData meta;
 
-	*indexSelectivity = 1.0;
+	/* every row of the index, which for a partial index is not the table */
+	*indexSelectivity = index->indpred != NIL && index->rel->tuples > 0 ?
+		Min(1.0, index->tuples / index->rel->tuples) : 1.0;
 	*indexCorrelation = 0;
 	*indexPages = index->pages;
 	if (path->indexorderbys == NIL)
@@ -315,10 +345,39 @@ kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 		*indexTotalCost = get_float8_infinity();
 		return;
 	}
-	*indexStartupCost = scanned * (index->pages * seq_page_cost
-								   + ntuples * (cpu_index_tuple_cost + cpu_operator_cost))
-		+ rerank * fetch_cost;
-	*indexTotalCost = *indexStartupCost + (ntuples - rerank) * fetch_cost;
+	rel = index_open(index->indexoid, NoLock);
+	kd_read_meta(rel, &meta);
+	index_close(rel, NoLock);
+	get_tablespace_page_costs(index->reltablespace, NULL, &spc_seq_page_cost);
+
+	/*
+	 * A pass over every code: its pages in chain order, a distance each.
+	 * Not the codebooks' pages: a backend reads them once and keeps them.
+	 */
+	codes = Max(index->pages - 1 - ceil((double) meta.blob_size / BLCKSZ), 1) * spc_seq_page_cost +
+		ntuples * (cpu_index_tuple_cost + (meta.trained ? cpu_operator_cost : 0));
+	if (!meta.trained)
+	{
+		/* every row re-ranked (exactly) before the first is returned */
+		*indexStartupCost = codes + rerank_cost(root, index, ntuples);
+		*indexTotalCost = *indexStartupCost;
+		return;
+	}
+
+	/* the first pass, over the first lists; the rows the first batch re-ranks */
+	first = kdindex_rerank > 0 ? Min(kdindex_rerank, ntuples) : Min(64, ntuples);
+	*indexStartupCost = codes * (meta.nlists > 0 ? Min(1.0, (double) kdindex_probes / meta.nlists) : 1.0) +
+		(kdindex_rerank > 0 ? rerank_cost(root, index, first) : 0);
+
+	/* all the rows the settings let the scan reach */
+	rows = ntuples;
+	if (kdindex_iterative_scan == KD_ITERATIVE_OFF)
+		rows = first;
+	else if (kdindex_max_scan_tuples > 0)
+		rows = Min(rows, kdindex_max_scan_tuples);
+	passes = rows > first ? ceil(log(rows / first) / log(4)) : 0;
+	*indexTotalCost = *indexStartupCost + passes * codes +
+		(kdindex_rerank > 0 ? rerank_cost(root, index, rows) - rerank_cost(root, index, first) : 0);
 }
 
 static char *
