@@ -354,7 +354,7 @@ kd_costestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	 * A pass over every code: its pages in chain order, a distance each.
 	 * Not the codebooks' pages: a backend reads them once and keeps them.
 	 */
-	codes = Max(index->pages - 1 - ceil((double) meta.blob_size / BLCKSZ), 1) * spc_seq_page_cost +
+	codes = Max((double) index->pages - 1 - ceil((double) meta.blob_size / BLCKSZ), 1) * spc_seq_page_cost +
 		ntuples * (cpu_index_tuple_cost + (meta.trained ? cpu_operator_cost : 0));
 	if (!meta.trained)
 	{
