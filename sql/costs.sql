@@ -40,17 +40,21 @@ SELECT plan(format('SELECT i FROM cost_t ORDER BY v <-> %L', :'q'));
 DROP TABLE cost_t;
 
 -- 3. Partial indexes beside a btree on the filter column: 1,000 rows of
--- 20,000 (trained), and 100 (untrained: every row re-ranked)
+-- 20,000 (trained), 100 and 10 (untrained: every row re-ranked).  The index
+-- returns its own rows, not the table's: with LIMIT 10 the planner weighs
+-- the whole scan of the 10-row one.
 CREATE TABLE cost_p (i int, cat int, v real[]);
 INSERT INTO cost_p SELECT i, i % 20, ARRAY(SELECT random()::real FROM generate_series(1, 64) WHERE i > 0)
   FROM generate_series(1, 20000) i;
 CREATE INDEX cost_p_cat ON cost_p (cat);
 CREATE INDEX cost_p_kd ON cost_p USING kdindex (v) WHERE cat = 7;
 CREATE INDEX cost_p_small ON cost_p USING kdindex (v) WHERE cat = 8 AND i < 2000;
+CREATE INDEX cost_p_tiny ON cost_p USING kdindex (v) WHERE cat = 10 AND i < 200;
 ANALYZE cost_p;
 SELECT v AS q FROM cost_p WHERE i = 17 \gset
 SELECT plan(format('SELECT i FROM cost_p WHERE cat = 7 ORDER BY v <-> %L LIMIT 10', :'q'));
 SELECT plan(format('SELECT i FROM cost_p WHERE cat = 8 AND i < 2000 ORDER BY v <-> %L LIMIT 10', :'q'));
+SELECT plan(format('SELECT i FROM cost_p WHERE cat = 10 AND i < 200 ORDER BY v <-> %L LIMIT 10', :'q'));
 -- (a category without a kdindex: the btree)
 SELECT plan(format('SELECT i FROM cost_p WHERE cat = 9 ORDER BY v <-> %L LIMIT 10', :'q'));
 DROP TABLE cost_p;
