@@ -5,7 +5,7 @@
  *
  * The teacher's neighbours are heap TIDs; their vectors are read back from
  * the table (and kept in memory when maintenance_work_mem allows).  The new
- * codebooks go to new pages and build.c re-encodes every row into a new
+ * codebooks go to new pages and generation.c re-encodes every row into a new
  * chain; the meta page switches to both in one WAL record, so scans and
  * inserts go on meanwhile and a crash or cancel leaves the old index.
  *
