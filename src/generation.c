@@ -419,7 +419,6 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	memset(bs, 0, sizeof(*bs));
 	bs->iterations = opts ? opts->iterations : 0;
 	bs->beam = opts ? opts->beam : 0;
-	bs->distill = opts ? opts->distill : false;
 	bs->lists = opts ? opts->lists : 0;
 	bs->balance = opts ? opts->balance : 0;
 	/* IVF trains the quantizer on a copy of the sample: the residuals */
@@ -428,6 +427,8 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	bs->index = index;
 	bs->heap = heap;
 	bs->metric = kd_index_metric(index);
+	/* kd_build refuses it under L1, but ALTER INDEX ... SET can turn it on */
+	bs->distill = opts && opts->distill && bs->metric != KD_METRIC_L1;
 	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
 									   ALLOCSET_DEFAULT_SIZES);

@@ -584,6 +584,11 @@ kdindex_train(PG_FUNCTION_ARGS)
 				 errmsg("kdindex \"%s\" is not trained yet", RelationGetRelationName(index)),
 				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
 						 kd_autotrain_rows(index, meta.nbits))));
+	if (kd_index_metric(index) == KD_METRIC_L1)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("kdindex_train does not support L1 distance"),
+				 errdetail("Distillation is written for L2, inner product and cosine distance.")));
 	if (meta.nlists > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
