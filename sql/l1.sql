@@ -81,8 +81,20 @@ RESET enable_seqscan;
 CREATE INDEX ON l1_items USING kdindex (v float4_l1_ops) WITH (quantizer = 'opq', m = 8);
 CREATE INDEX ON l1_items USING kdindex (v float4_l1_ops) WITH (quantizer = 'aq', m = 4);
 CREATE INDEX ON l1_items USING kdindex (v float4_l1_ops) WITH (m = 8, distill = on);
-CREATE INDEX l1_small ON l1_items USING kdindex (v float4_l1_ops) WITH (m = 8, nbits = 4);
-SELECT kdindex_teacher('l1_items', 'v', 'l1_teacher', nqueries => 20, k => 10) AS teacher_queries;
+-- an L1 teacher (exact: every row scored by its L1 distance; index: one
+-- ORDER BY <+> per query, here a sort) measures the index; training from it
+-- is refused
+SELECT kdindex_teacher('l1_items', 'v', 'l1_teacher', nqueries => 50, k => 10, metric => 'l1') AS teacher_queries;
+SELECT kdindex_teacher('l1_items', 'v', 'l1_teacher_seq', nqueries => 50, k => 10, metric => 'l1',
+					   teacher => 'index') AS teacher_queries;
+CREATE INDEX l1_small ON l1_items USING kdindex (v float4_l1_ops) WITH (m = 8);
+SELECT count(*) AS same_lists FROM l1_teacher t JOIN l1_teacher_seq s USING (query_id)
+ WHERE t.ids = s.ids AND t.source = s.source;
+-- the teacher's distances are the operator's
+SELECT bool_and(t.distances[1] = (SELECT t.query <+> v FROM l1_items WHERE id = t.ids[1])) AS operator_distances
+  FROM l1_teacher t;
+SELECT queries, codes_recall >= 0.5 AS codes_ok, reranked_recall >= 0.95 AS reranked_ok
+  FROM kdindex_recall('l1_small', 'l1_teacher', k => 10);
 SELECT * FROM kdindex_train('l1_small', 'l1_teacher', epochs => 1);
-DROP TABLE l1_teacher;
+DROP TABLE l1_teacher, l1_teacher_seq;
 DROP TABLE l1_items;
