@@ -96,5 +96,14 @@ SELECT bool_and(t.distances[1] = (SELECT t.query <+> v FROM l1_items WHERE id = 
 SELECT queries, codes_recall >= 0.5 AS codes_ok, reranked_recall >= 0.95 AS reranked_ok
   FROM kdindex_recall('l1_small', 'l1_teacher', k => 10);
 SELECT * FROM kdindex_train('l1_small', 'l1_teacher', epochs => 1);
+SELECT kdindex_verify('l1_small', heapallindexed => true);
+-- options changed later are refused when the index is rebuilt
+ALTER INDEX l1_small SET (quantizer = 'aq');
+REINDEX INDEX l1_small;
+ALTER INDEX l1_small SET (quantizer = 'pq', distill = on);
+REINDEX INDEX l1_small;
+ALTER INDEX l1_small RESET (quantizer, distill);
+REINDEX INDEX l1_small;
+SELECT metric, quantizer, rows FROM kdindex_info('l1_small');
 DROP TABLE l1_teacher, l1_teacher_seq;
 DROP TABLE l1_items;
