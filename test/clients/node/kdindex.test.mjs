@@ -24,6 +24,7 @@ const METRICS = {
   l2: { op: '<->', dist: (a, b) => Math.sqrt(a.reduce((s, x, i) => s + (x - b[i]) ** 2, 0)) },
   ip: { op: '<#>', dist: (a, b) => -dot(a, b) },
   cosine: { op: '<=>', dist: (a, b) => 1 - dot(a, b) / Math.sqrt(dot(a, a) * dot(b, b)) },
+  l1: { op: '<+>', dist: (a, b) => a.reduce((s, x, i) => s + Math.abs(x - b[i]), 0) },
 };
 
 function dot(a, b) {
