@@ -57,6 +57,27 @@ SELECT pg_relation_size('churn_kd') <= :first_update * 1.05 AS no_growth_after_f
 	   pg_relation_size('churn_kd') <= :fresh * 1.15 AS within_15pct_of_fresh,
 	   churn_reachable() AS all_reachable;
 
+-- with fillfactor = 90 the build leaves the room the first cycle needs: five
+-- update cycles end within 5% of a fresh build with the same fillfactor
+CREATE TABLE churn_ff (id int, v real[]) WITH (autovacuum_enabled = off);
+INSERT INTO churn_ff SELECT * FROM churn_src;
+CREATE INDEX churn_ff_kd ON churn_ff USING kdindex (v) WITH (m = 64, fillfactor = 90);
+SELECT pg_relation_size('churn_ff_kd') AS fresh_ff \gset
+SELECT :fresh_ff > :fresh AS fillfactor_leaves_room;
+UPDATE churn_ff SET v = make_vec(id + 1, 64) WHERE id % 10 = 0;
+VACUUM churn_ff;
+UPDATE churn_ff SET v = make_vec(id + 2, 64) WHERE id % 10 = 1;
+VACUUM churn_ff;
+UPDATE churn_ff SET v = make_vec(id + 3, 64) WHERE id % 10 = 2;
+VACUUM churn_ff;
+UPDATE churn_ff SET v = make_vec(id + 4, 64) WHERE id % 10 = 3;
+VACUUM churn_ff;
+UPDATE churn_ff SET v = make_vec(id + 5, 64) WHERE id % 10 = 4;
+VACUUM churn_ff;
+SELECT pg_relation_size('churn_ff_kd') <= :fresh_ff * 1.05 AS within_5pct_of_fresh;
+SELECT kdindex_verify('churn_ff_kd', true);
+DROP TABLE churn_ff;
+
 -- a shrunken table: empty pages leave the chain, and the room goes to the
 -- next chain a retrain or a list needs
 DELETE FROM churn WHERE id > 1000;

@@ -1,7 +1,8 @@
--- kdindex 0.1.0 -> 0.2.0: kdindex_verify; kdindex_recall in C (privilege
--- checks, a pinned search_path, usable as a session's first statement);
--- pgvector's operator classes move to the extension kdindex_vector (see
--- below).  Indexes built by 0.1.0 are read as they are.
+-- kdindex 0.1.0 -> 0.2.0: kdindex_verify; L1 distance (<+>, float4_l1_ops);
+-- kdindex_recall in C (privilege checks, a pinned search_path, usable as a
+-- session's first statement); pgvector's operator classes move to the
+-- extension kdindex_vector (see below).  Indexes built by 0.1.0 are read as
+-- they are.
 \echo Use "ALTER EXTENSION kdindex UPDATE TO '0.2.0'" to load this file. \quit
 
 -- Check an index's pages, as amcheck's bt_index_check does a B-tree's; with
@@ -16,6 +17,20 @@ CREATE FUNCTION kdindex_verify(idx regclass, heapallindexed bool DEFAULT false) 
 CREATE OR REPLACE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int DEFAULT 10,
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+-- L1 (taxicab) distance on real[], pgvector's <+>, and its operator class
+CREATE FUNCTION kdindex_l1_distance(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR <+> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_l1_distance,
+	COMMUTATOR = '<+>'
+);
+CREATE FUNCTION kdindex_l1_metric(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OPERATOR CLASS float4_l1_ops
+	FOR TYPE real[] USING kdindex AS
+	OPERATOR 1 <+> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 kdindex_l1_metric(internal);
 
 -- pgvector's types get their operator classes from the extension
 -- kdindex_vector (CREATE EXTENSION kdindex_vector), which pg_dump creates

@@ -8,6 +8,8 @@ CREATE FUNCTION kdindex_negative_inner_product(real[], real[]) RETURNS float8
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION kdindex_cosine_distance(real[], real[]) RETURNS float8
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION kdindex_l1_distance(real[], real[]) RETURNS float8
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR <-> (
 	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_l2_distance,
@@ -20,6 +22,10 @@ CREATE OPERATOR <#> (
 CREATE OPERATOR <=> (
 	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_cosine_distance,
 	COMMUTATOR = '<=>'
+);
+CREATE OPERATOR <+> (
+	LEFTARG = real[], RIGHTARG = real[], FUNCTION = kdindex_l1_distance,
+	COMMUTATOR = '<+>'
 );
 
 -- The access method
@@ -35,6 +41,8 @@ CREATE FUNCTION kdindex_ip_metric(internal) RETURNS int4
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION kdindex_cosine_metric(internal) RETURNS int4
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION kdindex_l1_metric(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR CLASS float4_l2_ops
 	DEFAULT FOR TYPE real[] USING kdindex AS
@@ -48,6 +56,10 @@ CREATE OPERATOR CLASS float4_cosine_ops
 	FOR TYPE real[] USING kdindex AS
 	OPERATOR 1 <=> (real[], real[]) FOR ORDER BY float_ops,
 	FUNCTION 1 kdindex_cosine_metric(internal);
+CREATE OPERATOR CLASS float4_l1_ops
+	FOR TYPE real[] USING kdindex AS
+	OPERATOR 1 <+> (real[], real[]) FOR ORDER BY float_ops,
+	FUNCTION 1 kdindex_l1_metric(internal);
 
 CREATE FUNCTION kdindex_info(idx regclass,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,

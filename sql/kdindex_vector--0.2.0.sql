@@ -42,7 +42,9 @@ BEGIN
 		('vector', 'vector_cosine_ops', '<=>', 'kdindex_cosine_metric', false),
 		('halfvec', 'halfvec_l2_ops', '<->', 'kdindex_l2_metric', false),
 		('halfvec', 'halfvec_ip_ops', '<#>', 'kdindex_ip_metric', false),
-		('halfvec', 'halfvec_cosine_ops', '<=>', 'kdindex_cosine_metric', false))
+		('halfvec', 'halfvec_cosine_ops', '<=>', 'kdindex_cosine_metric', false),
+		('vector', 'vector_l1_ops', '<+>', 'kdindex_l1_metric', false),
+		('halfvec', 'halfvec_l1_ops', '<+>', 'kdindex_l1_metric', false))
 		AS v(typname, opclass, op, metric, dflt)
 	LOOP
 		SELECT t.oid, n.nspname INTO typ

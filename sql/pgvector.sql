@@ -1,7 +1,8 @@
 -- pgvector's vector and halfvec: kdindex reads their datums directly; the
 -- extension kdindex_vector (requiring kdindex and pgvector) holds the
 -- operator classes vector_l2_ops (default) / vector_ip_ops /
--- vector_cosine_ops and halfvec_l2_ops / halfvec_ip_ops / halfvec_cosine_ops.
+-- vector_cosine_ops / vector_l1_ops and halfvec_l2_ops / halfvec_ip_ops /
+-- halfvec_cosine_ops / halfvec_l1_ops.
 -- Runs only where pgvector is installed; elsewhere it says so and skips.
 SELECT count(*) = 1 AS has_pgvector FROM pg_available_extensions WHERE name = 'vector' \gset
 -- 0.1.0's way is gone, and says where to go
@@ -53,6 +54,19 @@ SELECT rows FROM kdindex_info('vitems_kd');
 CREATE INDEX vitems_ip ON vitems USING kdindex (v vector_ip_ops) WITH (m = 8);
 CREATE INDEX vitems_cos ON vitems USING kdindex (v vector_cosine_ops) WITH (m = 8);
 SELECT metric FROM kdindex_info('vitems_ip') UNION ALL SELECT metric FROM kdindex_info('vitems_cos');
+-- L1: pgvector's <+>, scored by PQ tables of |q_j - c_j|
+CREATE INDEX vitems_l1 ON vitems USING kdindex (v vector_l1_ops) WITH (m = 8);
+SELECT metric, rows FROM kdindex_info('vitems_l1');
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM vitems ORDER BY v <+> make_vec(7)::vector LIMIT 5;
+CREATE TEMP TABLE via_index AS SELECT id FROM vitems ORDER BY v <+> make_vec(3)::vector LIMIT 10;
+RESET enable_seqscan;
+SET enable_indexscan = off;
+SELECT count(*) >= 9 AS l1_recall_ok
+  FROM (SELECT id FROM vitems ORDER BY v <+> make_vec(3)::vector LIMIT 10) e JOIN via_index USING (id);
+RESET enable_indexscan;
+DROP TABLE via_index;
+DROP INDEX vitems_l1;
 -- distillation on a vector column (cosine)
 SELECT kdindex_teacher('vitems', 'v', 'vitems_teacher', k => 20, nqueries => 100, metric => 'cosine');
 SELECT epochs, train_queries, recall_after BETWEEN 0.3 AND 1 AS recall_ok
@@ -69,9 +83,11 @@ INSERT INTO hitems SELECT i, make_vec(i)::halfvec FROM generate_series(1, 3000) 
 CREATE INDEX hitems_l2 ON hitems USING kdindex (h halfvec_l2_ops) WITH (m = 8);
 CREATE INDEX hitems_ip ON hitems USING kdindex (h halfvec_ip_ops) WITH (m = 8);
 CREATE INDEX hitems_cos ON hitems USING kdindex (h halfvec_cosine_ops) WITH (m = 8);
+CREATE INDEX hitems_l1 ON hitems USING kdindex (h halfvec_l1_ops) WITH (m = 8);
 SELECT metric, dim, m, trained, rows FROM kdindex_info('hitems_l2')
 UNION ALL SELECT metric, dim, m, trained, rows FROM kdindex_info('hitems_ip')
-UNION ALL SELECT metric, dim, m, trained, rows FROM kdindex_info('hitems_cos');
+UNION ALL SELECT metric, dim, m, trained, rows FROM kdindex_info('hitems_cos')
+UNION ALL SELECT metric, dim, m, trained, rows FROM kdindex_info('hitems_l1');
 -- each answers as an exact scan does, with pgvector's own distances
 CREATE FUNCTION halfvec_recall(op text, idx text) RETURNS TABLE (uses_index bool, recall_ok bool)
 LANGUAGE plpgsql AS $$
@@ -108,6 +124,8 @@ BEGIN;
 DROP INDEX hitems_l2, hitems_ip;
 SELECT * FROM halfvec_recall('<=>', 'hitems_cos');
 ROLLBACK;
+-- only hitems_l1 orders by <+>
+SELECT * FROM halfvec_recall('<+>', 'hitems_l1');
 -- half floats out of the normal range convert exactly too: an untrained
 -- index orders by kdindex's own exact distances, which must rank subnormals
 -- (down to 2^-24), 65504 and -0 as pgvector's operator does

@@ -346,6 +346,31 @@ untrained_notice(Relation index, const KdBuildState *bs, int nbits)
 							   kd_autotrain_rows(index, nbits))));
 }
 
+/*
+ * Under L1 only PQ's lookup tables sum to the distance: OPQ's rotation does
+ * not preserve it, AQ's codewords overlap in every coordinate, and the
+ * distillation's gradients are written for L2, inner product and cosine.
+ * (The options alone do not tell the metric: it is the opclass's.)
+ */
+static void
+check_l1(Relation index, const KdOptions *opts)
+{
+	KdQuantizerKind kind = kd_options_quantizer(index);
+
+	if (kd_index_metric(index) != KD_METRIC_L1)
+		return;
+	if (kind != KD_QUANT_PQ)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("quantizer = '%s' does not support L1 distance", kd_quantizer_name(kind)),
+				 errdetail("Only PQ's lookup tables add up to an L1 distance."),
+				 errhint("Use quantizer = 'pq'.")));
+	if (opts && opts->distill)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("distill = on does not support L1 distance")));
+}
+
 IndexBuildResult *
 kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 {
@@ -359,6 +384,7 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+	check_l1(index, opts);
 
 	kd_init_meta(&meta, kd_index_metric(index), kd_options_quantizer(index), opts ? opts->m : 0, nbits);
 	kd_init_build_state(&bs, index, heap, &meta);

@@ -8,6 +8,8 @@
  */
 #include "c.h"
 
+#include <math.h>
+
 #include "distance.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -29,6 +31,17 @@ kd_l2sq(const float *a, const float *b, int n)
 
 		s += d * d;
 	}
+	return s;
+}
+
+KD_CLONES
+float
+kd_l1(const float *a, const float *b, int n)
+{
+	float		s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += fabsf(a[i] - b[i]);
 	return s;
 }
 

@@ -135,7 +135,7 @@ append_run(KdBuildState *bs, KdListEntry *chain, const int32 *order, int n)
 		KdPageOpaque opaque = KdPageGetOpaque(bs->page);
 		char	   *tup;
 
-		if (opaque->ntuples >= bs->layout.capacity)
+		if (opaque->ntuples >= bs->fill)
 		{
 			Buffer		next = kd_new_buffer(bs->index, MAIN_FORKNUM);
 
@@ -419,7 +419,6 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	memset(bs, 0, sizeof(*bs));
 	bs->iterations = opts ? opts->iterations : 0;
 	bs->beam = opts ? opts->beam : 0;
-	bs->distill = opts ? opts->distill : false;
 	bs->lists = opts ? opts->lists : 0;
 	bs->balance = opts ? opts->balance : 0;
 	/* IVF trains the quantizer on a copy of the sample: the residuals */
@@ -428,6 +427,8 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	bs->index = index;
 	bs->heap = heap;
 	bs->metric = kd_index_metric(index);
+	/* kd_build refuses it under L1, but ALTER INDEX ... SET can turn it on */
+	bs->distill = opts && opts->distill && bs->metric != KD_METRIC_L1;
 	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -435,6 +436,26 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	bs->sample_cap = sample > 0 ? sample : Max(256 * (1 << meta->nbits), 64 * bs->lists);
 	bs->rowstoskip = -1;
 	bs->page = palloc(BLCKSZ);
+}
+
+/*
+ * Tuples a build, self-training or retrain puts on a data page: all it holds,
+ * or fillfactor percent of it (whole blocks of the fast-scan layout), so that
+ * the new versions of updated rows fit beside the old until VACUUM, as
+ * btree's fillfactor leaves room.  Inserts fill pages completely.
+ */
+static int
+fill_rows(Relation index, const KdLayout *l)
+{
+	KdOptions  *opts = (KdOptions *) index->rd_options;
+	int			fill;
+
+	if (opts == NULL || opts->fillfactor >= 100)
+		return l->capacity;
+	fill = l->capacity * opts->fillfactor / 100;
+	if (l->blocked)
+		fill -= fill % KDINDEX_BLOCK_ROWS;
+	return Max(fill, l->blocked ? Min(KDINDEX_BLOCK_ROWS, l->capacity) : 1);
 }
 
 /*
@@ -449,6 +470,7 @@ encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size)
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
 	bs->tupsize = KdTupleSize(code_size);
 	kd_layout_for(&bs->layout, meta->quantizer, meta->m, meta->nbits, code_size);
+	bs->fill = fill_rows(bs->index, &bs->layout);
 	kd_alloc_batch(bs, code_size);
 	cap = (int64) maintenance_work_mem * 1024 / 4 / (bs->tupsize + sizeof(int32));
 	bs->pending_cap = (int) Min(Max(cap, KD_ENCODE_BATCH), MaxAllocSize / bs->tupsize);
@@ -466,16 +488,23 @@ encode_finish(KdBuildState *bs, KdMetaPageData *meta)
 {
 	kd_flush_batch(bs);
 	write_pending(bs);
+	/* pages left with room (fillfactor): inserts refill them from the head */
+	if (bs->fill < bs->layout.capacity)
+		for (int l = 0; l < bs->nchains; l++)
+			bs->chains[l].free = bs->chains[l].head;
 	if (bs->quantizer && bs->quantizer->nlists > 0)
 	{
 		kd_write_lists(bs->index, bs->chains, bs->quantizer->nlists, meta);
 		meta->data_head = meta->data_tail = InvalidBlockNumber;
+		meta->nfree = 0;
 	}
 	else
 	{
 		meta->nlists = 0;
 		meta->data_head = bs->chains[0].head;
 		meta->data_tail = bs->chains[0].tail;
+		meta->nfree = BlockNumberIsValid(bs->chains[0].free) ? 1 : 0;
+		meta->free_pages[0] = bs->chains[0].free;
 	}
 }
 
@@ -567,7 +596,8 @@ switch_meta(Relation index, const KdMetaPageData *gen, uint32 generation)
 	wmeta->blob_size = gen->blob_size;
 	wmeta->data_head = gen->data_head;
 	wmeta->data_tail = gen->data_tail;
-	wmeta->nfree = 0;
+	wmeta->nfree = gen->nfree;
+	wmeta->free_pages[0] = gen->free_pages[0];
 	wmeta->nlists = gen->nlists;
 	memcpy(wmeta->dir_pages, gen->dir_pages, sizeof(wmeta->dir_pages));
 	wmeta->train_seconds = gen->train_seconds;

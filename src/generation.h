@@ -69,7 +69,8 @@ struct KdBuildState
 	 * end of its chain
 	 */
 	int			tupsize;		/* pending tuples are in row form */
-	KdLayout	layout;			/* of the pages written */
+	KdLayout	layout;
+	int			fill;			/* tuples a build puts on a page (fillfactor) */			/* of the pages written */
 	char	   *pending;
 	int32	   *pending_lists;
 	int			npending;

@@ -32,6 +32,8 @@ metric_name(KdMetric metric)
 			return "inner_product";
 		case KD_METRIC_COSINE:
 			return "cosine";
+		case KD_METRIC_L1:
+			return "l1";
 	}
 	return "unknown";
 }

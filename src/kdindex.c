@@ -101,6 +101,9 @@ _PG_init(void)
 	add_real_reloption(kd_relopt_kind, "balance",
 					   "Balanced IVF lists: Sinkhorn-Knopp temperature, as a multiple of the mean distance to the nearest centroid (0: plain k-means)",
 					   0, 0, 10, AccessExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "fillfactor",
+					  "Packs every data page a build writes only this full (percent): room for the new versions of updated rows until VACUUM frees the old ones",
+					  100, 10, 100, ShareUpdateExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
 							"Candidates re-scored with the exact distance per batch (0: codes only).",
@@ -243,6 +246,7 @@ kd_options(Datum reloptions, bool validate)
 		{"distill", RELOPT_TYPE_BOOL, offsetof(KdOptions, distill)},
 		{"lists", RELOPT_TYPE_INT, offsetof(KdOptions, lists)},
 		{"balance", RELOPT_TYPE_REAL, offsetof(KdOptions, balance)},
+		{"fillfactor", RELOPT_TYPE_INT, offsetof(KdOptions, fillfactor)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));

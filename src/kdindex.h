@@ -206,6 +206,7 @@ typedef struct KdOptions
 	bool		distill;		/* distil from sampled rows at build time */
 	int			lists;			/* IVF lists; 0: one flat list */
 	double		balance;		/* balanced lists: Sinkhorn temperature factor; 0: off */
+	int			fillfactor;		/* percent of a data page a build fills */
 } KdOptions;
 
 /* GUCs */

@@ -63,6 +63,9 @@ code_distance_value(KdMetric metric, double d)
 		case KD_METRIC_COSINE:
 			/* squared distance of unit vectors: 2 - 2 cos */
 			return (double) d / 2;
+		case KD_METRIC_L1:
+			/* the table sums |q_j - c_j| over coordinates already */
+			return d;
 	}
 	return d;
 }

@@ -373,7 +373,8 @@ kd_scan_open_lists(IndexScanDesc scan, double d)
 /*
  * Rank the lists for the query, and put how near each centroid is on the
  * distance_scale (without the offsets of balanced lists): for L2 and cosine
- * the rank's distances are |q - c|^2 - |q|^2, for inner product -q.c.
+ * the rank's distances are |q - c|^2 - |q|^2, for inner product -q.c, for
+ * L1 |q - c|_1.
  */
 void
 kd_scan_rank_lists(KdScanOpaque so, const KdQuantizer *q)
@@ -382,6 +383,8 @@ kd_scan_rank_lists(KdScanOpaque so, const KdQuantizer *q)
 
 	so->centroids = palloc(sizeof(float) * so->nchains);
 	kd_ivf_rank_lists(q, so->unit, so->metric, so->order, so->centroids);
+	if (so->metric == KD_METRIC_L1)
+		return;					/* L1 distances already, without offsets */
 	for (int k = 0; k < so->nchains; k++)
 	{
 		double		d = so->centroids[k] - q->list_offsets[so->order[k]];

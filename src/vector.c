@@ -31,9 +31,11 @@
 PG_FUNCTION_INFO_V1(kdindex_l2_distance);
 PG_FUNCTION_INFO_V1(kdindex_negative_inner_product);
 PG_FUNCTION_INFO_V1(kdindex_cosine_distance);
+PG_FUNCTION_INFO_V1(kdindex_l1_distance);
 PG_FUNCTION_INFO_V1(kdindex_l2_metric);
 PG_FUNCTION_INFO_V1(kdindex_ip_metric);
 PG_FUNCTION_INFO_V1(kdindex_cosine_metric);
+PG_FUNCTION_INFO_V1(kdindex_l1_metric);
 
 /* What kdindex reads a type's datums as */
 typedef enum KdVecKind
@@ -402,6 +404,16 @@ dot_checked(const float *a, const float *b, int dim)
 	return s;
 }
 
+static double
+l1_double(const float *a, const float *b, int dim)
+{
+	double		s = 0;
+
+	for (int i = 0; i < dim; i++)
+		s += fabs((double) a[i] - b[i]);
+	return s;
+}
+
 double
 kd_exact_distance(KdMetric metric, const float *a, const float *b, int dim)
 {
@@ -427,6 +439,12 @@ kd_exact_distance(KdMetric metric, const float *a, const float *b, int dim)
 				else if (sim < -1)
 					sim = -1;
 				return 1 - sim;
+			}
+		case KD_METRIC_L1:
+			{
+				double		d = kd_l1(a, b, dim);
+
+				return isinf(d) ? l1_double(a, b, dim) : d;
 			}
 	}
 	return 0;
@@ -464,6 +482,12 @@ kdindex_cosine_distance(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(real_array_distance(fcinfo, KD_METRIC_COSINE));
 }
 
+Datum
+kdindex_l1_distance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(real_array_distance(fcinfo, KD_METRIC_L1));
+}
+
 /* Support function 1 of each opclass: which metric its operator computes */
 Datum
 kdindex_l2_metric(PG_FUNCTION_ARGS)
@@ -481,4 +505,10 @@ Datum
 kdindex_cosine_metric(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(KD_METRIC_COSINE);
+}
+
+Datum
+kdindex_l1_metric(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(KD_METRIC_L1);
 }

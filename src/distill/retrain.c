@@ -5,7 +5,7 @@
  *
  * The teacher's neighbours are heap TIDs; their vectors are read back from
  * the table (and kept in memory when maintenance_work_mem allows).  The new
- * codebooks go to new pages and build.c re-encodes every row into a new
+ * codebooks go to new pages and generation.c re-encodes every row into a new
  * chain; the meta page switches to both in one WAL record, so scans and
  * inserts go on meanwhile and a crash or cancel leaves the old index.
  *
@@ -584,6 +584,11 @@ kdindex_train(PG_FUNCTION_ARGS)
 				 errmsg("kdindex \"%s\" is not trained yet", RelationGetRelationName(index)),
 				 errhint("It trains itself once it holds %d rows; REINDEX trains it sooner.",
 						 kd_autotrain_rows(index, meta.nbits))));
+	if (kd_index_metric(index) == KD_METRIC_L1)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("kdindex_train does not support L1 distance"),
+				 errdetail("Distillation is written for L2, inner product and cosine distance.")));
 	if (meta.nlists > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -97,10 +97,12 @@ parse_metric(const char *name)
 		return KD_METRIC_IP;
 	if (strcmp(name, "cosine") == 0)
 		return KD_METRIC_COSINE;
+	if (strcmp(name, "l1") == 0)
+		return KD_METRIC_L1;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid metric \"%s\"", name),
-			 errdetail("Valid metrics are \"l2\", \"ip\" and \"cosine\".")));
+			 errdetail("Valid metrics are \"l2\", \"ip\", \"cosine\" and \"l1\".")));
 	return KD_METRIC_L2;
 }
 
@@ -111,7 +113,9 @@ parse_metric(const char *name)
 static char *
 metric_operator(KdMetric metric, Oid typid, Oid fnoid)
 {
-	const char *op = metric == KD_METRIC_L2 ? "<->" : (metric == KD_METRIC_IP ? "<#>" : "<=>");
+	const char *ops[] = {[KD_METRIC_L2] = "<->", [KD_METRIC_IP] = "<#>",
+	[KD_METRIC_COSINE] = "<=>", [KD_METRIC_L1] = "<+>"};
+	const char *op = ops[metric];
 	char	   *nsp;
 
 	if (typid == FLOAT4ARRAYOID)
@@ -315,8 +319,10 @@ static void
 score_block(KdTeacher *t, int q0, int q1, const float *x, const float *xnorms,
 			const ItemPointerData *tids, const int64 *ids, int nb, float *dots)
 {
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q1 - q0, nb, t->dim,
-				1.0f, t->queries + (int64) q0 * t->dim, t->dim, x, t->dim, 0.0f, dots, nb);
+	/* L1 has no product form: every row gets its exact distance */
+	if (t->metric != KD_METRIC_L1)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q1 - q0, nb, t->dim,
+					1.0f, t->queries + (int64) q0 * t->dim, t->dim, x, t->dim, 0.0f, dots, nb);
 	for (int qi = q0; qi < q1; qi++)
 	{
 		const float *row = dots + (int64) (qi - q0) * nb;
@@ -331,7 +337,9 @@ score_block(KdTeacher *t, int q0, int q1, const float *x, const float *xnorms,
 
 			if (t->self && ItemPointerEquals(&t->qtids[qi], (ItemPointer) &tids[r]))
 				continue;
-			if (t->metric == KD_METRIC_IP)
+			if (t->metric == KD_METRIC_L1)
+				n.dist = (float) kd_exact_distance(KD_METRIC_L1, q, xr, t->dim);
+			else if (t->metric == KD_METRIC_IP)
 			{
 				n.dist = -row[r];
 				if (full && n.dist >= heap[0].dist)

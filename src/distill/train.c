@@ -47,51 +47,13 @@
 
 #include "distance.h"
 #include "distill/distill.h"
+#include "distill/student.h"
 
 #define KD_DISTILL_SEED 0x4B44
 /* u relative to the median top-n distance gap (measured: see score_scale) */
 #define KD_SCORE_SCALE 0.227
 /* held-out pool recall differences below this are ties (see kd_distill) */
 #define KD_EPOCH_TIE 0.002
-/* row / column normalisation rounds of the balanced assignment */
-#define KD_SINKHORN_ITERS 50
-
-/* the quantizer being trained, in the space its codebooks live in */
-typedef struct Student
-{
-	KdQuantizer *q;				/* the index's quantizer */
-	KdQuantizer *sq;			/* whose codebooks train: OPQ's inner PQ, else q */
-	KdMetric	metric;
-	bool		additive;		/* AQ: codewords span the whole vector */
-	int			dim;
-	int			dsub;			/* floats per codeword */
-	float	   *cb;				/* sq's codebooks: m x ksub x dsub */
-	Size		ncb;
-	double		u;				/* score scale */
-
-	const KdDistillSet *set;
-	float	   *docs;			/* ndocs x dim in the student's space, or NULL */
-	uint8	   *codes;			/* ndocs codes of the current epoch */
-	int			nneg;			/* mined negatives per query */
-	int32	   *mined;			/* nq x nneg documents; -1 = none */
-} Student;
-
-/* One batch: queries, and each query's documents laid out one after another */
-typedef struct Batch
-{
-	int			nb;
-	float	   *q;				/* nb x dim */
-	int		   *off;			/* query b's documents: off[b] .. off[b] + cnt[b] - 1 */
-	int		   *cnt;
-	int			nd;
-	int32	   *doc;			/* nd document numbers */
-	float	   *x;				/* nd x dim */
-	uint8	   *codes;			/* nd codes */
-	float	   *xhat;			/* nd x dim */
-	float	   *g;				/* nd x dim: dL / dxhat */
-} Batch;
-
-static void balanced_codes(const Student *st, Batch *b, double eps);
 
 void
 kd_distill_defaults(KdDistillParams *p)
@@ -402,69 +364,10 @@ batch_load(Student *st, Batch *b, const int32 *qs, int nb, int maxdocs, bool min
 		for (int i = 0; i < b->nd; i++)
 			memcpy(b->codes + (Size) i * cs, st->codes + (Size) b->doc[i] * cs, cs);
 	else if (balance > 0)
-		balanced_codes(st, b, balance);
+		kd_balanced_codes(st, b, balance);
 	else
 		st->sq->ops->encode(st->sq, b->x, b->nd, b->codes);
 	st->sq->ops->decode(st->sq, b->codes, b->nd, b->xhat);
-}
-
-static double
-logsumexp(const double *s, int n)
-{
-	double		mx = -INFINITY,
-				sum = 0;
-
-	for (int i = 0; i < n; i++)
-		mx = Max(mx, s[i]);
-	for (int i = 0; i < n; i++)
-		sum += exp(s[i] - mx);
-	return mx + log(sum);
-}
-
-/*
- * ListMLE with hard negatives for one query's scores s[0..n-1] (teacher
- * order); adds dL/ds to gs, returns L.  Denominator i holds ranks i..top-1
- * and all ranks from top on.
- */
-static double
-listmle(const double *s, int n, int top, double *gs)
-{
-	double		loss = 0;
-	double	   *den = palloc(sizeof(double) * n);
-
-	top = Min(top, n);
-	for (int i = 0; i < top; i++)
-	{
-		int			nden = n - i;
-		double		lse;
-
-		memcpy(den, s + i, sizeof(double) * nden);
-		lse = logsumexp(den, nden);
-		loss -= s[i] - lse;
-		gs[i] -= 1;
-		for (int j = i; j < n; j++)
-			gs[j] += exp(s[j] - lse);
-	}
-	pfree(den);
-	return loss;
-}
-
-/* ListNet: -sum softmax(t) log softmax(s); adds dL/ds = softmax(s) - softmax(t) */
-static double
-listnet(const double *s, const double *t, int n, double *gs)
-{
-	double		ls = logsumexp(s, n),
-				lt = logsumexp(t, n),
-				loss = 0;
-
-	for (int i = 0; i < n; i++)
-	{
-		double		pt = exp(t[i] - lt);
-
-		loss -= pt * (s[i] - ls);
-		gs[i] += exp(s[i] - ls) - pt;
-	}
-	return loss;
 }
 
 /*
@@ -509,9 +412,9 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 			gs[j] = 0;
 		}
 		if (p->loss == KD_LOSS_LISTNET)
-			rank += listnet(s, t, n, gs);
+			rank += kd_listnet(s, t, n, gs);
 		else
-			rank += listmle(s, n, p->topn, gs);
+			rank += kd_listmle(s, n, p->topn, gs);
 		if (grad)
 			for (int j = 0; j < n; j++)
 				add_score_grad(st, q, b->xhat + (Size) who[j] * dim, gs[j] / b->nb,
@@ -540,235 +443,6 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 	if (rank_loss)
 		*rank_loss = rank;
 	return rank + p->rec_weight * rec / (st->u * Max(b->nd, 1));
-}
-
-/*
- * Sub-space j of PQ: squared distances (nd x ksub) of the batch's documents
- * to its codewords, ||x||^2 - 2 x.c + ||c||^2 with one sgemm.
- */
-static void
-subspace_distances(const Student *st, const Batch *b, int j, float *xsub, float *dist)
-{
-	KdQuantizer *sq = st->sq;
-	const float *cb = st->cb + (Size) j * sq->ksub * st->dsub;
-	float	   *cnorms = palloc(sizeof(float) * sq->ksub);
-
-	for (int d = 0; d < b->nd; d++)
-		memcpy(xsub + (Size) d * st->dsub, b->x + (Size) d * st->dim + j * st->dsub,
-			   sizeof(float) * st->dsub);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->nd, sq->ksub, st->dsub, -2.0f,
-				xsub, st->dsub, cb, st->dsub, 0.0f, dist, sq->ksub);
-	for (int w = 0; w < sq->ksub; w++)
-		cnorms[w] = kd_dot(cb + (Size) w * st->dsub, cb + (Size) w * st->dsub, st->dsub);
-	for (int d = 0; d < b->nd; d++)
-	{
-		float		xn = kd_dot(xsub + (Size) d * st->dsub, xsub + (Size) d * st->dsub, st->dsub);
-
-		for (int w = 0; w < sq->ksub; w++)
-			dist[(Size) d * sq->ksub + w] += xn + cnorms[w];
-	}
-	pfree(cnorms);
-}
-
-/*
- * Balanced codes for the batch (Sinkhorn-Knopp, as RepCONC): per sub-space,
- * distances rescaled to [-1, 1], Q = exp(-d / eps), rows and columns
- * normalised in turn so that every codeword gets an equal share of the
- * batch, then each document takes its largest entry.
- */
-static void
-balanced_codes(const Student *st, Batch *b, double eps)
-{
-	KdQuantizer *sq = st->sq;
-	int			W = sq->ksub;
-	float	   *xsub = palloc(sizeof(float) * b->nd * st->dsub);
-	float	   *dist = palloc_extended(sizeof(float) * b->nd * W, MCXT_ALLOC_HUGE);
-	double	   *Q = palloc_extended(sizeof(double) * b->nd * W, MCXT_ALLOC_HUGE);
-
-	memset(b->codes, 0, b->nd * sq->code_size);
-	for (int j = 0; j < sq->m; j++)
-	{
-		float		lo = INFINITY,
-					hi = -INFINITY;
-
-		subspace_distances(st, b, j, xsub, dist);
-		for (Size i = 0; i < (Size) b->nd * W; i++)
-		{
-			lo = Min(lo, dist[i]);
-			hi = Max(hi, dist[i]);
-		}
-		for (Size i = 0; i < (Size) b->nd * W; i++)
-			Q[i] = exp(-(hi > lo ? 2.0 * (dist[i] - lo) / (hi - lo) - 1.0 : 0.0) / eps);
-		for (int it = 0; it < KD_SINKHORN_ITERS; it++)
-		{
-			CHECK_FOR_INTERRUPTS();
-			for (int w = 0; w < W; w++)
-			{
-				double		sum = 0;
-
-				for (int d = 0; d < b->nd; d++)
-					sum += Q[(Size) d * W + w];
-				for (int d = 0; d < b->nd && sum > 0; d++)
-					Q[(Size) d * W + w] /= sum * W;
-			}
-			for (int d = 0; d < b->nd; d++)
-			{
-				double		sum = 0;
-
-				for (int w = 0; w < W; w++)
-					sum += Q[(Size) d * W + w];
-				for (int w = 0; w < W && sum > 0; w++)
-					Q[(Size) d * W + w] /= sum * b->nd;
-			}
-		}
-		for (int d = 0; d < b->nd; d++)
-		{
-			int			best = 0;
-
-			for (int w = 1; w < W; w++)
-				if (Q[(Size) d * W + w] > Q[(Size) d * W + best])
-					best = w;
-			kd_code_set(b->codes + (Size) d * sq->code_size, sq->nbits, j, best);
-		}
-	}
-	pfree(xsub);
-	pfree(dist);
-	pfree(Q);
-}
-
-/*
- * The soft half of the straight-through estimator (PQ, OPQ): x̂ is the hard
- * codeword in the forward pass, but its gradient is taken as that of the soft
- * reconstruction s = sum_w p_w c_w, p = softmax_w(-||x - c_w||^2 / T), T =
- * tau u.  For each codeword:
- *   dL/dc_w += p_w g + (2 / T) p_w (g.c_w - g.s) (x - c_w)
- * Four sgemms per sub-space.
- */
-static void
-soft_grad(const Student *st, const Batch *b, double tau, float *gcb)
-{
-	KdQuantizer *sq = st->sq;
-	int			W = sq->ksub;
-	int			ds = st->dsub;
-	double		T = tau * st->u;
-	float	   *xsub = palloc(sizeof(float) * b->nd * ds);
-	float	   *gsub = palloc(sizeof(float) * b->nd * ds);
-	float	   *P = palloc_extended(sizeof(float) * b->nd * W, MCXT_ALLOC_HUGE);
-	float	   *GC = palloc_extended(sizeof(float) * b->nd * W, MCXT_ALLOC_HUGE);
-	float	   *colsum = palloc(sizeof(float) * W);
-
-	for (int j = 0; j < sq->m; j++)
-	{
-		const float *cb = st->cb + (Size) j * W * ds;
-		float	   *gc = gcb + (Size) j * W * ds;
-
-		subspace_distances(st, b, j, xsub, P);
-		for (int d = 0; d < b->nd; d++)
-		{
-			float	   *row = P + (Size) d * W;
-			double		mx = -INFINITY,
-						sum = 0;
-
-			memcpy(gsub + (Size) d * ds, b->g + (Size) d * st->dim + j * ds, sizeof(float) * ds);
-			for (int w = 0; w < W; w++)
-				mx = Max(mx, -row[w] / T);
-			for (int w = 0; w < W; w++)
-				sum += (row[w] = (float) exp(-row[w] / T - mx));
-			for (int w = 0; w < W; w++)
-				row[w] /= sum;
-		}
-		/* GC = g.c_w, then the coefficient B = (2/T) p (g.c_w - g.s) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->nd, W, ds, 1.0f,
-					gsub, ds, cb, ds, 0.0f, GC, W);
-		memset(colsum, 0, sizeof(float) * W);
-		for (int d = 0; d < b->nd; d++)
-		{
-			float	   *pr = P + (Size) d * W;
-			float	   *gr = GC + (Size) d * W;
-			double		gs = 0;
-
-			for (int w = 0; w < W; w++)
-				gs += pr[w] * gr[w];
-			for (int w = 0; w < W; w++)
-			{
-				gr[w] = (float) (2.0 / T * pr[w] * (gr[w] - gs));
-				colsum[w] += gr[w];
-			}
-		}
-		/* dC += P^T G + B^T X - diag(colsum B) C */
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W, ds, b->nd, 1.0f,
-					P, W, gsub, ds, 1.0f, gc, ds);
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, W, ds, b->nd, 1.0f,
-					GC, W, xsub, ds, 1.0f, gc, ds);
-		for (int w = 0; w < W; w++)
-			for (int i = 0; i < ds; i++)
-				gc[(Size) w * ds + i] -= colsum[w] * cb[(Size) w * ds + i];
-	}
-	pfree(xsub);
-	pfree(gsub);
-	pfree(P);
-	pfree(GC);
-	pfree(colsum);
-}
-
-/* The soft reconstruction itself (for the gradient check of soft_grad) */
-static void
-soft_decode(const Student *st, Batch *b, double tau)
-{
-	KdQuantizer *sq = st->sq;
-	int			W = sq->ksub;
-	int			ds = st->dsub;
-	float	   *xsub = palloc(sizeof(float) * b->nd * ds);
-	float	   *P = palloc(sizeof(float) * b->nd * W);
-	float	   *out = palloc(sizeof(float) * b->nd * ds);
-
-	for (int j = 0; j < sq->m; j++)
-	{
-		subspace_distances(st, b, j, xsub, P);
-		for (int d = 0; d < b->nd; d++)
-		{
-			float	   *row = P + (Size) d * W;
-			double		mx = -INFINITY,
-						sum = 0;
-
-			for (int w = 0; w < W; w++)
-				mx = Max(mx, -row[w] / (tau * st->u));
-			for (int w = 0; w < W; w++)
-				sum += (row[w] = (float) exp(-row[w] / (tau * st->u) - mx));
-			for (int w = 0; w < W; w++)
-				row[w] /= sum;
-		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b->nd, ds, W, 1.0f,
-					P, W, st->cb + (Size) j * W * ds, ds, 0.0f, out, ds);
-		for (int d = 0; d < b->nd; d++)
-			memcpy(b->xhat + (Size) d * st->dim + j * ds, out + (Size) d * ds, sizeof(float) * ds);
-	}
-	pfree(xsub);
-	pfree(P);
-	pfree(out);
-}
-
-/* dL/dcodebooks from dL/dx̂: each code's codeword receives its part of g */
-static void
-scatter_grad(const Student *st, const Batch *b, float *gcb)
-{
-	KdQuantizer *sq = st->sq;
-
-	memset(gcb, 0, sizeof(float) * st->ncb);
-	for (int d = 0; d < b->nd; d++)
-	{
-		const uint8 *code = b->codes + (Size) d * sq->code_size;
-		const float *g = b->g + (Size) d * st->dim;
-
-		for (int j = 0; j < sq->m; j++)
-		{
-			float	   *gc = gcb + ((Size) j * sq->ksub + kd_code_get(code, sq->nbits, j)) * st->dsub;
-			const float *gj = st->additive ? g : g + j * st->dsub;
-
-			for (int i = 0; i < st->dsub; i++)
-				gc[i] += gj[i];
-		}
-	}
 }
 
 /*
@@ -1012,9 +686,9 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 			batch_load(&st, &b, order + b0, Min(batch, ntrain - b0), set->k, true,
 					   st.additive ? 0 : p->balance);
 			batch_loss(&st, p, &b, true, NULL);
-			scatter_grad(&st, &b, gcb);
+			kd_scatter_grad(&st, &b, gcb);
 			if (p->tau > 0 && !st.additive)
-				soft_grad(&st, &b, p->tau, gcb);
+				kd_soft_grad(&st, &b, p->tau, gcb);
 			/* cosine decay of the step over all epochs */
 			adam_step(st.cb, gcb, m1, m2, st.ncb, st.sq->m, rates,
 					  0.5 * (1 + cos(M_PI * step / Max(total_steps, 1))), step + 1);
@@ -1108,17 +782,17 @@ kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss l
 						(int) pg_prng_uint64_range(&rng, 0, q->ksub - 1));
 
 	/* hard: x̂ from the fixed codes; soft: x̂ the soft reconstruction */
-#define RECONSTRUCT() (soft ? soft_decode(&st, &b, 1.0) : q->ops->decode(q, b.codes, b.nd, b.xhat))
+#define RECONSTRUCT() (soft ? kd_soft_decode(&st, &b, 1.0) : q->ops->decode(q, b.codes, b.nd, b.xhat))
 	RECONSTRUCT();
 	grad = palloc(sizeof(float) * st.ncb);
 	batch_loss(&st, &p, &b, true, NULL);
 	if (soft)
 	{
 		memset(grad, 0, sizeof(float) * st.ncb);
-		soft_grad(&st, &b, 1.0, grad);
+		kd_soft_grad(&st, &b, 1.0, grad);
 	}
 	else
-		scatter_grad(&st, &b, grad);
+		kd_scatter_grad(&st, &b, grad);
 	for (Size i = 0; i < st.ncb; i++)
 	{
 		float		keep = st.cb[i];

@@ -402,8 +402,15 @@ kd_ivf_rank_lists(const KdQuantizer *q, const float *query, KdMetric metric, int
 	for (int l = 0; l < q->nlists; l++)
 	{
 		ld[l].list = l;
-		ld[l].dist = (metric == KD_METRIC_IP ? -dots[l] : q->centroid_norms[l] - 2 * dots[l]) +
-			q->list_offsets[l];
+		/*
+		 * L1 ranks by the operator's own distance (squared-L2 offsets do not
+		 * add to it), so the scan's reach compares like with like
+		 */
+		if (metric == KD_METRIC_L1)
+			ld[l].dist = kd_l1(query, q->centroids + (Size) l * q->dim, q->dim);
+		else
+			ld[l].dist = (metric == KD_METRIC_IP ? -dots[l] : q->centroid_norms[l] - 2 * dots[l]) +
+				q->list_offsets[l];
 	}
 	qsort(ld, q->nlists, sizeof(ListDist), list_dist_cmp);
 	for (int l = 0; l < q->nlists; l++)

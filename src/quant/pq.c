@@ -154,7 +154,9 @@ pq_decode(const KdQuantizer *q, const uint8 *codes, int64 n, float *x)
 /*
  * L2, and cosine (rows and query normalised, where ||q - x||^2 = 2 - 2 cos):
  * lut[j][w] = ||q_j - c_jw||^2.  Inner product: lut[j][w] = -<q_j, c_jw>.
- * Smaller is nearer for all metrics.
+ * L1: lut[j][w] = |q_j - c_jw|_1, exact because L1 too is a sum over
+ * coordinates (the codebooks are still trained by k-means under L2, as
+ * Faiss's are).  Smaller is nearer for all metrics.
  */
 static void
 pq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float *lut, float *bias)
@@ -171,6 +173,8 @@ pq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float 
 
 			if (metric == KD_METRIC_IP)
 				lut[j * q->ksub + w] = -kd_dot(qj, c, s->dsub);
+			else if (metric == KD_METRIC_L1)
+				lut[j * q->ksub + w] = kd_l1(qj, c, s->dsub);
 			else
 				lut[j * q->ksub + w] = kd_l2sq(qj, c, s->dsub);
 		}

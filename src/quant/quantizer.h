@@ -19,7 +19,8 @@ typedef enum KdMetric
 {
 	KD_METRIC_L2 = 1,			/* <-> : Euclidean */
 	KD_METRIC_IP = 2,			/* <#> : negative inner product */
-	KD_METRIC_COSINE = 3		/* <=> : cosine distance; rows normalised */
+	KD_METRIC_COSINE = 3,		/* <=> : cosine distance; rows normalised */
+	KD_METRIC_L1 = 4			/* <+> : taxicab (Manhattan) distance */
 } KdMetric;
 
 typedef enum KdQuantizerKind

@@ -8,6 +8,10 @@ PKGS=(
   dataset-fashion-mnist python3-numpy python3-psycopg2 python3-matplotlib
   python3-faiss build-essential
 )
+# Node.js for the client check (test/clients/node). Any node and npm on PATH do:
+# NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -15,6 +15,9 @@
 #   KDINDEX_REGRESS, KDINDEX_ISOLATION, KDINDEX_TAP
 #                     run only these tests (names; TAP: test/t/NNN_x.pl files);
 #                     "none" skips that suite
+#   KDINDEX_CLIENTS   "node" runs the client check (test/clients/node), "none"
+#                     skips it; the default runs it unless one of the three
+#                     above picks tests
 set -uo pipefail
 ME=test.sh
 . "$(dirname "$0")/lib.sh"
@@ -121,6 +124,61 @@ if [ "$TAP_FILES" -gt 0 ]; then
   run_installcheck tap PROVE_TESTS="$TAP_LIST" REGRESS= ISOLATION= || rc_tap=$?
 fi
 
+# ---------------------------------------------------------------- client check
+# test/clients/node: node-postgres and pgvector's npm package against the same
+# cluster, in a database of its own, under node's test runner. Without node or
+# npm, or when npm ci cannot reach the registry (a fetch error or no answer
+# within 60 s), one line says it was skipped and nothing fails; any other npm
+# ci failure (say, a lock file out of step with package.json) is a failure.
+CLIENTS=${KDINDEX_CLIENTS:-}
+if [ -z "$CLIENTS" ]; then
+  CLIENTS=node
+  [ -n "${KDINDEX_REGRESS:-}${KDINDEX_ISOLATION:-}${KDINDEX_TAP:-}" ] && CLIENTS=none
+fi
+client_ran=0; rc_client=0
+run_client_check() {
+  local dir="$COPY/test/clients/node" t0=$SECONDS t1 rc
+  local npm_env=(env HOME="$WORK" npm_config_cache="$WORK/.npm" npm_config_update_notifier=false
+                 npm_config_fetch_retries=1 npm_config_fetch_retry_mintimeout=2000
+                 npm_config_fetch_timeout=20000)
+  if [ "$CLIENTS" = none ]; then
+    echo "client tests: skipped (KDINDEX_CLIENTS=none or a run of chosen tests)"; return
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "client tests: skipped (node or npm not found; test/scripts/deps.sh installs them)"; return
+  fi
+  log "client tests (test/clients/node, node $(node --version))"
+  (cd "$dir" && as_pg "${npm_env[@]}" timeout -k 5 60 npm ci --no-audit --no-fund) \
+    >"$WORK/client-npm.log" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    if [ $rc -eq 124 ] || grep -Eq 'code (ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_TIMEOUT|E[45][0-9][0-9])|network' "$WORK/client-npm.log"; then
+      echo "client tests: skipped (npm ci cannot reach the registry: $(grep -m1 -E 'code |network|ERR' "$WORK/client-npm.log" || echo timed out))"
+      return
+    fi
+    cat "$WORK/client-npm.log"
+    echo "client tests: npm ci failed"
+    client_ran=1; rc_client=$rc; return
+  fi
+  t1=$SECONDS
+  tail -n 1 "$WORK/client-npm.log"
+  client_ran=1
+  if ! as_pg "$PGBIN/createdb" -h "$PGDIR" -p "$PORT" -U postgres kdindex_client; then
+    rc_client=1; return
+  fi
+  # spec output for the reader, TAP into client.log for the counts
+  (cd "$dir" && as_pg env HOME="$WORK" PGHOST="$PGDIR" PGPORT="$PORT" PGUSER=postgres \
+     PGDATABASE=kdindex_client timeout -k 5 120 node --test \
+     --test-reporter=spec --test-reporter-destination=stdout \
+     --test-reporter=tap --test-reporter-destination="$WORK/client.log" kdindex.test.mjs) 2>&1
+  rc_client=$?
+  if grep -q '# SKIP' "$WORK/client.log"; then
+    echo "client tests: the vector part was skipped (pgvector is not installed)"
+  fi
+  echo "client tests: npm ci $((t1 - t0)) s, tests $((SECONDS - t1)) s"
+}
+run_client_check
+
 # ---------------------------------------------------------------- summary
 passed=0; failed=0
 # pg_regress / pg_isolation_regress, PG15: "test name   ... ok   12 ms",
@@ -151,12 +209,28 @@ count_prove() {   # $1 = log, $2 = exit status, $3 = number of test files
   echo "tap: $((files - x)) passed, $x failed (test files)"
 }
 
+# node's test runner (TAP reporter) ends with "# pass N" and "# fail N" lines;
+# a file that died before them counts as one failed test.
+count_node() {   # $1 = log, $2 = exit status
+  local f=$1 rc=$2 p x c
+  p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$f" 2>/dev/null | tail -n 1)
+  x=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$f" 2>/dev/null | tail -n 1)
+  c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$f" 2>/dev/null | tail -n 1)
+  if [ -z "$p" ] || [ -z "$x" ]; then p=0; x=1; fi
+  x=$((x + ${c:-0}))
+  [ "$rc" -ne 0 ] && [ "$x" -eq 0 ] && x=1
+  passed=$((passed + p)); failed=$((failed + x))
+  echo "client: $p passed, $x failed"
+}
+
 log "results"
 [ -n "$REGRESS_LIST" ] && count_pg_regress "$WORK/regress.log" "$rc_regress" "$(wc -w <<<"$REGRESS_LIST")"
 [ -n "$ISO_LIST" ] && count_pg_regress "$WORK/isolation.log" "$rc_iso" "$(wc -w <<<"$ISO_LIST")"
 [ "$TAP_FILES" -gt 0 ] && count_prove "$WORK/tap.log" "$rc_tap" "$TAP_FILES"
+[ $client_ran -eq 1 ] && count_node "$WORK/client.log" "$rc_client"
 
-if [ $rc_regress -ne 0 ] || [ $rc_iso -ne 0 ] || [ $rc_tap -ne 0 ] || [ $failed -ne 0 ]; then
+if [ $rc_regress -ne 0 ] || [ $rc_iso -ne 0 ] || [ $rc_tap -ne 0 ] || [ $rc_client -ne 0 ] \
+   || [ $failed -ne 0 ]; then
   for d in "$COPY/regression.diffs" "$COPY/output_iso/regression.diffs"; do
     if [ -s "$d" ]; then
       log "${d#$COPY/} (first 400 lines)"

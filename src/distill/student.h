@@ -1,0 +1,56 @@
+/*
+ * student.h — the quantizer being distilled and a training batch, shared by
+ * train.c (the loop), codewords.c (codeword gradients, balanced codes) and
+ * ranking.c (the losses).
+ */
+#ifndef KDINDEX_STUDENT_H
+#define KDINDEX_STUDENT_H
+
+#include "distill/distill.h"
+
+/* the quantizer being trained, in the space its codebooks live in */
+typedef struct Student
+{
+	KdQuantizer *q;				/* the index's quantizer */
+	KdQuantizer *sq;			/* whose codebooks train: OPQ's inner PQ, else q */
+	KdMetric	metric;
+	bool		additive;		/* AQ: codewords span the whole vector */
+	int			dim;
+	int			dsub;			/* floats per codeword */
+	float	   *cb;				/* sq's codebooks: m x ksub x dsub */
+	Size		ncb;
+	double		u;				/* score scale */
+
+	const KdDistillSet *set;
+	float	   *docs;			/* ndocs x dim in the student's space, or NULL */
+	uint8	   *codes;			/* ndocs codes of the current epoch */
+	int			nneg;			/* mined negatives per query */
+	int32	   *mined;			/* nq x nneg documents; -1 = none */
+} Student;
+
+/* One batch: queries, and each query's documents laid out one after another */
+typedef struct Batch
+{
+	int			nb;
+	float	   *q;				/* nb x dim */
+	int		   *off;			/* query b's documents: off[b] .. off[b] + cnt[b] - 1 */
+	int		   *cnt;
+	int			nd;
+	int32	   *doc;			/* nd document numbers */
+	float	   *x;				/* nd x dim */
+	uint8	   *codes;			/* nd codes */
+	float	   *xhat;			/* nd x dim */
+	float	   *g;				/* nd x dim: dL / dxhat */
+} Batch;
+
+/* codewords.c */
+extern void kd_balanced_codes(const Student *st, Batch *b, double eps);
+extern void kd_soft_grad(const Student *st, const Batch *b, double tau, float *gcb);
+extern void kd_soft_decode(const Student *st, Batch *b, double tau);
+extern void kd_scatter_grad(const Student *st, const Batch *b, float *gcb);
+
+/* ranking.c */
+extern double kd_listmle(const double *s, int n, int top, double *gs);
+extern double kd_listnet(const double *s, const double *t, int n, double *gs);
+
+#endif							/* KDINDEX_STUDENT_H */
