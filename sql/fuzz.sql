@@ -150,7 +150,7 @@ RESET enable_bitmapscan;
 
 -- every index is still sound and holds exactly its table's rows (no vector
 -- that was refused left an entry behind)
-VACUUM fz_pq, fz_ivf, fz_fs, fz_aq, fz_cos, fz_ip, fz_new, fz_raw;
+VACUUM (INDEX_CLEANUP ON) fz_pq, fz_ivf, fz_fs, fz_aq, fz_cos, fz_ip, fz_new, fz_raw;
 SELECT c.relname AS tbl, k.trained,
 	   (SELECT sum(rows) FROM kdindex_lists(i.indexrelid)) = k.rows AS lists_agree
   FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid, kdindex_info(i.indexrelid) k

@@ -166,7 +166,7 @@ kill "$VACUUM_PID" 2>/dev/null; wait "$VACUUM_PID" 2>/dev/null
 log "index checks"
 bad_index=0
 out=$(psql_pg -tA 2>&1 <<'SQL'
-VACUUM;
+VACUUM (INDEX_CLEANUP ON);
 SET enable_seqscan = off;
 DO $$
 DECLARE
