@@ -50,4 +50,12 @@ SELECT trained, rows FROM kdindex_info('zc_only_cos');
 SELECT v FROM zc_only ORDER BY v <=> '{1,0,0,0}' LIMIT 5;
 RESET enable_seqscan;
 SELECT kdindex_verify('zc_only_cos', heapallindexed => true);
-DROP TABLE zc, zc_only;
+-- a teacher sampled from the table leaves the zero rows out of its queries
+-- (they have no cosine distance) and out of every neighbour list
+SELECT kdindex_teacher('zc', 'v', 'zc_teacher', k => 5, nqueries => 5000, metric => 'cosine') AS queries;
+SELECT count(*) AS zero_rows FROM zc WHERE (v <=> v) = 'NaN'::float8;
+SELECT count(*) AS zero_rows_listed
+  FROM zc_teacher t, unnest(t.tids) n(tid) JOIN zc ON zc.ctid = n.tid
+ WHERE (zc.v <=> zc.v) = 'NaN'::float8;
+SELECT kdindex_teacher('zc_only', 'v', 'zc_only_teacher', metric => 'cosine');
+DROP TABLE zc, zc_only, zc_teacher, zc_only_teacher;

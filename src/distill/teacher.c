@@ -257,16 +257,34 @@ load_queries(KdTeacher *t, Oid queries, int nqueries)
 			t->qtids[i] = *(ItemPointer) DatumGetPointer(tid);
 		MemoryContextSwitchTo(old);
 	}
+	/*
+	 * A zero vector has no cosine distance to anything: such queries are left
+	 * out, as the index leaves such rows out
+	 */
 	t->qnorms = MemoryContextAlloc(cxt, sizeof(float) * t->nq);
-	for (int i = 0; i < t->nq; i++)
 	{
-		float	   *q = t->queries + (int64) i * t->dim;
+		int			kept = 0;
 
-		t->qnorms[i] = kd_dot(q, q, t->dim);
-		if (t->metric == KD_METRIC_COSINE && t->qnorms[i] == 0)
+		for (int i = 0; i < t->nq; i++)
+		{
+			float	   *q = t->queries + (int64) i * t->dim;
+			float		norm = kd_dot(q, q, t->dim);
+
+			if (t->metric == KD_METRIC_COSINE && norm == 0)
+				continue;
+			if (kept != i)
+			{
+				memcpy(t->queries + (int64) kept * t->dim, q, sizeof(float) * t->dim);
+				t->qvalues[kept] = t->qvalues[i];
+				t->qtids[kept] = t->qtids[i];
+			}
+			t->qnorms[kept++] = norm;
+		}
+		if (kept == 0)
 			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("zero vector has no cosine distance")));
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("no queries: every query vector is zero, which has no cosine distance")));
+		t->nq = kept;
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
