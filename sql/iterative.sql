@@ -33,15 +33,8 @@ DECLARE
 						   'FROM (SELECT id, v <-> %L::real[] AS d FROM it WHERE %s '
 						   'ORDER BY v <-> %L::real[] LIMIT %s) s',
 						   q, filter, q, coalesce(lim::text, 'ALL'));
-	plan text := '';
-	line text;
 BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || ordered LOOP
-		plan := plan || line;
-	END LOOP;
-	IF plan NOT LIKE '%Index Scan using%' THEN
-		RAISE EXCEPTION 'the walk does not use an index: %', plan;
-	END IF;
+	PERFORM uses_index(ordered);
 	RETURN QUERY EXECUTE
 		'SELECT count(*), count(DISTINCT id) = count(*), count(*) FILTER (WHERE d < before) '
 		'FROM (SELECT id, d, max(d) OVER (ORDER BY pos ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before '

@@ -12,14 +12,27 @@ CREATE TABLE queries AS
 	SELECT q AS qid, array_agg(round((((q % 10) * 3 + j) % 7 + cos(q * 5.1 + j))::numeric, 3)::real ORDER BY j) AS v
 	  FROM generate_series(1, 20) q, generate_series(1, 16) j GROUP BY q;
 
+-- fails unless the plan of query scans an index
+CREATE FUNCTION uses_index(query text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	plan text := '';
+	line text;
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+		plan := plan || line;
+	END LOOP;
+	IF plan NOT LIKE '%Index Scan using%' THEN
+		RAISE EXCEPTION 'the query does not use an index: %', plan;
+	END IF;
+END
+$$;
+
 -- recall@10 of tbl's kdindex against an exact scan over the 20 queries; fails
 -- unless the plan really uses the index (and the exact one does not)
 CREATE FUNCTION knn_recall(tbl regclass, op text, rerank int) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
 	knn text := format('SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL '
 					   '(SELECT id FROM %s i ORDER BY i.v %s q.v LIMIT 10) f', tbl, op);
-	plan text := '';
-	line text;
 	r numeric;
 BEGIN
 	-- the exact answer by a sequential scan (with both off, the planner would
@@ -30,12 +43,7 @@ BEGIN
 	PERFORM set_config('enable_indexscan', 'on', true);
 	PERFORM set_config('enable_seqscan', 'off', true);
 	PERFORM set_config('kdindex.rerank', rerank::text, true);
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || knn LOOP
-		plan := plan || line;
-	END LOOP;
-	IF plan NOT LIKE '%Index Scan using%' THEN
-		RAISE EXCEPTION 'the kNN query does not use an index: %', plan;
-	END IF;
+	PERFORM uses_index(knn);
 	EXECUTE 'SELECT count(*) / (SELECT 10.0 * count(*) FROM queries) FROM (' || knn ||
 			') f JOIN exact_knn e USING (qid, id)' INTO r;
 	DROP TABLE exact_knn;

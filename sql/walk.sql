@@ -28,15 +28,8 @@ DECLARE
 	ordered text := format('SELECT row_number() OVER () AS pos, id, d '
 						   'FROM (SELECT id, v %s %s AS d FROM %s ORDER BY v %s %s) s',
 						   op, qx, tbl, op, qx);
-	plan text := '';
-	line text;
 BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || ordered LOOP
-		plan := plan || line;
-	END LOOP;
-	IF plan NOT LIKE '%Index Scan using%' THEN
-		RAISE EXCEPTION 'the walk does not use an index: %', plan;
-	END IF;
+	PERFORM uses_index(ordered);
 	TRUNCATE walked;
 	EXECUTE 'INSERT INTO walked ' || ordered;
 	RETURN QUERY
