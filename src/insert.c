@@ -132,13 +132,12 @@ append_tuple(Relation index, Buffer metabuf, ItemPointer tid, const KdEncoded *e
 
 /* Encode x for the index as meta describes it */
 static KdEncoded *
-encode_row(Relation index, const KdMetaPageData *meta, Datum value)
+encode_row(Relation index, const KdMetaPageData *meta, const float *x, int dim)
 {
-	KdMetric	metric = (KdMetric) meta->metric;
-	Oid			typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	KdEncoded  *enc = palloc0(offsetof(KdEncoded, code) + Max(meta->code_size, 1));
-	float	   *x = kd_index_vector(value, typid, metric, meta->dim, &enc->dim);
 
+	kd_check_dim(meta->dim, dim);
+	enc->dim = dim;
 	enc->generation = meta->generation;
 	enc->trained = meta->trained;
 	if (meta->trained)
@@ -290,10 +289,14 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	KdEncoded  *enc;
 	Buffer		metabuf;
 	bool		train = false;
+	float	   *x;
+	int			dim;
 
 	/* NULLs and zero vectors under cosine are not indexed */
-	if (isnull[0] || !kd_row_indexed(values[0], TupleDescAttr(RelationGetDescr(index), 0)->atttypid,
-									 kd_index_metric(index)))
+	x = isnull[0] ? NULL :
+		kd_row_vector(values[0], TupleDescAttr(RelationGetDescr(index), 0)->atttypid,
+					  kd_index_metric(index), 0, &dim);
+	if (x == NULL)
 	{
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(cxt);
@@ -302,7 +305,7 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 
 	KdLockInserts(index);
 	kd_read_meta(index, &snapshot);
-	enc = encode_row(index, &snapshot, values[0]);
+	enc = encode_row(index, &snapshot, x, dim);
 
 	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
 	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
@@ -315,7 +318,7 @@ kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 			break;
 		/* codebooks changed while we encoded: encode again under the lock */
 		memcpy(&snapshot, meta, sizeof(snapshot));
-		enc = encode_row(index, &snapshot, values[0]);
+		enc = encode_row(index, &snapshot, x, dim);
 	}
 	if (KdPageGetMeta(BufferGetPage(metabuf))->dim == 0)
 		fix_dimension(index, metabuf, enc->dim);

@@ -304,6 +304,16 @@ kd_normalize(float *x, int dim)
  * for a zero vector under cosine: it has no cosine distance to anything, so
  * the index leaves it out as it does a NULL (as pgvector's indexes do).
  */
+/* A row of dim dimensions for an index of expect_dim (0: not known yet) */
+void
+kd_check_dim(int expect_dim, int dim)
+{
+	if (expect_dim != 0 && dim != expect_dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %d dimensions, not %d", expect_dim, dim)));
+}
+
 float *
 kd_row_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim)
 {
@@ -316,10 +326,7 @@ kd_row_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("vector cannot have more than %d dimensions for kdindex index",
 						KDINDEX_MAX_DIM)));
-	if (expect_dim != 0 && *dim != expect_dim)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("expected %d dimensions, not %d", expect_dim, *dim)));
+	kd_check_dim(expect_dim, *dim);
 	kd_check_finite(src, *dim);
 	if (vector_kind(typid, &base) == KD_KIND_HALFVEC)
 		x = src;				/* already a copy */

@@ -13,6 +13,7 @@ extern void kd_check_finite(const float *x, int dim);
 extern bool kd_normalize(float *x, int dim);
 extern bool kd_is_pgvector_type(Oid typid);
 extern Oid	kd_vector_base_type(Oid typid);
+extern void kd_check_dim(int expect_dim, int dim);
 extern float *kd_row_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim);
 extern bool kd_row_indexed(Datum value, Oid typid, KdMetric metric);
 extern float *kd_index_vector(Datum value, Oid typid, KdMetric metric, int expect_dim, int *dim);
