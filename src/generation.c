@@ -37,14 +37,25 @@
 /* Fixed seed of the sampler: the same table gives the same index */
 #define KD_SAMPLE_SEED 0x6B64
 
-/* NULL for a row the index leaves out (a zero vector under cosine) */
+/*
+ * The row's vector, in bs->tmpcxt (the caller resets it), or NULL for a row
+ * the index leaves out: a NULL, or a zero vector under cosine
+ */
 static float *
-row_vector(KdBuildState *bs, Datum *values)
+row_vector(KdBuildState *bs, Datum *values, bool *isnull)
 {
+	MemoryContext old;
 	int			dim;
-	float	   *x = kd_row_vector(values[0], bs->typid, bs->metric, bs->dim, &dim);
+	float	   *x;
 
+	if (isnull[0])
+		return NULL;
+	old = MemoryContextSwitchTo(bs->tmpcxt);
+	x = kd_row_vector(values[0], bs->typid, bs->metric, bs->dim, &dim);
+	MemoryContextSwitchTo(old);
 	bs->dim = dim;
+	if (x == NULL)
+		MemoryContextReset(bs->tmpcxt);
 	return x;
 }
 
@@ -53,20 +64,12 @@ sample_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 				bool tupleIsAlive, void *state)
 {
 	KdBuildState *bs = (KdBuildState *) state;
-	MemoryContext old;
 	float	   *x;
 	int64		slot = -1;
 
-	if (isnull[0])
-		return;
-	old = MemoryContextSwitchTo(bs->tmpcxt);
-	x = row_vector(bs, values);
-	MemoryContextSwitchTo(old);
+	x = row_vector(bs, values, isnull);
 	if (x == NULL)
-	{
-		MemoryContextReset(bs->tmpcxt);
 		return;
-	}
 
 	if (bs->sample == NULL)
 	{
@@ -229,19 +232,11 @@ kd_encode_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 				bool tupleIsAlive, void *state)
 {
 	KdBuildState *bs = (KdBuildState *) state;
-	MemoryContext old;
 	float	   *x;
 
-	if (isnull[0])
-		return;
-	old = MemoryContextSwitchTo(bs->tmpcxt);
-	x = row_vector(bs, values);
-	MemoryContextSwitchTo(old);
+	x = row_vector(bs, values, isnull);
 	if (x == NULL)
-	{
-		MemoryContextReset(bs->tmpcxt);
 		return;
-	}
 	memcpy(bs->batch + (Size) bs->nbatch * bs->dim, x, sizeof(float) * bs->dim);
 	bs->batch_tids[bs->nbatch++] = *tid;
 	MemoryContextReset(bs->tmpcxt);
