@@ -30,16 +30,14 @@ kd_become_owner(Relation heap, KdSecurityState *save)
 	GetUserIdAndSecContext(&save->userid, &save->sec_context);
 	SetUserIdAndSecContext(heap->rd_rel->relowner,
 						   save->sec_context | SECURITY_RESTRICTED_OPERATION);
-	save->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	save->nestlevel = kd_pin_search_path();
 }
 
 /* Undo kd_become_owner (an error does so by itself: the transaction's abort) */
 void
 kd_restore_user(const KdSecurityState *save)
 {
-	AtEOXact_GUC(false, save->nestlevel);
+	kd_unpin_search_path(save->nestlevel);
 	SetUserIdAndSecContext(save->userid, save->sec_context);
 }
 
