@@ -39,6 +39,7 @@ int			kdindex_max_scan_tuples = 0;
 int			kdindex_iterative_scan = KD_ITERATIVE_RELAXED;
 int			kdindex_max_probes = KDINDEX_MAX_LISTS;
 double		kdindex_scan_mem_multiplier = 1;
+int			kdindex_ivf_table_mem = 65536;
 
 static const struct config_enum_entry iterative_scan_options[] = {
 	{"off", KD_ITERATIVE_OFF, false},
@@ -141,6 +142,14 @@ _PG_init(void)
 							 NULL,
 							 &kdindex_scan_mem_multiplier, 1, 1, 1000,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("kdindex.ivf_table_mem",
+							"Memory a backend may keep precomputed IVF lookup-table terms in.",
+							"Per list of an IVF index the query-independent part of its lookup "
+							"table (lists x m x 2^nbits floats), built once per backend; an index "
+							"whose tables do not fit builds each probed list's table per query "
+							"instead.  0 turns them off.",
+							&kdindex_ivf_table_mem, 65536, 0, MAX_KILOBYTES,
+							PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }
 

@@ -216,6 +216,7 @@ extern int	kdindex_max_scan_tuples;
 extern int	kdindex_iterative_scan;
 extern int	kdindex_max_probes;
 extern double kdindex_scan_mem_multiplier;
+extern int	kdindex_ivf_table_mem;
 
 /* kdindex.iterative_scan, as pgvector's hnsw.iterative_scan */
 typedef enum KdIterativeScan

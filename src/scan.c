@@ -401,6 +401,7 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->unordered = false;
 	so->query = NULL;
 	so->unit = NULL;
+	so->ivf_qlut = NULL;
 	memset(&so->main, 0, sizeof(KdPass));
 	memset(&so->catchup, 0, sizeof(KdPass));
 	so->catching_up = false;

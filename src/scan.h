@@ -60,6 +60,8 @@ typedef struct KdScanOpaqueData
 	KdLayout	layout;			/* of the data pages */
 	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
 							 const uint8 *codes, int stride, int n, float *out);
+	float	   *ivf_qlut;		/* IVF: the query's table shared by the lists */
+	float		ivf_qbias;		/* (ivftables.c), NULL until built */
 
 	/*
 	 * Bounds, from the settings when the scan starts: candidates it may
@@ -142,6 +144,10 @@ kd_scan_mem(void)
 {
 	return (double) work_mem * 1024 * kdindex_scan_mem_multiplier;
 }
+
+/* ivftables.c */
+extern void kd_ivf_scan_luts(IndexScanDesc scan, const int32 *lists, int n, float *luts,
+							 float *biases);
 
 /* scanlists.c */
 extern void kd_scan_prepare_lists(IndexScanDesc scan, KdPass *p);

@@ -86,9 +86,7 @@ kd_scan_prepare_lists(IndexScanDesc scan, KdPass *p)
 	}
 	p->luts = palloc(sizeof(float) * so->lutsize * n);
 	p->biases = palloc(sizeof(float) * n);
-	for (int i = 0; i < n; i++)
-		kd_ivf_list_lut(q, so->unit, so->metric, so->order[p->first + i],
-						p->luts + (Size) i * so->lutsize, &p->biases[i]);
+	kd_ivf_scan_luts(scan, so->order + p->first, n, p->luts, p->biases);
 	if (so->layout.blocked)
 	{
 		if (p->qluts)
