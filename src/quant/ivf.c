@@ -8,7 +8,9 @@
  * scores list l's codes with the lookup table of q - c_l under L2, which
  * gives ||q - c_l - r̂||^2, or with q's own table and the bias -q.c_l under
  * inner product, which gives -q.(c_l + r̂).  Cosine indexes hold unit rows
- * and use the L2 form.
+ * and use the L2 form.  Scans get those tables from ivftables.c, which
+ * splits off the query-independent part per list; kd_ivf_list_lut is what
+ * they fall back to.
  *
  * Balanced lists (WITH (balance = t)): plain k-means leaves some lists far
  * larger than others, and a scan of a large list costs more while finding no
