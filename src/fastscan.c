@@ -24,17 +24,50 @@
 
 #include "kdindex.h"
 
+#ifdef __x86_64__
+#include <emmintrin.h>
+#endif
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define KD_HAVE_AVX2_KERNEL 1
 #endif
 
-/* Round a float table (m x 16) to bytes (mb x 16, a padding row zero) */
+/*
+ * One sub-quantizer's 16 entries to bytes: min(255, rint((x - lo) / step)).
+ * SSE2 (every x86-64) does 4 at a time with the same IEEE division and the
+ * same rounding (to nearest even, as rintf), so the bytes are the same.
+ */
+static inline void
+round_row(const float *row, float lo, float step, uint8 *out)
+{
+#ifdef __x86_64__
+	__m128		l = _mm_set1_ps(lo);
+	__m128		s = _mm_set1_ps(step);
+	__m128i		r[4];
+
+	for (int i = 0; i < 4; i++)
+		r[i] = _mm_cvtps_epi32(_mm_div_ps(_mm_sub_ps(_mm_loadu_ps(row + 4 * i), l), s));
+	/* non-negative ints to bytes, saturating at 255 */
+	_mm_storeu_si128((__m128i *) out, _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]),
+													   _mm_packs_epi32(r[2], r[3])));
+#else
+	for (int k = 0; k < 16; k++)
+		out[k] = (uint8) Min(255, rintf((row[k] - lo) / step));
+#endif
+}
+
+/*
+ * Round a float table (m x 16) to bytes (mb x 16, a padding row zero).  An
+ * IVF scan rounds one table per probed list, so the scale and each row's
+ * minimum are kept in locals: through the pointers, every byte stored could
+ * alias them and they would be reloaded for each entry.
+ */
 void
 kd_fastscan_lut(const float *lut, int m, uint8 *qlut, float *scale, float *bias)
 {
 	float		range = 0;
 	double		sum_min = 0;
+	float		step;
 
 	for (int j = 0; j < m; j++)
 	{
@@ -49,17 +82,19 @@ kd_fastscan_lut(const float *lut, int m, uint8 *qlut, float *scale, float *bias)
 		range = Max(range, hi - lo);
 		sum_min += lo;
 	}
-	*scale = range > 0 ? range / 255 : 1;
+	step = range > 0 ? range / 255 : 1;
+	*scale = step;
 	*bias = (float) sum_min;
-	memset(qlut, 0, KdFastScanLutSize(m));
+	memset(qlut + m * 16, 0, KdFastScanLutSize(m) - m * 16);
 	for (int j = 0; j < m; j++)
 	{
-		float		lo = lut[j * 16];
+		const float *row = lut + j * 16;
+		uint8	   *out = qlut + j * 16;
+		float		lo = row[0];
 
 		for (int k = 1; k < 16; k++)
-			lo = Min(lo, lut[j * 16 + k]);
-		for (int k = 0; k < 16; k++)
-			qlut[j * 16 + k] = (uint8) Min(255, rintf((lut[j * 16 + k] - lo) / *scale));
+			lo = Min(lo, row[k]);
+		round_row(row, lo, step, out);
 	}
 }
 
