@@ -213,7 +213,7 @@ query_table(KdScanOpaque so, const KdQuantizer *q)
 	so->ivf_qbias *= factor;
 }
 
-/* lut = a + b, vectorised (the pointers do not overlap) */
+/* lut = a + b (the three do not overlap) */
 static void
 add_tables(float *restrict lut, const float *restrict a, const float *restrict b, int n)
 {
