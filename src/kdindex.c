@@ -39,6 +39,7 @@ int			kdindex_max_scan_tuples = 0;
 int			kdindex_iterative_scan = KD_ITERATIVE_RELAXED;
 int			kdindex_max_probes = KDINDEX_MAX_LISTS;
 double		kdindex_scan_mem_multiplier = 1;
+double		kdindex_rerank_margin = 3;
 
 static const struct config_enum_entry iterative_scan_options[] = {
 	{"off", KD_ITERATIVE_OFF, false},
@@ -140,6 +141,11 @@ _PG_init(void)
 							 "Multiple of work_mem a scan's candidate passes and lookup tables may use.",
 							 NULL,
 							 &kdindex_scan_mem_multiplier, 1, 1, 1000,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("kdindex.rerank_margin",
+							 "Standard deviations of the code distance error a re-rank allows for before it returns a row.",
+							 NULL,
+							 &kdindex_rerank_margin, 3, 0, 100,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }
