@@ -408,8 +408,8 @@ static void
 report_depth(KdScanOpaque so)
 {
 	if (so->started && so->exact && so->meta.trained)
-		elog(DEBUG1, "kdindex scan: %lld candidates re-ranked, %lld rows returned",
-			 (long long) so->reranked, (long long) so->nreturned);
+		elog(DEBUG1, "kdindex scan: rows returned: %lld, candidates re-ranked: %lld",
+			 (long long) so->nreturned, (long long) so->reranked);
 }
 
 /* Read the index state, prepare the query and the first lists */
