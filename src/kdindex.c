@@ -107,9 +107,10 @@ _PG_init(void)
 					  100, 10, 100, ShareUpdateExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
-							"Candidates re-scored with the exact distance per batch (0: codes only).",
+							"Candidates re-scored with the exact distance at most before each of the first rows (0: codes only).",
 							"The best candidates by code distance are re-ranked on the heap's vectors "
-							"and returned in exact order.",
+							"and returned in exact order, each as soon as no candidate left could be "
+							"nearer (kdindex.rerank_margin), and at the latest after this many.",
 							&kdindex_rerank, 200, 0, 100000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("kdindex.probes",
@@ -144,7 +145,10 @@ _PG_init(void)
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("kdindex.rerank_margin",
 							 "Standard deviations of the code distance error a re-rank allows for before it returns a row.",
-							 NULL,
+							 "A row is returned once the next candidate's code distance, less the mean "
+							 "error and this many standard deviations (measured on the query's re-ranked "
+							 "rows), is not below its exact distance. Lower is faster and loses more rows; "
+							 "100 re-ranks kdindex.rerank candidates for every query.",
 							 &kdindex_rerank_margin, 3, 0, 100,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");

@@ -16,12 +16,12 @@
  * are scanlists.c's.
  *
  * Re-rank: candidates are re-scored with the exact distance on the heap tuple
- * (fetched under the scan's snapshot, the indexed value recomputed with
- * FormIndexDatum so expression indexes work) into a pool that returns its
- * nearest first.  The first kdindex.rerank candidates fill the pool; before a
- * row leaves it, further candidates are re-ranked while the next one by code
- * distance could still be nearer than that row (by the errors of the code
- * distances re-ranked so far).  Rows invisible to the snapshot drop out there.
+ * (fetched under the scan's snapshot by heap.c, in batches in block order)
+ * into a pool that returns its nearest first.  A row leaves the pool once the
+ * next candidate by code distance could not be nearer (by the errors of the
+ * code distances re-ranked so far): the scan re-ranks only as deep as the rows
+ * the executor asks for need.  The first rows also leave once kdindex.rerank
+ * candidates are re-ranked.  Rows invisible to the snapshot drop out there.
  * With kdindex.rerank = 0 candidates are returned in code order.
  *
  * The executor trusts the order (xs_recheckorderby is false) and never
