@@ -1,11 +1,11 @@
 -- The re-rank.  An index on a plain column reads the value straight from the
 -- heap tuple, an expression index through FormIndexDatum: both give the exact
--- order.  A scan re-ranks only as deep as the rows asked for need: a row is
--- returned once no candidate left could be nearer (by the code distance
--- errors of the rows re-ranked so far, kdindex.rerank_margin standard
--- deviations wide), and the first rows at the latest after kdindex.rerank
--- candidates.  DEBUG1 reports the depth.  Uses make_vec and queries from
--- setup.sql.
+-- order.  With kdindex.rerank_margin set, a scan re-ranks only as deep as the
+-- rows asked for need: a row is returned once no candidate left could be
+-- nearer (by the code distance errors of the rows re-ranked so far, that many
+-- standard deviations wide), and the first rows at the latest after
+-- kdindex.rerank candidates.  DEBUG1 reports the depth.  Uses make_vec and
+-- queries from setup.sql.
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 CREATE TABLE rr (id int, v real[], note text) WITH (fillfactor = 50);
@@ -39,13 +39,12 @@ CREATE FUNCTION knn_diff(expr text DEFAULT 'v') RETURNS bigint LANGUAGE sql AS $
 	 WHERE i.ids IS DISTINCT FROM e.ids OR i.dists IS DISTINCT FROM e.dists
 $$;
 
--- 1. An exhaustive re-rank (every row, no early stop) is the exact answer:
--- the same rows, the same order, the same distances
+-- 1. An exhaustive re-rank (every row, no early stop: the default) is the
+-- exact answer: the same rows, the same order, the same distances
 SET kdindex.rerank = 2000;
-SET kdindex.rerank_margin = 100;
 SELECT knn_diff();
--- and so is the early stop, which re-ranks far fewer
-RESET kdindex.rerank_margin;
+-- and so is the early stop here, which re-ranks far fewer
+SET kdindex.rerank_margin = 3;
 SELECT knn_diff();
 SELECT v AS q FROM queries WHERE qid = 3 \gset
 SET client_min_messages = debug1;
@@ -55,13 +54,19 @@ SELECT count(*) FROM (SELECT id FROM rr ORDER BY v <-> :'q' LIMIT 1) s;
 SET kdindex.rerank = 40;
 SET kdindex.rerank_margin = 100;
 SELECT count(*) FROM (SELECT id FROM rr ORDER BY v <-> :'q' LIMIT 10) s;
-RESET client_min_messages;
+-- without the early stop, every query re-ranks that many
 RESET kdindex.rerank_margin;
+SELECT count(*) FROM (SELECT id FROM rr ORDER BY v <-> :'q' LIMIT 1) s;
+RESET client_min_messages;
 
 -- 2. A walk past the first rows returns every row once
 SET kdindex.rerank = 50;
 SELECT count(*), count(DISTINCT id)
   FROM (SELECT id FROM rr ORDER BY v <-> :'q' LIMIT 100000) s;
+SET kdindex.rerank_margin = 3;
+SELECT count(*), count(DISTINCT id)
+  FROM (SELECT id FROM rr ORDER BY v <-> :'q' LIMIT 100000) s;
+RESET kdindex.rerank_margin;
 RESET kdindex.rerank;
 
 -- 3. Updated rows: HOT ones (the index holds the chain's root) and moved
@@ -74,7 +79,9 @@ SELECT count(*) FILTER (WHERE NOT EXISTS
 		(SELECT 1 FROM (SELECT id FROM rr ORDER BY v <-> r.v LIMIT 3) s WHERE s.id = r.id)) AS lost
   FROM rr r WHERE id % 10 = 0 OR id % 7 = 0;
 SET kdindex.rerank = 2000;
+SET kdindex.rerank_margin = 3;
 SELECT knn_diff();
+RESET kdindex.rerank_margin;
 RESET kdindex.rerank;
 
 -- 4. An expression index takes the FormIndexDatum path, to the same answer
@@ -83,7 +90,6 @@ RESET kdindex.rerank;
 DROP INDEX rr_kd;
 CREATE INDEX rr_expr ON rr USING kdindex ((v || '{}'::real[])) WITH (m = 4);
 SET kdindex.rerank = 2000;
-SET kdindex.rerank_margin = 100;
 SELECT knn_diff('(v || ''{}''::real[])');
 RESET ALL;
 DROP TABLE rr;

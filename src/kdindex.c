@@ -39,7 +39,7 @@ int			kdindex_max_scan_tuples = 0;
 int			kdindex_iterative_scan = KD_ITERATIVE_RELAXED;
 int			kdindex_max_probes = KDINDEX_MAX_LISTS;
 double		kdindex_scan_mem_multiplier = 1;
-double		kdindex_rerank_margin = 3;
+double		kdindex_rerank_margin = 0;
 
 static const struct config_enum_entry iterative_scan_options[] = {
 	{"off", KD_ITERATIVE_OFF, false},
@@ -107,10 +107,10 @@ _PG_init(void)
 					  100, 10, 100, ShareUpdateExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
-							"Candidates re-scored with the exact distance at most before each of the first rows (0: codes only).",
+							"Candidates re-scored with the exact distance before the first rows (0: codes only).",
 							"The best candidates by code distance are re-ranked on the heap's vectors "
-							"and returned in exact order, each as soon as no candidate left could be "
-							"nearer (kdindex.rerank_margin), and at the latest after this many.",
+							"and returned in exact order; with kdindex.rerank_margin set, each row as "
+							"soon as no candidate left could be nearer, this many at most.",
 							&kdindex_rerank, 200, 0, 100000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("kdindex.probes",
@@ -144,12 +144,12 @@ _PG_init(void)
 							 &kdindex_scan_mem_multiplier, 1, 1, 1000,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomRealVariable("kdindex.rerank_margin",
-							 "Standard deviations of the code distance error a re-rank allows for before it returns a row.",
+							 "Early stop of the re-rank: standard deviations of the code distance error it allows for (0: off).",
 							 "A row is returned once the next candidate's code distance, less the mean "
 							 "error and this many standard deviations (measured on the query's re-ranked "
 							 "rows), is not below its exact distance. Lower is faster and loses more rows; "
-							 "100 re-ranks kdindex.rerank candidates for every query.",
-							 &kdindex_rerank_margin, 3, 0, 100,
+							 "0 re-ranks kdindex.rerank candidates before the first row.",
+							 &kdindex_rerank_margin, 0, 0, 100,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }

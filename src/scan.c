@@ -291,22 +291,29 @@ rerank_more(IndexScanDesc scan, int64 n)
 #define KD_MIN_ERR_SAMPLE 16
 
 /*
+ * Standard deviations of the error the hold-back past the first rows allows
+ * for when kdindex.rerank_margin is 0 (no early stop for the first rows)
+ */
+#define KD_HOLD_MARGIN 3
+
+/*
  * A lower bound on the exact distance (the ORDER BY value) of candidate c,
  * not re-ranked yet.  How far code distances stray from exact ones is
  * measured on the query's own re-ranked rows: c's code distance less the
- * mean error and kdindex.rerank_margin standard deviations.  That is a
- * statistical bound, not a proof: the rows re-ranked first are those whose
- * codes flattered them most, so the margin is wide.  A per-row bound on the
- * coding error (||x - x^|| for L2) would make it a true one: code distance
- * less that row's bound.
+ * mean error and z standard deviations.  That is a statistical bound, not a
+ * proof: the rows re-ranked first are those whose codes flattered them most,
+ * and where exact distances crowd (many rows nearly as near) the error grows
+ * with the code distance, so rows are missed.  A per-row bound on the coding
+ * error (||x - x^|| for L2) would make it a true one: code distance less that
+ * row's bound.
  */
 static double
-candidate_lower_bound(KdScanOpaque so, const KdCandidate *c)
+candidate_lower_bound(KdScanOpaque so, const KdCandidate *c, double z)
 {
 	double		mean = so->err_sum / so->nerr;
 	double		var = Max(so->err_sumsq / so->nerr - mean * mean, 0);
 
-	return code_distance_value(so->metric, c->dist) - mean - kdindex_rerank_margin * sqrt(var);
+	return code_distance_value(so->metric, c->dist) - mean - z * sqrt(var);
 }
 
 /*
@@ -318,7 +325,7 @@ candidate_lower_bound(KdScanOpaque so, const KdCandidate *c)
  * the error: yes.  No candidate left, or the scan's bounds reached: no.
  */
 static bool
-next_may_be_nearer(IndexScanDesc scan, double d)
+next_may_be_nearer(IndexScanDesc scan, double d, double z)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	KdPass	   *from;
@@ -331,7 +338,7 @@ next_may_be_nearer(IndexScanDesc scan, double d)
 		return false;
 	if (so->nerr < KD_MIN_ERR_SAMPLE)
 		return true;
-	return d > candidate_lower_bound(so, next);
+	return d > candidate_lower_bound(so, next, z);
 }
 
 /*
@@ -344,25 +351,27 @@ next_may_be_nearer(IndexScanDesc scan, double d)
 #define KD_HOLD_AFTER_ROWS 16
 
 /*
- * May the pool's nearest row be returned?  Once no candidate left could be
- * nearer: the scan re-ranks only as deep as the rows asked for need (the
- * executor stops asking at the LIMIT; the index never learns k).  The first
- * rows are also returned once kdindex.rerank candidates are re-ranked,
- * proven or not; later ones also wait for lists that could hold a nearer
- * row.
+ * May the pool's nearest row be returned?  The first rows: once
+ * kdindex.rerank candidates are re-ranked, or, with kdindex.rerank_margin
+ * set, as soon as no candidate left could be nearer, so the scan re-ranks
+ * only as deep as the rows asked for need (the executor stops asking at the
+ * LIMIT; the index never learns k).  Later rows: once no candidate left could
+ * be nearer, nor a list not opened yet hold a nearer row.
  */
 static bool
 pool_top_ready(IndexScanDesc scan)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	double		z = kdindex_rerank_margin > 0 ? kdindex_rerank_margin : KD_HOLD_MARGIN;
 	double		d;
 
 	if (so->npool == 0 || so->catching_up)
 		return false;
 	d = so->pool[0].dist;
 	if (so->nreturned < KD_HOLD_AFTER_ROWS)
-		return so->consumed >= kdindex_rerank || !next_may_be_nearer(scan, d);
-	return !kd_scan_open_lists(scan, d) && !next_may_be_nearer(scan, d);
+		return so->consumed >= kdindex_rerank ||
+			(kdindex_rerank_margin > 0 && !next_may_be_nearer(scan, d, z));
+	return !kd_scan_open_lists(scan, d) && !next_may_be_nearer(scan, d, z);
 }
 
 /* The next row to return, by exact distance when re-ranking */
