@@ -17,12 +17,15 @@
  *
  * Re-rank: candidates are re-scored with the exact distance on the heap tuple
  * (fetched under the scan's snapshot by heap.c, in batches in block order)
- * into a pool that returns its nearest first.  A row leaves the pool once the
- * next candidate by code distance could not be nearer (by the errors of the
- * code distances re-ranked so far): the scan re-ranks only as deep as the rows
- * the executor asks for need.  The first rows also leave once kdindex.rerank
- * candidates are re-ranked.  Rows invisible to the snapshot drop out there.
- * With kdindex.rerank = 0 candidates are returned in code order.
+ * into a pool that returns its nearest first.  The first kdindex.rerank
+ * candidates fill the pool; with kdindex.rerank_margin set, each of the first
+ * rows leaves as soon as the next candidate by code distance could not be
+ * nearer (by the errors of the code distances re-ranked so far), so the scan
+ * re-ranks only as deep as the rows the executor asks for need.  Past the
+ * first rows, further candidates are re-ranked while the next one could
+ * still be nearer than the row about to leave.  Rows invisible to the
+ * snapshot drop out there.  With kdindex.rerank = 0 candidates are returned
+ * in code order.
  *
  * The executor trusts the order (xs_recheckorderby is false) and never
  * checks it.  A row the first candidates missed can re-rank nearer than rows
