@@ -98,7 +98,9 @@ $$;
 -- kdindex_citus_* functions below, which run the work on every shard
 -- placement through Citus's master_run_on_worker: as the calling role, in a
 -- new session per command, so each node checks that role's rights on its
--- shards again.  Nothing here is needed, or called, without Citus.
+-- shards again.  Nothing here is needed, or called, without Citus.  Called
+-- directly they grant nothing: they run as the caller, whose rights every
+-- query, command and node checks.
 
 -- The placements of the Citus table of rel (the table or one of its indexes),
 -- with the quoted, qualified names of the table's and rel's shards there.
@@ -285,8 +287,9 @@ BEGIN
 		CASE WHEN queries IS NULL
 		THEN format('SELECT %1$I::bigint AS id, %2$I AS v FROM %3$s WHERE %2$I IS NOT NULL '
 					'ORDER BY hashint8(%1$I::bigint), %1$I LIMIT %4$s', pk, col, tbl, nqueries)
-		ELSE format('SELECT NULL::bigint AS id, %1$I AS v FROM %2$s WHERE %1$I IS NOT NULL '
-					'ORDER BY id LIMIT %3$s', col, queries, nqueries) END
+		ELSE format('SELECT NULL::bigint AS id, s.v FROM (SELECT t.id AS qid, t.%1$I AS v FROM %2$s t '
+					'WHERE t.%1$I IS NOT NULL ORDER BY t.id LIMIT %3$s) s ORDER BY s.qid',
+					col, queries, nqueries) END
 	LOOP
 		CONTINUE WHEN metric = 'cosine' AND @extschema@.kdindex_citus_zero(q.v, op);
 		EXECUTE format('SELECT array_agg(id ORDER BY d, id), array_agg(d ORDER BY d, id) FROM '

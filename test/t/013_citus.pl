@@ -254,6 +254,12 @@ BEGIN
 	RETURN bad;
 END $$;
 SELECT teacher_ok();}), '0', 'teacher lists are the exact top-20 over all shards');
+# queries from a table: not rows, so nothing is left out
+is($coord->safe_psql('postgres', q{
+SELECT kdindex_teacher('items', 'v', 'qs_teacher', queries => 'qs', k => 10);
+SELECT count(*), count(source_id), min(cardinality(ids)) FROM qs_teacher;
+SELECT round(reranked_recall::numeric, 2) FROM kdindex_recall('items_kd', 'qs_teacher', 10)}),
+	"40\n40|0|10\n1.00", 'kdindex_teacher with a query table on the distributed table');
 my ($err) = ($coord->psql('postgres', q{
 CREATE TABLE nopk (a int, v real[]);
 SELECT create_distributed_table('nopk', 'a');
