@@ -7,6 +7,6 @@ CREATE INDEX citus_kd ON citus_t USING kdindex (v) WITH (m = 2, nbits = 4);
 SELECT to_regclass('pg_catalog.pg_dist_partition') IS NULL AS no_citus;
 SELECT rows, trained FROM kdindex_info('citus_kd');
 SELECT kdindex_teacher('citus_t', 'v', 'citus_teacher', k => 10, nqueries => 20);
-SELECT queries, reranked_recall = 1 AS exact FROM kdindex_recall('citus_kd', 'citus_teacher', 10);
+SELECT queries, reranked_recall >= 0.9 AS high FROM kdindex_recall('citus_kd', 'citus_teacher', 10);
 SELECT * FROM kdindex_shards('citus_kd');
 DROP TABLE citus_t, citus_teacher;
