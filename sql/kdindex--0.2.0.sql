@@ -144,7 +144,7 @@ $$;
 
 -- The placements of the Citus table of rel (the table or one of its indexes),
 -- with the quoted, qualified names of the table's and rel's shards there.
-CREATE FUNCTION kdindex_citus_placements(rel regclass,
+CREATE FUNCTION @extschema@.kdindex_citus_placements(rel regclass,
 	OUT shardid bigint, OUT nodename text, OUT nodeport int, OUT shard_table text,
 	OUT shard_rel text)
 	RETURNS SETOF record
@@ -166,7 +166,7 @@ $$;
 -- Run commands[i] on nodenames[i]:nodeports[i] (for shard shardids[i]), at
 -- most one command per node at a time (a training or a teacher uses a core
 -- and maintenance_work_mem), every node at once.
-CREATE FUNCTION kdindex_citus_exec(shardids bigint[], nodenames text[], nodeports int[],
+CREATE FUNCTION @extschema@.kdindex_citus_exec(shardids bigint[], nodenames text[], nodeports int[],
 	commands text[],
 	OUT shardid bigint, OUT nodename text, OUT nodeport int, OUT success bool, OUT result text)
 	RETURNS SETOF record
@@ -197,7 +197,7 @@ END
 $$;
 
 -- kdindex_info of every placement of a Citus table's kdindex index.
-CREATE FUNCTION kdindex_shards(idx regclass,
+CREATE FUNCTION @extschema@.kdindex_shards(idx regclass,
 	OUT shardid bigint, OUT nodename text, OUT nodeport int, OUT shard_index text,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
@@ -246,7 +246,7 @@ $$;
 
 -- kdindex_info of a Citus table's index: its shards' (one placement each)
 -- summed; trained if all are; the oldest generation.
-CREATE FUNCTION kdindex_citus_info(idx regclass,
+CREATE FUNCTION @extschema@.kdindex_citus_info(idx regclass,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
@@ -263,7 +263,7 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The single integer primary key of tbl, or an error saying why it is needed
-CREATE FUNCTION kdindex_citus_pk(tbl regclass, what text) RETURNS name
+CREATE FUNCTION @extschema@.kdindex_citus_pk(tbl regclass, what text) RETURNS name
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	pk name;
@@ -283,7 +283,7 @@ END
 $$;
 
 -- The distance operator of a metric on typ, schema-qualified
-CREATE FUNCTION kdindex_citus_operator(metric text, typ regtype) RETURNS text
+CREATE FUNCTION @extschema@.kdindex_citus_operator(metric text, typ regtype) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT format('OPERATOR(%I.%s)', n.nspname, o.oprname)
 	  FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
@@ -302,7 +302,7 @@ $$;
 -- result is a table on the coordinator, as kdindex_teacher's, whose tids and
 -- source are NULL (TIDs are shard-local) and whose source_id is the query's
 -- own row.  "into" comes quoted and schema-qualified.
-CREATE FUNCTION kdindex_citus_teacher(tbl regclass, col name, "into" text, queries regclass,
+CREATE FUNCTION @extschema@.kdindex_citus_teacher(tbl regclass, col name, "into" text, queries regclass,
 	k int, nqueries int, teacher text, metric text) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -349,7 +349,7 @@ END
 $$;
 
 -- Is v a zero vector (which has no cosine distance)?  op is <=> on its type
-CREATE FUNCTION kdindex_citus_zero(v anyelement, op text) RETURNS bool
+CREATE FUNCTION @extschema@.kdindex_citus_zero(v anyelement, op text) RETURNS bool
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	d float8;
@@ -360,7 +360,7 @@ END
 $$;
 
 -- The column and metric of a Citus table's kdindex index, or an error
-CREATE FUNCTION kdindex_citus_column(idx regclass, what text, OUT col name, OUT metric text)
+CREATE FUNCTION @extschema@.kdindex_citus_column(idx regclass, what text, OUT col name, OUT metric text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	SELECT a.attname, CASE WHEN c.opcname LIKE '%\_ip\_ops' THEN 'ip'
@@ -385,7 +385,7 @@ $$;
 -- teacher's number of queries and list length.  Each placement commits on its
 -- own: a failure is reported after the others are trained.  One NOTICE per
 -- placement; the result is the mean over placements.
-CREATE FUNCTION kdindex_citus_train(idx regclass, teacher regclass, nepochs int,
+CREATE FUNCTION @extschema@.kdindex_citus_train(idx regclass, teacher regclass, nepochs int,
 	learning_rate float8, rec_weight float8, loss text, holdout float8,
 	tau float8, balance float8, negatives int,
 	OUT loss_before float8, OUT loss_after float8,
@@ -485,7 +485,7 @@ $$;
 -- at the coordinator's kdindex.rerank.  Both reach the shards as SET LOCAL
 -- (citus.propagate_set_commands = 'local'): the rest of the transaction runs
 -- the shards at the coordinator's kdindex.rerank.
-CREATE FUNCTION kdindex_citus_recall(idx regclass, teacher regclass, k int,
+CREATE FUNCTION @extschema@.kdindex_citus_recall(idx regclass, teacher regclass, k int,
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -543,7 +543,7 @@ END
 $$;
 
 -- How many of the first k of got (source left out) are in truth
-CREATE FUNCTION kdindex_citus_hits(got bigint[], source bigint, truth bigint[], k int) RETURNS int
+CREATE FUNCTION @extschema@.kdindex_citus_hits(got bigint[], source bigint, truth bigint[], k int) RETURNS int
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT count(*)::int
 	  FROM unnest((CASE WHEN source IS NULL THEN got ELSE array_remove(got, source) END)[1:k]) g
