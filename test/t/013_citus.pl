@@ -282,6 +282,10 @@ my ($ref_codes, $ref_rr) = split /\|/, $coord->safe_psql('postgres',
 	"SELECT round(codes_recall::numeric, 3) || '|' || round(reranked_recall::numeric, 3) FROM kdindex_recall('ref_kd', 'ref_teacher', 10)");
 note("kdindex_recall('ref_kd'): codes $ref_codes, re-ranked $ref_rr");
 cmp_ok($ref_codes, '<', $ref_rr - 0.05, 'kdindex_recall on a reference table: the codes-only pass ran codes only');
+# a reference table's index is trained on each of its placements
+(undef, undef, my $ref_notices) = $coord->psql('postgres', "SELECT 1 FROM kdindex_train('ref_kd', 'ref_teacher', epochs => 1)");
+is(scalar(() = $ref_notices =~ /held-out recall/g), 3, 'kdindex_train on a reference table: each of its 3 placements')
+  or diag($ref_notices);
 is($coord->safe_psql('postgres', "SET kdindex.rerank = 150; SELECT 1 FROM kdindex_recall('items_kd', 'items_teacher', 10); SHOW kdindex.rerank"),
 	"1\n150", 'kdindex_recall leaves kdindex.rerank as it was');
 
