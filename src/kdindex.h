@@ -274,6 +274,10 @@ extern void kd_check_select(Oid relid);
 extern int	kd_pin_search_path(void);
 extern void kd_unpin_search_path(int nestlevel);
 
+/* citus.c: Citus distributed and reference tables, found at run time */
+extern bool kd_citus_table(Oid relid);
+extern Datum kd_citus_call(FunctionCallInfo fcinfo, const char *fn);
+
 /* info.c */
 extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);
 
