@@ -107,6 +107,12 @@ kdindex_info(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	/* a Citus table's index here is empty: report its shards' (citus.c) */
+	if (kd_citus_table(heapoid))
+	{
+		index_close(index, NoLock);
+		return kd_citus_call(fcinfo, "kdindex_citus_info");
+	}
 
 	kd_read_meta(index, &meta);
 	rows = count_tuples(index, &meta);

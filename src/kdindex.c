@@ -40,6 +40,7 @@ int			kdindex_iterative_scan = KD_ITERATIVE_RELAXED;
 int			kdindex_max_probes = KDINDEX_MAX_LISTS;
 double		kdindex_scan_mem_multiplier = 1;
 int			kdindex_ivf_table_mem = 65536;
+double		kdindex_rerank_margin = 0;
 
 static const struct config_enum_entry iterative_scan_options[] = {
 	{"off", KD_ITERATIVE_OFF, false},
@@ -107,9 +108,10 @@ _PG_init(void)
 					  100, 10, 100, ShareUpdateExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
-							"Candidates re-scored with the exact distance per batch (0: codes only).",
+							"Candidates re-scored with the exact distance before the first rows (0: codes only).",
 							"The best candidates by code distance are re-ranked on the heap's vectors "
-							"and returned in exact order.",
+							"and returned in exact order; with kdindex.rerank_margin set, each row as "
+							"soon as no candidate left could be nearer, this many at most.",
 							&kdindex_rerank, 200, 0, 100000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("kdindex.probes",
@@ -150,6 +152,14 @@ _PG_init(void)
 							"instead.  0 turns them off.",
 							&kdindex_ivf_table_mem, 65536, 0, MAX_KILOBYTES,
 							PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomRealVariable("kdindex.rerank_margin",
+							 "Early stop of the re-rank: standard deviations of the code distance error it allows for (0: off).",
+							 "A row is returned once the next candidate's code distance, less the mean "
+							 "error and this many standard deviations (measured on the query's re-ranked "
+							 "rows), is not below its exact distance. Lower is faster and loses more rows; "
+							 "0 re-ranks kdindex.rerank candidates before the first row.",
+							 &kdindex_rerank_margin, 0, 0, 100,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }
 

@@ -217,6 +217,7 @@ extern int	kdindex_iterative_scan;
 extern int	kdindex_max_probes;
 extern double kdindex_scan_mem_multiplier;
 extern int	kdindex_ivf_table_mem;
+extern double kdindex_rerank_margin;
 
 /* kdindex.iterative_scan, as pgvector's hnsw.iterative_scan */
 typedef enum KdIterativeScan
@@ -240,16 +241,11 @@ extern KdMetric kd_index_metric(Relation index);
 extern KdQuantizerKind kd_options_quantizer(Relation index);
 
 /* heap.c */
-typedef struct KdHeapFetch
-{
-	struct IndexFetchTableData *fetch;
-	TupleTableSlot *slot;
-	EState	   *estate;
-	IndexInfo  *indexInfo;
-} KdHeapFetch;
+typedef struct KdHeapFetch KdHeapFetch;
 
 extern KdHeapFetch *kd_heap_fetch_begin(Relation heap, Relation index);
 extern bool kd_heap_fetch_value(KdHeapFetch *hf, ItemPointer tid, Snapshot snapshot, Datum *value);
+extern void kd_heap_prefetch(KdHeapFetch *hf, const ItemPointerData *tids, int n);
 extern void kd_heap_fetch_end(KdHeapFetch *hf);
 
 /* security.c: run table code as VACUUM and REINDEX do */
@@ -277,6 +273,10 @@ extern Relation kd_lock_index(Oid indexoid, Oid heapoid, LOCKMODE heaplock, LOCK
 extern void kd_check_select(Oid relid);
 extern int	kd_pin_search_path(void);
 extern void kd_unpin_search_path(int nestlevel);
+
+/* citus.c: Citus distributed and reference tables, found at run time */
+extern bool kd_citus_table(Oid relid);
+extern Datum kd_citus_call(FunctionCallInfo fcinfo, const char *fn);
 
 /* info.c */
 extern Relation kd_open_index(Oid relid, LOCKMODE lockmode);

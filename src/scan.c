@@ -16,13 +16,16 @@
  * are scanlists.c's.
  *
  * Re-rank: candidates are re-scored with the exact distance on the heap tuple
- * (fetched under the scan's snapshot, the indexed value recomputed with
- * FormIndexDatum so expression indexes work) into a pool that returns its
- * nearest first.  The first kdindex.rerank candidates fill the pool; before a
- * row leaves it, further candidates are re-ranked while the next one by code
- * distance could still be nearer than that row (by the errors of the code
- * distances re-ranked so far).  Rows invisible to the snapshot drop out there.
- * With kdindex.rerank = 0 candidates are returned in code order.
+ * (fetched under the scan's snapshot by heap.c, in batches in block order)
+ * into a pool that returns its nearest first.  The first kdindex.rerank
+ * candidates fill the pool; with kdindex.rerank_margin set, each of the first
+ * rows leaves as soon as the next candidate by code distance could not be
+ * nearer (by the errors of the code distances re-ranked so far), so the scan
+ * re-ranks only as deep as the rows the executor asks for need.  Past the
+ * first rows, further candidates are re-ranked while the next one could
+ * still be nearer than the row about to leave.  Rows invisible to the
+ * snapshot drop out there.  With kdindex.rerank = 0 candidates are returned
+ * in code order.
  *
  * The executor trusts the order (xs_recheckorderby is false) and never
  * checks it.  A row the first candidates missed can re-rank nearer than rows
@@ -181,7 +184,9 @@ next_candidate(IndexScanDesc scan, KdCandidate *c)
 
 /*
  * The exact distance of the row at tid, or false when no version of it is
- * visible to the scan's snapshot.
+ * visible to the scan's snapshot.  The value is detoasted once, into tmpcxt
+ * (or not at all when stored inline uncompressed: the distance is then
+ * computed on the buffer's copy).
  */
 static bool
 exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
@@ -190,13 +195,6 @@ exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 	MemoryContext old;
 	Datum		value;
 	bool		found;
-
-	if (so->heapfetch == NULL)
-	{
-		old = MemoryContextSwitchTo(so->scancxt);
-		so->heapfetch = kd_heap_fetch_begin(scan->heapRelation, scan->indexRelation);
-		MemoryContextSwitchTo(old);
-	}
 
 	MemoryContextReset(so->tmpcxt);
 	old = MemoryContextSwitchTo(so->tmpcxt);
@@ -212,19 +210,46 @@ exact_distance(IndexScanDesc scan, ItemPointer tid, double *dist)
 	return found;
 }
 
-/* Re-rank up to n more candidates into the pool; false when none was left */
-static bool
-rerank_more(IndexScanDesc scan, int64 n)
+/* Candidates re-ranked together, in table order */
+#define KD_RERANK_BATCH 16
+
+static int
+cand_tid_cmp(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) &((const KdCandidate *) a)->tid,
+							  (ItemPointer) &((const KdCandidate *) b)->tid);
+}
+
+/*
+ * Re-rank a batch of candidates into the pool.  They are fetched in TID
+ * order, their blocks prefetched first: rows of one block share a buffer
+ * lookup, and a table larger than shared buffers is read in block order.
+ * The pool orders them by exact distance again.
+ */
+static void
+rerank_batch(IndexScanDesc scan, KdCandidate *batch, int n)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	KdCandidate c;
-	bool		any = false;
+	ItemPointerData tids[KD_RERANK_BATCH];
 
-	while (n-- > 0 && next_candidate(scan, &c))
+	if (so->heapfetch == NULL)
 	{
+		MemoryContext old = MemoryContextSwitchTo(so->scancxt);
+
+		so->heapfetch = kd_heap_fetch_begin(scan->heapRelation, scan->indexRelation);
+		MemoryContextSwitchTo(old);
+	}
+	qsort(batch, n, sizeof(KdCandidate), cand_tid_cmp);
+	for (int i = 0; i < n; i++)
+		tids[i] = batch[i].tid;
+	kd_heap_prefetch(so->heapfetch, tids, n);
+
+	for (int i = 0; i < n; i++)
+	{
+		KdCandidate c = batch[i];
 		double		code = code_distance_value(so->metric, c.dist);
 
-		any = true;
+		so->reranked++;
 		if (!exact_distance(scan, &c.tid, &c.dist))
 			continue;
 		pool_push(so, &c);
@@ -239,44 +264,118 @@ rerank_more(IndexScanDesc scan, int64 n)
 			so->have_reach = true;
 		}
 	}
+}
+
+/* Re-rank up to n more candidates into the pool; false when none was left */
+static bool
+rerank_more(IndexScanDesc scan, int64 n)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	bool		any = false;
+
+	if (so->batch == NULL)
+		so->batch = MemoryContextAlloc(so->querycxt, sizeof(KdCandidate) * KD_RERANK_BATCH);
+	while (n > 0)
+	{
+		int			nb = 0;
+
+		while (nb < Min(n, KD_RERANK_BATCH) && next_candidate(scan, &so->batch[nb]))
+			nb++;
+		if (nb == 0)
+			break;
+		any = true;
+		n -= nb;
+		rerank_batch(scan, so->batch, nb);
+	}
 	return any;
 }
 
+/* Rows re-ranked before code distance errors are trusted to bound others */
+#define KD_MIN_ERR_SAMPLE 16
+
 /*
- * Could the next candidate be nearer than a row at exact distance d?  How far
- * code distances stray from exact ones is measured on the rows re-ranked so
- * far: the next one could be nearer if its code distance, less the mean
- * error and three standard deviations, is.
+ * Standard deviations of the error the hold-back past the first rows allows
+ * for when kdindex.rerank_margin is 0 (no early stop for the first rows)
+ */
+#define KD_HOLD_MARGIN 3
+
+/*
+ * A lower bound on the exact distance (the ORDER BY value) of candidate c,
+ * not re-ranked yet.  How far code distances stray from exact ones is
+ * measured on the query's own re-ranked rows: c's code distance less the
+ * mean error and z standard deviations.  That is a statistical bound, not a
+ * proof: the rows re-ranked first are those whose codes flattered them most,
+ * and where exact distances crowd (many rows nearly as near) the error grows
+ * with the code distance, so rows are missed.  A per-row bound on the coding
+ * error (||x - x^|| for L2) would make it a true one: code distance less that
+ * row's bound.
+ */
+static double
+candidate_lower_bound(KdScanOpaque so, const KdCandidate *c, double z)
+{
+	double		mean = so->err_sum / so->nerr;
+	double		var = Max(so->err_sumsq / so->nerr - mean * mean, 0);
+
+	return code_distance_value(so->metric, c->dist) - mean - z * sqrt(var);
+}
+
+/*
+ * Could a candidate not re-ranked yet be nearer than a row at exact distance
+ * d?  Candidates come in code distance order and candidate_lower_bound is
+ * monotonic in it, so the next one's bound bounds them all.  (A per-row
+ * bound would not be: it would take the largest error bound of the rows
+ * left, such as the index's largest.)  Too few rows re-ranked to measure
+ * the error: yes.  No candidate left, or the scan's bounds reached: no.
  */
 static bool
-next_may_be_nearer(IndexScanDesc scan, double d)
+next_may_be_nearer(IndexScanDesc scan, double d, double z)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	KdPass	   *from;
 	KdCandidate *next;
-	double		mean,
-				var;
 
-	if (scan_bounded(so) || so->nerr < 2)
+	if (scan_bounded(so))
 		return false;
 	next = kd_scan_peek(scan, &from);
 	if (next == NULL)
 		return false;
-	mean = so->err_sum / so->nerr;
-	var = Max(so->err_sumsq / so->nerr - mean * mean, 0);
-	return d > code_distance_value(so->metric, next->dist) - mean - 3 * sqrt(var);
+	if (so->nerr < KD_MIN_ERR_SAMPLE)
+		return true;
+	return d > candidate_lower_bound(so, next, z);
 }
 
 /*
- * Rows the pool returns before it starts holding rows back.  A plain
- * ORDER BY ... LIMIT 10 stops before that and gets the first kdindex.rerank
- * candidates in exact order, as the setting says; a query that asks for more
- * (a filter rejecting rows, a deep LIMIT) gets the held-back, strict order.
+ * Rows the pool returns before it may re-rank past kdindex.rerank
+ * candidates to prove one, and before it holds rows back for lists not
+ * opened yet.  A plain ORDER BY ... LIMIT 10 stops before that, so
+ * kdindex.rerank bounds its work; a query that asks for more (a filter
+ * rejecting rows, a deep LIMIT) gets the held-back, stricter order.
  */
 #define KD_HOLD_AFTER_ROWS 16
 
-/* Re-rank candidates at each step of the pool (kdindex.rerank / 4, or 16) */
-#define KD_RERANK_STEP(rerank)	Max((rerank) / 4, 16)
+/*
+ * May the pool's nearest row be returned?  The first rows: once
+ * kdindex.rerank candidates are re-ranked, or, with kdindex.rerank_margin
+ * set, as soon as no candidate left could be nearer, so the scan re-ranks
+ * only as deep as the rows asked for need (the executor stops asking at the
+ * LIMIT; the index never learns k).  Later rows: once no candidate left could
+ * be nearer, nor a list not opened yet hold a nearer row.
+ */
+static bool
+pool_top_ready(IndexScanDesc scan)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	double		z = kdindex_rerank_margin > 0 ? kdindex_rerank_margin : KD_HOLD_MARGIN;
+	double		d;
+
+	if (so->npool == 0 || so->catching_up)
+		return false;
+	d = so->pool[0].dist;
+	if (so->nreturned < KD_HOLD_AFTER_ROWS)
+		return so->consumed >= kdindex_rerank ||
+			(kdindex_rerank_margin > 0 && !next_may_be_nearer(scan, d, z));
+	return !kd_scan_open_lists(scan, d) && !next_may_be_nearer(scan, d, z);
+}
 
 /* The next row to return, by exact distance when re-ranking */
 static bool
@@ -295,20 +394,34 @@ next_row(IndexScanDesc scan, KdCandidate *c)
 	}
 	else
 	{
-		if (so->consumed == 0)
-			rerank_more(scan, kdindex_rerank);
-		while (so->npool == 0 || so->catching_up ||
-			   (so->nreturned >= KD_HOLD_AFTER_ROWS &&
-				(kd_scan_open_lists(scan, so->pool[0].dist) ||
-				 next_may_be_nearer(scan, so->pool[0].dist))))
-			if (!rerank_more(scan, KD_RERANK_STEP(kdindex_rerank)))
+		while (!pool_top_ready(scan))
+		{
+			int64		n = KD_RERANK_BATCH;
+
+			/*
+			 * The first pass holds kdindex.rerank candidates: going past
+			 * them before the first rows are out would read the codes again
+			 */
+			if (so->nreturned < KD_HOLD_AFTER_ROWS && so->consumed < kdindex_rerank)
+				n = Min(n, kdindex_rerank - so->consumed);
+			if (!rerank_more(scan, n))
 				break;
+		}
 	}
 	if (so->npool == 0)
 		return false;
 	*c = pool_pop(so);
 	so->nreturned++;
 	return true;
+}
+
+/* The re-rank's depth, for tuning kdindex.rerank and kdindex.rerank_margin */
+static void
+report_depth(KdScanOpaque so)
+{
+	if (so->started && so->exact && so->meta.trained)
+		elog(DEBUG1, "kdindex scan: rows returned: %lld, candidates re-ranked: %lld",
+			 (long long) so->nreturned, (long long) so->reranked);
 }
 
 /* Read the index state, prepare the query and the first lists */
@@ -394,6 +507,7 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	if (orderbys && scan->numberOfOrderBys > 0)
 		memmove(scan->orderByData, orderbys, scan->numberOfOrderBys * sizeof(ScanKeyData));
 
+	report_depth(so);
 	MemoryContextReset(so->querycxt);
 	so->started = false;
 	so->empty = false;
@@ -408,6 +522,8 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->centroids = NULL;
 	so->have_reach = false;
 	so->pool = NULL;
+	so->batch = NULL;
+	so->reranked = 0;
 	so->pool_cap = so->npool = 0;
 	so->consumed = 0;
 	so->nreturned = 0;
@@ -503,6 +619,7 @@ kd_endscan(IndexScanDesc scan)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 
+	report_depth(so);
 	if (so->heapfetch)
 		kd_heap_fetch_end(so->heapfetch);
 	MemoryContextDelete(so->scancxt);

@@ -104,8 +104,10 @@ typedef struct KdScanOpaqueData
 	double		err_sum;		/* their count, sum and sum of squares */
 	double		err_sumsq;
 
-	/* heap access for the re-rank */
+	/* heap access for the re-rank, and its batch of candidates */
 	KdHeapFetch *heapfetch;
+	KdCandidate *batch;
+	int64		reranked;		/* candidates re-ranked (for DEBUG1) */
 
 	MemoryContext scancxt;		/* lives across rescans */
 	MemoryContext querycxt;		/* reset per rescan */

@@ -195,6 +195,13 @@ kdindex_recall(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("kdindex_recall is not available on \"%s\": row-level security applies to you",
 						RelationGetRelationName(heap))));
+	/* a Citus table's index here is empty: measure through the coordinator */
+	if (kd_citus_table(heapoid))
+	{
+		index_close(index, NoLock);
+		table_close(heap, NoLock);
+		return kd_citus_call(fcinfo, "kdindex_citus_recall");
+	}
 
 	SPI_connect();
 	nestlevel = kd_pin_search_path();

@@ -574,6 +574,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 
 	/* rights first, then locks: one training at a time, no VACUUM meanwhile */
 	heapoid = kd_index_table_checked(indexoid, KD_PRIV_OWNER);
+	if (kd_citus_table(heapoid))	/* train every shard's index (citus.c) */
+		return kd_citus_call(fcinfo, "kdindex_citus_train");
 	ts.typid = kd_vector_base_type(get_atttype(indexoid, 1));
 	kd_check_teacher_table(teacher, ts.typid);
 	index = kd_lock_index(indexoid, heapoid, ShareUpdateExclusiveLock, RowExclusiveLock, &heap);

@@ -624,6 +624,12 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 	if (!t.self)
 		check_relation(PG_GETARG_OID(3), false);
 	t.typid = vector_column_type(t.relid, t.col, "table");
+	/* TIDs are shard-local on Citus: lists by primary key there (citus.c) */
+	if (kd_citus_table(t.relid))
+	{
+		fcinfo->args[2].value = CStringGetTextDatum(into);	/* qualified */
+		return kd_citus_call(fcinfo, "kdindex_citus_teacher");
+	}
 	if (strcmp(teacher, "index") == 0)
 		t.op = metric_operator(t.metric, t.typid, fcinfo->flinfo->fn_oid);
 

@@ -111,3 +111,40 @@ data_cluster_cleanup() {
   fi
   if declare -F on_exit >/dev/null; then on_exit; fi
 }
+
+# Citus, for test/t/013_citus.pl only (the extension never needs it).  A
+# machine with Citus packages has citus.so already; here it is built from the
+# upstream source in ../shared/citus beside the repository (or
+# $KDINDEX_CITUS_DIR) by its build.sh, as root, about 3 minutes once.  With a
+# private prefix (KDINDEX_PREFIX) Citus's files are copied into it, where the
+# relocated server loads libraries from.  Without either, 013_citus.pl skips
+# itself with a notice.  Never fails the run: a failed build is reported and
+# the test skipped.
+ensure_citus() {
+  local dir=${KDINDEX_CITUS_DIR:-$ROOT/../shared/citus}
+  local libdir sharedir
+  libdir=$("$PG_CONFIG" --pkglibdir); sharedir=$("$PG_CONFIG" --sharedir)
+  if [ ! -f "$libdir/citus.so" ]; then
+    if [ ! -x "$dir/build.sh" ]; then
+      echo "$ME: Citus is not installed and $dir/build.sh is absent: 013_citus.pl will skip"
+      return 0
+    fi
+    if [ $IS_ROOT -ne 1 ]; then
+      echo "$ME: Citus is not installed and building it needs root ($dir/build.sh): 013_citus.pl will skip"
+      return 0
+    fi
+    log "build Citus ($dir/build.sh, about 3 minutes, once)"
+    "$dir/build.sh" "$PG_CONFIG" || { echo "$ME: building Citus failed: 013_citus.pl will skip"; return 0; }
+  fi
+  [ -n "${KDINDEX_PREFIX:-}" ] || return 0
+  # citus.so, citus_columnar.so, citus_pgoutput.so, citus_wal2json.so, the
+  # decoders, and the extension scripts: whatever `make install` put there
+  local f
+  for f in "$libdir"/citus*.so "$libdir"/citus_decoders; do
+    [ -e "$f" ] && cp -a "$f" "$KDINDEX_PREFIX$libdir/"
+  done
+  for f in "$sharedir"/extension/citus*; do
+    [ -e "$f" ] && cp -a "$f" "$KDINDEX_PREFIX$sharedir/extension/"
+  done
+  chmod -R a+rX "$KDINDEX_PREFIX$libdir" "$KDINDEX_PREFIX$sharedir/extension"
+}

@@ -112,6 +112,8 @@ EOF
 TAP_LIST=$(cd "$COPY" && ls test/t/*.pl 2>/dev/null | tr '\n' ' ')
 [ -n "${KDINDEX_TAP:-}" ] && TAP_LIST=${KDINDEX_TAP/#none/}
 TAP_FILES=$(wc -w <<<"$TAP_LIST")
+# Citus only for the test that uses it (lib.sh: built once, copied to the prefix)
+case " $TAP_LIST " in *013_citus.pl*) ensure_citus ;; esac
 
 rc_regress=0; rc_iso=0; rc_tap=0
 if [ -n "$REGRESS_LIST" ]; then
