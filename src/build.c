@@ -385,6 +385,7 @@ kd_build(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
 	check_l1(index, opts);
+	kd_forget_index(index);
 
 	kd_init_meta(&meta, kd_index_metric(index), kd_options_quantizer(index), opts ? opts->m : 0, nbits);
 	kd_init_build_state(&bs, index, heap, &meta);

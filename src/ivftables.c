@@ -17,7 +17,8 @@
  *
  * The terms live per backend, built list by list the first time a scan
  * probes the list, keyed by the index's relfilenode and generation like the
- * quantizer cache (pages.c), so REINDEX, TRUNCATE and retraining all miss.
+ * quantizer cache (pages.c), so REINDEX, TRUNCATE and retraining all miss
+ * (and a build under the same relfilenode drops them: kd_forget_index).
  * All indexes' terms together stay within kdindex.ivf_table_mem; an index
  * whose terms alone exceed it gets per-list tables as before.
  */
@@ -75,6 +76,15 @@ tables_in_use(void)
 		if (ivf_tables[i].cxt)
 			total += ivf_tables[i].bytes;
 	return total;
+}
+
+/* Drop the tables of an index being built anew (kd_forget_index) */
+void
+kd_ivf_tables_forget(const RelFileNode *node)
+{
+	for (int i = 0; i < KD_IVF_TABLES_CACHE; i++)
+		if (ivf_tables[i].cxt && RelFileNodeEquals(ivf_tables[i].node, *node))
+			tables_free(&ivf_tables[i]);
 }
 
 /* Free the least recently used tables other than keep */

@@ -360,5 +360,7 @@ extern void kd_write_lists(Relation index, const KdListEntry *entries, int nlist
 extern bool kd_retire_chains(KdMetaPageData *meta, BlockNumber data_head, BlockNumber blob_head);
 
 extern KdQuantizer *kd_get_quantizer(Relation index, const KdMetaPageData *meta);
+extern void kd_forget_index(Relation index);
+extern void kd_ivf_tables_forget(const RelFileNode *node);
 
 #endif							/* KDINDEX_H */

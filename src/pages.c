@@ -331,6 +331,30 @@ kd_get_quantizer(Relation index, const KdMetaPageData *meta)
 	return victim->quantizer;
 }
 
+/*
+ * Forget what this backend cached of index, before a build writes it anew.
+ * A build starts again at generation 0, and TRUNCATE in the transaction that
+ * created the table rebuilds its indexes under the same relfilenode, so
+ * (relfilenode, generation) can come back with other codebooks.  Only this
+ * backend can have cached those (the table is not committed yet).
+ */
+void
+kd_forget_index(Relation index)
+{
+	for (int i = 0; i < KD_CACHE_SIZE; i++)
+	{
+		KdCacheEntry *e = &kd_cache[i];
+
+		if (e->quantizer && RelFileNodeEquals(e->node, index->rd_node))
+		{
+			kd_quantizer_free(e->quantizer);
+			e->quantizer = NULL;
+			e->last_used = 0;
+		}
+	}
+	kd_ivf_tables_forget(&index->rd_node);
+}
+
 /* Data chains of the index: one per IVF list, or the one flat chain */
 int
 kd_nchains(const KdMetaPageData *meta)
