@@ -343,7 +343,7 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 		/* its weight is fitted by the distillation's teacher, or on the sample */
 		kd_rowterm_enable(trained, &term);
 		if (!bs->distill)
-			kd_rowterm_fit(trained, bs->metric, bs->sample, bs->nsample);
+			kd_rowterm_fit(trained, bs->metric, bs->sample, bs->nsample, (int64) bs->seen);
 	}
 	if (bs->distill)
 		distill_sample(bs, trained);

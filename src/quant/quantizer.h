@@ -211,7 +211,8 @@ kd_lut_rows(const KdQuantizer *q)
 	return q->m + q->term.nsub;
 }
 extern double kd_rowterm_bound(const KdQuantizer *q, const uint8 *code);
-extern void kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n);
+extern void kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n,
+						   int64 table_rows);
 extern void kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
 								  const float *docs, int64 nd, const int32 *truth, int k);
 struct KdDistillSet;
