@@ -188,20 +188,25 @@ kd_rowterm_lut(const KdQuantizer *q, KdMetric metric, const float *query, float 
 		}
 }
 
+/*
+ * The levels bound r as the encoder computed it, in float: a sum of dim
+ * squares, within dim x FLT_EPSILON of the exact one (relative), which the
+ * bound adds
+ */
 double
 kd_rowterm_bound(const KdQuantizer *q, const uint8 *code)
 {
 	const KdRowTerm *t = &q->term;
+	double		slack = 1 + (q->dim + 4) * (double) FLT_EPSILON;
 
 	if (t->mode == KD_ROWTERM_CODE)
 	{
 		int			b = get_level(q, code);
+		double		level = Max((double) level_value(t, b), 0.0);
 
 		if (b == KD_ROWTERM_LEVELS - 1)
 			return get_float8_infinity();
-		if (t->root)
-			return Max((double) level_value(t, b), 0.0);
-		return sqrt(Max((double) level_value(t, b), 0.0));
+		return t->root ? level * sqrt(slack) : sqrt(level * slack);
 	}
 	if (t->mode == KD_ROWTERM_FOLDED && t->weight > 0)
 	{
@@ -216,7 +221,7 @@ kd_rowterm_bound(const KdQuantizer *q, const uint8 *code)
 		memcpy(&stored, code + (q->m * q->nbits + 7) / 8, sizeof(float));
 		pfree(xhat);
 		r = ((double) stored - norm + 4 * FLT_EPSILON * (fabs(stored) + fabs(norm))) /
-			t->weight * (1 + 4 * FLT_EPSILON);
+			t->weight * slack;
 		return sqrt(Max(r, 0.0));
 	}
 	return get_float8_infinity();
