@@ -214,7 +214,8 @@ extern double kd_rowterm_bound(const KdQuantizer *q, const uint8 *code);
 extern void kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n,
 						   int64 table_rows);
 extern void kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
-								  const float *docs, int64 nd, const int32 *truth, int k);
+								  const float *docs, const int64 *rows, int64 nd,
+								  const int32 *truth, int k);
 struct KdDistillSet;
 extern void kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const struct KdDistillSet *set,
 								   const int32 *held, int nheld);

@@ -31,6 +31,8 @@
 #define KD_ROWTERM_DOCS 16384
 /* Neighbours whose recall the weight maximises */
 #define KD_ROWTERM_K 10
+/* Documents coded and scored at once */
+#define KD_ROWTERM_BATCH 1024
 /* Weights tried: 0, 0.05, ..., 1 */
 #define KD_ROWTERM_GRID 21
 #define KD_ROWTERM_GRID_STEP 0.05
@@ -268,48 +270,65 @@ keep_best(float *hs, int32 *hi, int *n, int k, float s, int32 j)
 }
 
 /*
- * Scores of nd rows for nq queries, nq x nd: squared distances less ||q||^2
- * (constant per query), ||x||^2 - 2 q.x, or under inner product -q.x
+ * Scores of nb rows for nq queries into out (row i at out + i * ldo):
+ * squared distances less ||q||^2 (constant per query), ||x||^2 - 2 q.x, or
+ * under inner product -q.x
  */
 static void
-distances(const float *queries, int nq, const float *x, int64 nd, int dim, KdMetric metric,
-		  float *out)
+score_block(const float *queries, int nq, const float *x, int nb, int dim, KdMetric metric,
+			float *out, int64 ldo)
 {
 	bool		ip = metric == KD_METRIC_IP;
-	float	   *norms = palloc(sizeof(float) * Max(nd, 1));
-	int			block = (int) kd_block_rows((double) nd * dim, nq);
+	float		norms[KD_ROWTERM_BATCH];
 
-	for (int64 j = 0; j < nd; j++)
-		norms[j] = kd_dot(x + j * dim, x + j * dim, dim);
-	for (int i0 = 0; i0 < nq; i0 += block)
-	{
-		int			nb = Min(block, nq - i0);
+	Assert(nb <= KD_ROWTERM_BATCH);
+	CHECK_FOR_INTERRUPTS();
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nb, dim, ip ? -1.0f : -2.0f,
+				queries, dim, x, dim, 0.0f, out, ldo);
+	if (ip)
+		return;
+	for (int j = 0; j < nb; j++)
+		norms[j] = kd_dot(x + (Size) j * dim, x + (Size) j * dim, dim);
+	for (int i = 0; i < nq; i++)
+		for (int j = 0; j < nb; j++)
+			out[i * ldo + j] += norms[j];
+}
 
-		CHECK_FOR_INTERRUPTS();
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nd, dim, ip ? -1.0f : -2.0f,
-					queries + (Size) i0 * dim, dim, x, dim, 0.0f, out + (Size) i0 * nd, nd);
-		for (int i = i0; i < i0 + nb && !ip; i++)
-			for (int64 j = 0; j < nd; j++)
-				out[(Size) i * nd + j] += norms[j];
-	}
-	pfree(norms);
+/* Rows [j0, j0 + nb) of the documents into batch: docs' rows, or those rows names */
+static void
+gather(const float *docs, const int64 *rows, int64 j0, int nb, int dim, float *batch)
+{
+	for (int j = 0; j < nb; j++)
+		memcpy(batch + (Size) j * dim, docs + (Size) (rows ? rows[j0 + j] : j0 + j) * dim,
+			   sizeof(float) * dim);
+}
+
+/* Documents a fit takes at most: its nq x nd scores within half of maintenance_work_mem */
+static int64
+max_docs(int nq)
+{
+	return Max((int64) maintenance_work_mem * 1024 / 2 / ((int64) sizeof(float) * Max(nq, 1)),
+			   KD_ROWTERM_BATCH);
 }
 
 /*
- * Fit the term to queries whose true k nearest among docs are truth (nq x k
- * numbers into docs, -1 = none): the levels from the documents' r (or e),
- * and the weight of best recall@k of the codes.  L1, and AQ under inner
- * product: a = 0.
+ * Fit the term to queries whose true k nearest among the documents are truth
+ * (nq x k numbers into the documents, -1 = none): the levels from the
+ * documents' r (or e), and the weight of best recall@k of the codes.  The
+ * documents are docs' rows, or the rows rows names; they are coded in
+ * batches, so besides them the fit holds nq x nd scores.  L1, and AQ under
+ * inner product: a = 0.
  */
 void
 kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
-					  const float *docs, int64 nd, const int32 *truth, int k)
+					  const float *docs, const int64 *rows, int64 nd, const int32 *truth, int k)
 {
 	KdRowTerm  *t = &q->term;
 	int			dim = q->dim;
-	uint8	   *codes = palloc_extended((Size) nd * q->code_size, MCXT_ALLOC_HUGE);
-	int32	   *lists = palloc(sizeof(int32) * Max(nd, 1));
-	float	   *xhat = palloc_extended(sizeof(float) * (Size) nd * dim, MCXT_ALLOC_HUGE);
+	uint8	   *codes = palloc(KD_ROWTERM_BATCH * q->code_size);
+	int32	   *lists = palloc(sizeof(int32) * KD_ROWTERM_BATCH);
+	float	   *batch = palloc(sizeof(float) * KD_ROWTERM_BATCH * dim);
+	float	   *xhat = palloc(sizeof(float) * KD_ROWTERM_BATCH * dim);
 	float	   *r = palloc(sizeof(float) * Max(nd, 1));
 	float	   *level = palloc(sizeof(float) * Max(nd, 1));
 	float		hi = 0,
@@ -328,17 +347,34 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 	Assert(t->mode != KD_ROWTERM_NONE);
 	INSTR_TIME_SET_CURRENT(start);
 	t->root = metric == KD_METRIC_IP && q->kind != KD_QUANT_AQ;
-	kd_quantizer_encode(q, docs, nd, lists, codes);
-	kd_quantizer_decode(q, lists, codes, nd, xhat);
-	for (int64 j = 0; j < nd; j++)
+	if (nq == 0 || nd <= k)
+		fitted = false;
+	cd = palloc_extended(sizeof(float) * (Size) (fitted ? nq : 0) * nd + 1, MCXT_ALLOC_HUGE);
+	for (int64 j0 = 0; j0 < nd; j0 += KD_ROWTERM_BATCH)
 	{
-		r[j] = term_value(t, kd_l2sq(docs + j * dim, xhat + j * dim, dim));
-		if (isfinite(r[j]))
+		int			nb = (int) Min(KD_ROWTERM_BATCH, nd - j0);
+
+		gather(docs, rows, j0, nb, dim, batch);
+		kd_quantizer_encode(q, batch, nb, lists, codes);
+		kd_quantizer_decode(q, lists, codes, nb, xhat);
+		for (int j = 0; j < nb; j++)
 		{
-			lo = Min(lo, r[j]);
-			hi = Max(hi, r[j]);
+			float		v = term_value(t, kd_l2sq(batch + (Size) j * dim, xhat + (Size) j * dim, dim));
+
+			r[j0 + j] = v;
+			if (isfinite(v))
+			{
+				lo = Min(lo, v);
+				hi = Max(hi, v);
+			}
 		}
+		if (fitted)
+			score_block(queries, nq, xhat, nb, dim, metric, cd + j0, nd);
 	}
+	pfree(codes);
+	pfree(lists);
+	pfree(batch);
+	pfree(xhat);
 	/* the documents' largest r is the last bounded level */
 	t->lo = lo <= hi ? lo : 0;
 	t->step = lo < hi ? (hi - lo) / (KD_ROWTERM_LEVELS - 2) : 0;
@@ -352,26 +388,13 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 	}
 	for (int64 j = 0; j < nd; j++)
 		level[j] = level_value(t, level_of(t, r[j]));
-	pfree(codes);
-	pfree(lists);
 	pfree(r);
-	if (!fitted || nq == 0 || nd <= k)
-	{
-		pfree(xhat);
-		pfree(qnorm);
-		pfree(level);
-		kd_rowterm_enable(q, t);
-		return;
-	}
 
-	cd = palloc_extended(sizeof(float) * (Size) nq * nd, MCXT_ALLOC_HUGE);
-	distances(queries, nq, xhat, nd, dim, metric, cd);
-	pfree(xhat);
 	/* inner product: the level's weight is -b ||q|| */
-	for (int i = 0; i < nq; i++)
+	for (int i = 0; i < nq && fitted; i++)
 		qnorm[i] = metric == KD_METRIC_IP ?
 			-sqrtf(kd_dot(queries + (Size) i * dim, queries + (Size) i * dim, dim)) : 1;
-	for (int g = 0; g < KD_ROWTERM_GRID; g++)
+	for (int g = 0; g < KD_ROWTERM_GRID && fitted; g++)
 	{
 		for (int i = 0; i < nq; i++)
 		{
@@ -393,6 +416,7 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 		}
 	}
 	/* the best of the curve smoothed over neighbouring weights, the smallest on ties */
+	if (fitted)
 	{
 		double		best_score = -1;
 
@@ -406,9 +430,9 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 				best = g;
 			}
 		}
+		t->weight = (float) (best * KD_ROWTERM_GRID_STEP);
 	}
-	t->weight = (float) (best * KD_ROWTERM_GRID_STEP);
-	if (message_level_is_interesting(DEBUG2))
+	if (fitted && message_level_is_interesting(DEBUG2))
 	{
 		StringInfoData curve;
 
@@ -444,14 +468,17 @@ kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n, int64 t
 {
 	int			dim = q->dim;
 	int			nq = (int) Min(KD_ROWTERM_QUERIES, n / 8);
-	int64		nd = Min(KD_ROWTERM_DOCS, n - nq);
+	int64		nd = Min(Min(KD_ROWTERM_DOCS, n - nq), max_docs(nq));
 	float	   *queries = palloc(sizeof(float) * Max(nq, 1) * dim);
-	float	   *docs = palloc_extended(sizeof(float) * (Size) Max(nd, 1) * dim, MCXT_ALLOC_HUGE);
+	int64	   *rows = palloc(sizeof(int64) * Max(nd, 1));
+	float	   *batch = palloc(sizeof(float) * KD_ROWTERM_BATCH * dim);
+	float	   *block = palloc(sizeof(float) * Max(nq, 1) * KD_ROWTERM_BATCH);
+	float	   *hs;
 	int			k;
+	int		   *cnt;
 	int32	   *truth;
-	float	   *exact;
-	float		hs[KD_ROWTERM_K];
 	int64		stride;
+	int64		j = 0;
 	instr_time	start,
 				duration;
 
@@ -459,42 +486,40 @@ kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n, int64 t
 	k = (int) rint((double) KD_ROWTERM_K * nd / Max(table_rows, n));
 	k = Max(1, Min(k, KD_ROWTERM_K));
 	truth = palloc(sizeof(int32) * Max(nq, 1) * k);
+	hs = palloc(sizeof(float) * Max(nq, 1) * k);
+	cnt = palloc0(sizeof(int) * Max(nq, 1));
 
 	/* evenly spread: queries every (n / nq)-th row, documents the rows between */
 	stride = nq > 0 ? n / nq : n + 1;
 	for (int i = 0; i < nq; i++)
 		memcpy(queries + (Size) i * dim, x + (Size) i * stride * dim, sizeof(float) * dim);
-	{
-		int64		j = 0;
+	for (int64 row = 0; row < n && j < nd; row++)
+		if (!(row % stride == 0 && row / stride < nq))
+			rows[j++] = row;
+	nd = j;
 
-		for (int64 row = 0; row < n && j < nd; row++)
-		{
-			if (nq > 0 && row % stride == 0 && row / stride < nq)
-				continue;
-			memcpy(docs + (Size) j * dim, x + (Size) row * dim, sizeof(float) * dim);
-			j++;
-		}
-		nd = j;
-	}
-	if (nd <= KD_ROWTERM_K)
-		nq = 0;
-	exact = palloc_extended(sizeof(float) * (Size) Max(nq, 1) * Max(nd, 1), MCXT_ALLOC_HUGE);
-	if (nq > 0)
-		distances(queries, nq, docs, nd, dim, metric, exact);
-	for (int i = 0; i < nq; i++)
+	/* the truth: each query's k nearest documents, a batch at a time */
+	for (int64 j0 = 0; j0 < nd && nq > 0; j0 += KD_ROWTERM_BATCH)
 	{
-		int			cnt = 0;
+		int			nb = (int) Min(KD_ROWTERM_BATCH, nd - j0);
 
-		for (int64 j = 0; j < nd; j++)
-			keep_best(hs, truth + (Size) i * k, &cnt, k, exact[(Size) i * nd + j], (int32) j);
+		gather(x, rows, j0, nb, dim, batch);
+		score_block(queries, nq, batch, nb, dim, metric, block, nb);
+		for (int i = 0; i < nq; i++)
+			for (int b = 0; b < nb; b++)
+				keep_best(hs + (Size) i * k, truth + (Size) i * k, &cnt[i], k,
+						  block[(Size) i * nb + b], (int32) (j0 + b));
 	}
-	pfree(exact);
-	kd_rowterm_fit_ranked(q, metric, queries, nq, docs, nd, truth, k);
+	pfree(batch);
+	pfree(block);
+	pfree(hs);
+	pfree(cnt);
+	kd_rowterm_fit_ranked(q, metric, queries, nq, x, rows, nd, truth, k);
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 	elog(DEBUG2, "kdindex rowterm: fitted on the sample in %.2f s", INSTR_TIME_GET_DOUBLE(duration));
 	pfree(queries);
-	pfree(docs);
+	pfree(rows);
 	pfree(truth);
 }
 
@@ -521,15 +546,25 @@ kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	int			dim = set->dim;
 	int			k = Min(KD_ROWTERM_K, set->k);
 	bool		use_held = nheld >= KD_ROWTERM_QUERIES / 4;
-	int			nq = Min(KD_ROWTERM_QUERIES, use_held ? nheld : set->nq);
-	int32	   *pool = palloc(sizeof(int32) * Max((Size) nq * set->k, 1));
-	int32	   *truth = palloc(sizeof(int32) * Max(nq, 1) * k);
-	float	   *queries = palloc(sizeof(float) * Max(nq, 1) * dim);
+	/* the lists' documents within half of maintenance_work_mem, and the scores */
+	int64		budget = (int64) maintenance_work_mem * 1024 / 2 / ((int64) sizeof(float) * dim);
+	int			nq = (int) Min(Min(KD_ROWTERM_QUERIES, use_held ? nheld : set->nq),
+							   Max(budget / Max(set->k, 1), 1));
+
+	int32	   *pool;
+	int32	   *truth;
+	float	   *queries;
 	float	   *docs;
 	int64		nd = 0;
 
 	if (q->term.mode == KD_ROWTERM_NONE)
 		return;
+	/* and nq x (up to nq k) scores within the other half */
+	while (nq > 1 && (double) nq * nq * set->k * sizeof(float) > (double) maintenance_work_mem * 1024 / 2)
+		nq /= 2;
+	pool = palloc(sizeof(int32) * Max((Size) nq * set->k, 1));
+	truth = palloc(sizeof(int32) * Max(nq, 1) * k);
+	queries = palloc(sizeof(float) * Max(nq, 1) * dim);
 	for (int i = 0; i < nq; i++)
 	{
 		int32		qi = use_held ? held[i] : i;
@@ -568,7 +603,7 @@ kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 		CHECK_FOR_INTERRUPTS();
 		set->fetch(set->fetch_arg, pool + start, (int) Min(4096, nd - start), docs + (Size) start * dim);
 	}
-	kd_rowterm_fit_ranked(q, metric, queries, nq, docs, nd, truth, k);
+	kd_rowterm_fit_ranked(q, metric, queries, nq, docs, NULL, nd, truth, k);
 	pfree(pool);
 	pfree(truth);
 	pfree(queries);
