@@ -340,10 +340,9 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	{
 		KdRowTerm	term = {.mode = KD_ROWTERM_CODE};
 
-		/* its weight is fitted by the distillation's teacher, or on the sample */
+		/* fitted on the sample; distillation refits it from its teacher */
 		kd_rowterm_enable(trained, &term);
-		if (!bs->distill)
-			kd_rowterm_fit(trained, bs->metric, bs->sample, bs->nsample, (int64) bs->seen);
+		kd_rowterm_fit(trained, bs->metric, bs->sample, bs->nsample, (int64) bs->seen);
 	}
 	if (bs->distill)
 		distill_sample(bs, trained);
