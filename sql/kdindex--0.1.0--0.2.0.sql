@@ -1,9 +1,19 @@
 -- kdindex 0.1.0 -> 0.2.0: kdindex_verify; L1 distance (<+>, float4_l1_ops);
 -- kdindex_recall in C (privilege checks, a pinned search_path, usable as a
--- session's first statement); pgvector's operator classes move to the
+-- session's first statement); kdindex_info's rowterm; pgvector's operator classes move to the
 -- extension kdindex_vector (see below).  Indexes built by 0.1.0 are read as
 -- they are.
 \echo Use "ALTER EXTENSION kdindex UPDATE TO '0.2.0'" to load this file. \quit
+
+-- kdindex_info reports the row term's weight (rowterm, NULL without one)
+DROP FUNCTION kdindex_info(regclass);
+CREATE FUNCTION kdindex_info(idx regclass,
+	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
+	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
+	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
+	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int,
+	OUT rowterm float8)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Check an index's pages, as amcheck's bt_index_check does a B-tree's; with
 -- heapallindexed, also that every live row of the table is in it exactly

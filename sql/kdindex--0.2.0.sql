@@ -65,7 +65,8 @@ CREATE FUNCTION kdindex_info(idx regclass,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
-	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int)
+	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int,
+	OUT rowterm float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Rows and pages of each IVF list (one row, list 0, for a flat index).

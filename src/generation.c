@@ -336,6 +336,14 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	kd_ivf_set_lists(trained, bs->lists);
 	trained->balance = (float) bs->balance;
 	kd_quantizer_train(trained, bs->sample, bs->nsample);
+	if (bs->rowterm)
+	{
+		KdRowTerm	term = {.mode = KD_ROWTERM_CODE};
+
+		/* fitted on the sample; distillation refits it from its teacher */
+		kd_rowterm_enable(trained, &term);
+		kd_rowterm_fit(trained, bs->metric, bs->sample, bs->nsample, (int64) bs->seen);
+	}
 	if (bs->distill)
 		distill_sample(bs, trained);
 	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
@@ -354,6 +362,7 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	meta->train_rows = bs->nsample;
 	meta->trained = true;
 	meta->code_size = bs->quantizer->code_size;
+	meta->version = KdLayoutVersionFor(bs->quantizer);
 }
 
 
@@ -424,6 +433,7 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	bs->metric = kd_index_metric(index);
 	/* kd_build refuses it under L1, but ALTER INDEX ... SET can turn it on */
 	bs->distill = opts && opts->distill && bs->metric != KD_METRIC_L1;
+	bs->rowterm = opts ? opts->rowterm : true;
 	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -583,6 +593,7 @@ switch_meta(Relation index, const KdMetaPageData *gen, uint32 generation)
 	Assert(wmeta->nlists == 0);
 	kd_retire_chains(wmeta, wmeta->data_head, wmeta->blob_head);
 	wmeta->generation++;
+	wmeta->version = gen->version;
 	wmeta->dim = gen->dim;
 	wmeta->m = gen->m;
 	wmeta->code_size = gen->code_size;
@@ -744,6 +755,7 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	meta.blob_size = size;
 	encode_finish(&bs, &meta);
 	meta.code_size = bs.quantizer->code_size;
+	meta.version = KdLayoutVersionFor(bs.quantizer);
 	meta.train_seconds = train_seconds;
 	meta.train_mse = kd_quantizer_mse(bs.quantizer, x, n);
 	meta.train_rows = n;

@@ -47,6 +47,7 @@ struct KdBuildState
 	int			iterations;
 	int			beam;
 	bool		distill;		/* distil from sampled queries after training */
+	bool		rowterm;		/* codes carry the per-row error term */
 	int64		nsample;
 	double		seen;
 	double		rowstoskip;

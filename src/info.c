@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_am.h"
 #include "commands/defrem.h"
@@ -99,8 +101,8 @@ kdindex_info(PG_FUNCTION_ARGS)
 	Relation	index = kd_lock_index(relid, heapoid, NoLock, AccessShareLock, NULL);
 	TupleDesc	tupdesc;
 	KdMetaPageData meta;
-	Datum		values[16];
-	bool		nulls[16] = {0};
+	Datum		values[17];
+	bool		nulls[17] = {0};
 	int64		rows;
 	int64		total;
 	int			i = 0;
@@ -138,6 +140,11 @@ kdindex_info(PG_FUNCTION_ARGS)
 	values[i++] = Float8GetDatum(meta.train_seconds);
 	values[i++] = Int64GetDatum(meta.generation);
 	values[i++] = Int32GetDatum(meta.nlists);
+	/* the row term's weight a, when the codes carry the term */
+	if (meta.trained && meta.version == KDINDEX_LAYOUT_VERSION)
+		values[i++] = Float8GetDatum(rint(kd_get_quantizer(index, &meta)->term.weight * 1e4) / 1e4);
+	else
+		nulls[i++] = true;
 	Assert(i == lengthof(values));
 
 	index_close(index, AccessShareLock);

@@ -218,7 +218,7 @@ query_table(KdScanOpaque so, const KdQuantizer *q)
 		return;
 	so->ivf_qlut = MemoryContextAlloc(so->querycxt, sizeof(float) * so->lutsize);
 	q->ops->compute_lut(q, so->unit, KD_METRIC_IP, so->ivf_qlut, &so->ivf_qbias);
-	for (int k = 0; k < so->lutsize; k++)
+	for (int k = 0; k < q->m * q->ksub; k++)
 		so->ivf_qlut[k] *= factor;
 	so->ivf_qbias *= factor;
 }
@@ -234,7 +234,8 @@ add_tables(float *restrict lut, const float *restrict a, const float *restrict b
 /*
  * The lookup tables (n x lutsize) and biases that score the codes of the n
  * lists, for the scan's query: from the precomputed terms where there are,
- * else built per list from q - c (kd_ivf_list_lut).
+ * else built per list from q - c (kd_ivf_list_lut).  Each table's first
+ * m x ksub entries; the row term's, after them, are the caller's.
  */
 void
 kd_ivf_scan_luts(IndexScanDesc scan, const int32 *lists, int n, float *luts, float *biases)
@@ -243,7 +244,9 @@ kd_ivf_scan_luts(IndexScanDesc scan, const int32 *lists, int n, float *luts, flo
 	KdQuantizer *q = kd_get_quantizer(scan->indexRelation, &so->meta);
 	KdIvfTables *t = NULL;
 
-	Assert(so->lutsize == q->m * q->ksub);
+	Size		base = (Size) q->m * q->ksub;
+
+	Assert(so->lutsize >= base);
 	if (q->nlists > 0 && (so->metric == KD_METRIC_L2 || so->metric == KD_METRIC_COSINE))
 		t = get_tables(scan->indexRelation, &so->meta, q);
 	if (t == NULL && !(q->nlists > 0 && so->metric == KD_METRIC_IP))
@@ -264,13 +267,13 @@ kd_ivf_scan_luts(IndexScanDesc scan, const int32 *lists, int n, float *luts, flo
 		if (t == NULL)
 		{
 			/* inner product: -q.(c + r̂) */
-			memcpy(lut, so->ivf_qlut, sizeof(float) * so->lutsize);
+			memcpy(lut, so->ivf_qlut, sizeof(float) * base);
 			biases[i] = so->ivf_qbias - kd_dot(so->unit, c, q->dim);
 			continue;
 		}
 		if (!t->ready[l])
 			compute_term(t, q, l);
-		add_tables(lut, so->ivf_qlut, t->terms + (Size) l * so->lutsize, so->lutsize);
+		add_tables(lut, so->ivf_qlut, t->terms + (Size) l * t->lutsize, t->lutsize);
 		biases[i] = kd_l2sq(so->unit, c, q->dim) + so->ivf_qbias + t->term_biases[l];
 	}
 }

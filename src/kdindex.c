@@ -94,6 +94,9 @@ _PG_init(void)
 	add_bool_reloption(kd_relopt_kind, "distill",
 					   "Distil the quantizer at build time from an exact teacher on sampled rows",
 					   false, AccessExclusiveLock);
+	add_bool_reloption(kd_relopt_kind, "rowterm",
+					   "Store each row's reconstruction error in its code (one byte; AQ: in its norm) and add a fitted multiple of it to the code distance",
+					   true, AccessExclusiveLock);
 	add_int_reloption(kd_relopt_kind, "sample",
 					  "Rows sampled to train the quantizer (0: 256 per codeword, 64 per list)",
 					  0, 0, INT_MAX, AccessExclusiveLock);
@@ -180,7 +183,8 @@ static void
 check_code_fits(KdQuantizerKind quantizer, int m, int nbits)
 {
 	KdLayout	layout;
-	int			code_size = (m * nbits + 7) / 8 + (quantizer == KD_QUANT_AQ ? sizeof(float) : 0);
+	/* with the row term's byte (AQ folds it into its norm) */
+	int			code_size = (m * nbits + 7) / 8 + (quantizer == KD_QUANT_AQ ? sizeof(float) : 1);
 
 	kd_layout_for(&layout, quantizer, m, nbits, code_size);
 	if (layout.capacity < 1)
@@ -266,6 +270,7 @@ kd_options(Datum reloptions, bool validate)
 		{"lists", RELOPT_TYPE_INT, offsetof(KdOptions, lists)},
 		{"balance", RELOPT_TYPE_REAL, offsetof(KdOptions, balance)},
 		{"fillfactor", RELOPT_TYPE_INT, offsetof(KdOptions, fillfactor)},
+		{"rowterm", RELOPT_TYPE_BOOL, offsetof(KdOptions, rowterm)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));

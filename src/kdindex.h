@@ -25,7 +25,15 @@
 #include "quant/quantizer.h"
 
 #define KDINDEX_MAGIC			0x4B44494E	/* "KDIN" */
-#define KDINDEX_LAYOUT_VERSION	2
+/*
+ * Layout 3: codes may carry the per-row error term (quantizer.h), and the
+ * blob says how.  An index without it (rowterm = off, or built before) is
+ * written as layout 2, which older kdindex builds read too.
+ */
+#define KDINDEX_LAYOUT_VERSION	3
+#define KDINDEX_LAYOUT_VERSION_NOTERM	2
+#define KdLayoutVersionFor(q) \
+	((q)->term.mode != KD_ROWTERM_NONE ? KDINDEX_LAYOUT_VERSION : KDINDEX_LAYOUT_VERSION_NOTERM)
 
 #define KDINDEX_METAPAGE_BLKNO	0
 
@@ -156,7 +164,7 @@ typedef KdMetaPageData *KdMetaPage;
 typedef struct KdLayout
 {
 	bool		blocked;
-	int			m;
+	int			m;				/* sub-codes: the quantizer's, then the row term's */
 	int			code_size;		/* bytes of a code in row form (nibbles packed) */
 	int			tupsize;		/* row layout: bytes per tuple */
 	int			blocksize;		/* block layout: bytes per block */
@@ -207,6 +215,7 @@ typedef struct KdOptions
 	int			lists;			/* IVF lists; 0: one flat list */
 	double		balance;		/* balanced lists: Sinkhorn temperature factor; 0: off */
 	int			fillfactor;		/* percent of a data page a build fills */
+	bool		rowterm;		/* codes carry the per-row error term */
 } KdOptions;
 
 /* GUCs */

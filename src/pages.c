@@ -120,7 +120,7 @@ kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind quantizer, i
 {
 	memset(meta, 0, sizeof(*meta));
 	meta->magic = KDINDEX_MAGIC;
-	meta->version = KDINDEX_LAYOUT_VERSION;
+	meta->version = KDINDEX_LAYOUT_VERSION_NOTERM;	/* until a quantizer with the term */
 	meta->metric = metric;
 	meta->quantizer = quantizer;
 	meta->m = m;
@@ -198,11 +198,12 @@ kd_read_meta(Relation index, KdMetaPageData *meta)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" is not a kdindex index", RelationGetRelationName(index))));
-	if (meta->version != KDINDEX_LAYOUT_VERSION)
+	if (meta->version < KDINDEX_LAYOUT_VERSION_NOTERM || meta->version > KDINDEX_LAYOUT_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("index \"%s\" has layout version %u, this kdindex reads version %d",
-						RelationGetRelationName(index), meta->version, KDINDEX_LAYOUT_VERSION),
+				 errmsg("index \"%s\" has layout version %u, this kdindex reads versions %d to %d",
+						RelationGetRelationName(index), meta->version,
+						KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION),
 				 errhint("REINDEX the index.")));
 }
 
@@ -416,19 +417,20 @@ kd_write_lists(Relation index, const KdListEntry *entries, int nlists, KdMetaPag
 
 /*
  * The tuple layout of data pages holding codes of code_size bytes
- * (0: untrained, TIDs only)
+ * (0: untrained, TIDs only); the block layout carries the row term's two
+ * nibbles as two more sub-codes
  */
 void
 kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size)
 {
 	memset(l, 0, sizeof(*l));
-	l->m = m;
+	l->m = m + kd_rowterm_subcodes(quantizer, m, nbits, code_size);
 	l->code_size = code_size;
 	l->blocked = code_size > 0 && nbits == 4 && quantizer != KD_QUANT_AQ;
 	l->tupsize = KdTupleSize(code_size);
 	if (l->blocked)
 	{
-		l->blocksize = KDINDEX_BLOCK_ROWS * sizeof(ItemPointerData) + KdFastScanLutSize(m);
+		l->blocksize = KDINDEX_BLOCK_ROWS * sizeof(ItemPointerData) + KdFastScanLutSize(l->m);
 		l->capacity = (KdPageUsable / l->blocksize) * KDINDEX_BLOCK_ROWS;
 	}
 	else

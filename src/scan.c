@@ -462,7 +462,7 @@ start_scan(IndexScanDesc scan)
 			memcpy(so->unit, so->query, sizeof(float) * so->dim);
 			kd_normalize(so->unit, so->dim);
 		}
-		so->lutsize = q->m * q->ksub;
+		so->lutsize = kd_lut_rows(q) * q->ksub;
 		so->adc_scan = q->ops->adc_scan;
 		if (q->nlists > 0 && kdindex_rerank > 0)
 			kd_scan_rank_lists(so, q);

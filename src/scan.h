@@ -56,7 +56,7 @@ typedef struct KdScanOpaqueData
 	/* index state read at the first call */
 	KdMetaPageData meta;
 	float	   *unit;			/* the query as the codes see it (normalised) */
-	int			lutsize;		/* m x ksub */
+	int			lutsize;		/* m x ksub, then the row term's tables */
 	KdLayout	layout;			/* of the data pages */
 	void		(*adc_scan) (const float *lut, int m, int nbits, KdMetric metric,
 							 const uint8 *codes, int stride, int n, float *out);

@@ -87,6 +87,9 @@ kd_scan_prepare_lists(IndexScanDesc scan, KdPass *p)
 	p->luts = palloc(sizeof(float) * so->lutsize * n);
 	p->biases = palloc(sizeof(float) * n);
 	kd_ivf_scan_luts(scan, so->order + p->first, n, p->luts, p->biases);
+	/* the row term's tables, after the m x ksub entries */
+	for (int i = 0; i < n; i++)
+		kd_rowterm_lut(q, so->metric, so->unit, p->luts + (Size) i * so->lutsize);
 	if (so->layout.blocked)
 	{
 		if (p->qluts)
@@ -94,14 +97,14 @@ kd_scan_prepare_lists(IndexScanDesc scan, KdPass *p)
 			pfree(p->qluts);
 			pfree(p->qscales);
 		}
-		p->qluts = palloc(KdFastScanLutSize(q->m) * n);
+		p->qluts = palloc(KdFastScanLutSize(so->layout.m) * n);
 		p->qscales = palloc(sizeof(float) * n);
 		for (int i = 0; i < n; i++)
 		{
 			float		qbias;
 
-			kd_fastscan_lut(p->luts + (Size) i * so->lutsize, q->m,
-							p->qluts + (Size) i * KdFastScanLutSize(q->m), &p->qscales[i], &qbias);
+			kd_fastscan_lut(p->luts + (Size) i * so->lutsize, so->layout.m,
+							p->qluts + (Size) i * KdFastScanLutSize(so->layout.m), &p->qscales[i], &qbias);
 			p->biases[i] += qbias;
 		}
 	}
@@ -152,8 +155,8 @@ sum_limit(double worst, float scale, float bias)
 static void
 scan_blocks(KdScanOpaque so, KdPass *p, Page page, int ntup, int set, int *n)
 {
-	int			mb = KdFastScanRows(so->meta.m);
-	const uint8 *qlut = p->qluts + (Size) set * KdFastScanLutSize(so->meta.m);
+	int			mb = KdFastScanRows(so->layout.m);
+	const uint8 *qlut = p->qluts + (Size) set * KdFastScanLutSize(so->layout.m);
 	float		scale = p->qscales[set];
 	float		bias = p->biases[set];
 
@@ -218,7 +221,7 @@ run_pass(IndexScanDesc scan, KdPass *p)
 			else
 			{
 				if (use_codes)
-					so->adc_scan(p->luts + (Size) set * so->lutsize, so->meta.m, so->meta.nbits,
+					so->adc_scan(p->luts + (Size) set * so->lutsize, so->layout.m, so->meta.nbits,
 								 so->metric,
 								 (const uint8 *) KdTupleCode(KdPageTuple(page, so->layout.tupsize, 0)),
 								 so->layout.tupsize, ntup, dists);
@@ -277,7 +280,7 @@ merge_catchup(IndexScanDesc scan)
 	memcpy(m->biases + nm, c->biases, sizeof(float) * nc);
 	if (so->layout.blocked)
 	{
-		Size		qsize = KdFastScanLutSize(so->meta.m);
+		Size		qsize = KdFastScanLutSize(so->layout.m);
 
 		m->qluts = repalloc(m->qluts, qsize * (nm + nc));
 		memcpy(m->qluts + qsize * nm, c->qluts, qsize * nc);
@@ -353,7 +356,7 @@ kd_scan_open_lists(IndexScanDesc scan, double d)
 	KdPass	   *c = &so->catchup;
 	int			n = Min(kdindex_probes, so->max_lists - m->last);
 	Size		perlist = sizeof(float) * (so->lutsize + 1) +
-		(so->layout.blocked ? KdFastScanLutSize(so->meta.m) + sizeof(float) : 0);
+		(so->layout.blocked ? KdFastScanLutSize(so->layout.m) + sizeof(float) : 0);
 
 	if (so->centroids == NULL || so->catching_up || n <= 0 || !so->have_reach ||
 		distance_scale(so->metric, d) <= so->centroids[m->last] - so->reach ||

@@ -96,6 +96,7 @@ typedef struct KdVerifyBlobHeader
 } KdVerifyBlobHeader;
 
 #define KD_VERIFY_BLOB_MAGIC	0x4B44424C	/* "KDBL" */
+#define KD_VERIFY_BLOB_MAGIC_ROWTERM	0x4B444232	/* "KDB2": layout 3, with the row term */
 #define KD_VERIFY_MAX_PRECISION 2
 
 typedef struct VerifyState
@@ -400,8 +401,9 @@ check_meta(VerifyState *vs)
 
 	if (m->magic != KDINDEX_MAGIC)
 		corrupt(vs, "the meta page has magic number 0x%08X, not 0x%08X", m->magic, KDINDEX_MAGIC);
-	if (m->version != KDINDEX_LAYOUT_VERSION)
-		corrupt(vs, "the meta page has layout version %u, not %d", m->version, KDINDEX_LAYOUT_VERSION);
+	if (m->version != KDINDEX_LAYOUT_VERSION && m->version != KDINDEX_LAYOUT_VERSION_NOTERM)
+		corrupt(vs, "the meta page has layout version %u, not %d or %d", m->version,
+				KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION);
 	if (m->metric != kd_index_metric(vs->index))
 		corrupt(vs, "the meta page has metric %d, its operator class %d",
 				m->metric, (int) kd_index_metric(vs->index));
@@ -417,6 +419,10 @@ check_meta(VerifyState *vs)
 				m->nfree, m->nretired, m->nlists);
 
 	code_size = m->trained ? (m->m * m->nbits + 7) / 8 + (m->quantizer == KD_QUANT_AQ ? sizeof(float) : 0) : 0;
+	/* layout 3: PQ and OPQ codes may end in the row term's byte */
+	if (m->trained && m->version == KDINDEX_LAYOUT_VERSION && m->quantizer != KD_QUANT_AQ &&
+		m->code_size == code_size + 1)
+		code_size++;
 	if (m->code_size != code_size)
 		corrupt(vs, "the meta page has codes of %d bytes, not %d", m->code_size, code_size);
 	if (m->trained)
@@ -462,9 +468,9 @@ check_quantizer(VerifyState *vs, const char *blob)
 	KdQuantizer *q = NULL;
 
 	memcpy(&hdr, blob, sizeof(hdr));
-	if (hdr.magic != KD_VERIFY_BLOB_MAGIC)
-		corrupt(vs, "the codebook blob has magic number 0x%08X, not 0x%08X",
-				hdr.magic, KD_VERIFY_BLOB_MAGIC);
+	if (hdr.magic != (m->version == KDINDEX_LAYOUT_VERSION ? KD_VERIFY_BLOB_MAGIC_ROWTERM : KD_VERIFY_BLOB_MAGIC))
+		corrupt(vs, "the codebook blob has magic number 0x%08X, not 0x%08X", hdr.magic,
+				m->version == KDINDEX_LAYOUT_VERSION ? KD_VERIFY_BLOB_MAGIC_ROWTERM : KD_VERIFY_BLOB_MAGIC);
 	if (hdr.kind != m->quantizer || hdr.dim != m->dim || hdr.m != m->m || hdr.nbits != m->nbits ||
 		hdr.nlists != m->nlists || hdr.precision < 0 || hdr.precision > KD_VERIFY_MAX_PRECISION)
 		corrupt(vs, "the codebook blob describes quantizer %d, dim = %d, m = %d, nbits = %d, %d lists "

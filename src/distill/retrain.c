@@ -287,7 +287,7 @@ static double
 chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
 			 const KdHeldOut *ho, int dim)
 {
-	int			lutsize = q->m * q->ksub;
+	int			lutsize = kd_lut_rows(q) * q->ksub;
 	int			tupsize = KdTupleSize(meta->code_size);
 	KdLayout	layout;
 	char	   *rows;
@@ -306,7 +306,10 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 	dists = palloc(sizeof(float) * layout.capacity);
 
 	for (int h = 0; h < ho->n; h++)
+	{
 		q->ops->compute_lut(q, ho->queries + (Size) h * dim, metric, luts + (Size) h * lutsize, &bias[h]);
+		kd_rowterm_lut(q, metric, ho->queries + (Size) h * dim, luts + (Size) h * lutsize);
+	}
 	while (blkno != InvalidBlockNumber)
 	{
 		Buffer		buf = ReadBuffer(index, blkno);
@@ -326,7 +329,7 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 		{
 			KdHit	   *hb = best + (Size) h * ho->topn;
 
-			q->ops->adc_scan(luts + (Size) h * lutsize, q->m, q->nbits, metric,
+			q->ops->adc_scan(luts + (Size) h * lutsize, kd_lut_rows(q), q->nbits, metric,
 							 (const uint8 *) KdTupleCode(rows), tupsize, ntup, dists);
 			for (int i = 0; i < ntup; i++)
 			{

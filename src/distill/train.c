@@ -722,6 +722,9 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	memcpy(st.cb, best, sizeof(float) * st.ncb);
 	st.sq->ops->prepare(st.sq);
 	q->ops->prepare(q);
+	/* the row term's weight, for the codebooks kept (epochs = 0 changes nothing) */
+	if (res->epochs > 0)
+		kd_rowterm_fit_teacher(q, metric, set, res->held, res->nheld);
 }
 
 /*

@@ -381,9 +381,14 @@ aq_encode(const KdQuantizer *q, const float *x, int64 n, uint8 *codes)
 			memset(code, 0, q->code_size);
 			for (int j = 0; j < q->m; j++)
 				kd_code_set(code, q->nbits, j, stage_codes[j]);
-			/* the norm the scan adds is that of the reconstruction itself */
+			/*
+			 * The norm the scan adds is that of the reconstruction itself,
+			 * plus the row term a ||x - x̂||^2 (rowterm.c)
+			 */
 			reconstruct(q, stage_codes, xhat);
 			norm = kd_dot(xhat, xhat, q->dim);
+			if (q->term.mode == KD_ROWTERM_FOLDED && q->term.weight > 0)
+				norm += q->term.weight * kd_l2sq(x + (start + i) * q->dim, xhat, q->dim);
 			memcpy(code + aq_code_bytes(q), &norm, sizeof(float));
 		}
 	}

@@ -133,6 +133,7 @@ pq_encode(const KdQuantizer *q, const float *x, int64 n, uint8 *codes)
 		}
 	}
 	pfree(assign);
+	kd_rowterm_encode(q, x, n, codes);
 }
 
 static void

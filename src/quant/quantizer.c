@@ -21,6 +21,8 @@
 #include "quant/quantizer.h"
 
 #define KD_BLOB_MAGIC 0x4B44424C	/* "KDBL" */
+/* the same, a KdRowTerm after the header (layout 3: codes carry the row term) */
+#define KD_BLOB_MAGIC_ROWTERM 0x4B444232	/* "KDB2" */
 
 typedef struct KdBlobHeader
 {
@@ -327,7 +329,7 @@ serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 	KdBlobHeader hdr;
 	int			n = q->ops->nparams(q);
 
-	hdr.magic = KD_BLOB_MAGIC;
+	hdr.magic = q->term.mode != KD_ROWTERM_NONE ? KD_BLOB_MAGIC_ROWTERM : KD_BLOB_MAGIC;
 	hdr.kind = q->kind;
 	hdr.dim = q->dim;
 	hdr.m = q->m;
@@ -337,6 +339,8 @@ serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (char *) &hdr, sizeof(hdr));
+	if (q->term.mode != KD_ROWTERM_NONE)
+		appendBinaryStringInfo(&buf, (char *) &q->term, sizeof(KdRowTerm));
 	for (int i = 0; i < n; i++)
 	{
 		Size		len;
@@ -389,12 +393,24 @@ kd_quantizer_deserialize(const char *blob, Size size)
 	KdQuantizer *q;
 	const char *p = blob + sizeof(hdr);
 	int			n;
+	KdRowTerm	term = {0};
 
 	if (size < sizeof(hdr))
 		elog(ERROR, "kdindex: codebook blob truncated");
 	memcpy(&hdr, blob, sizeof(hdr));
-	if (hdr.magic != KD_BLOB_MAGIC)
+	if (hdr.magic != KD_BLOB_MAGIC && hdr.magic != KD_BLOB_MAGIC_ROWTERM)
 		elog(ERROR, "kdindex: codebook blob has a bad magic number");
+	if (hdr.magic == KD_BLOB_MAGIC_ROWTERM)
+	{
+		if (p + sizeof(term) > blob + size)
+			elog(ERROR, "kdindex: codebook blob truncated");
+		memcpy(&term, p, sizeof(term));
+		p += sizeof(term);
+		if (term.mode < KD_ROWTERM_CODE || term.mode > KD_ROWTERM_FOLDED ||
+			!isfinite(term.weight) || !isfinite(term.lo) || !isfinite(term.step) ||
+			term.weight < 0 || term.step < 0)
+			elog(ERROR, "kdindex: codebook blob's row term is corrupt");
+	}
 	if (hdr.kind < KD_QUANT_PQ || hdr.kind > KD_QUANT_AQ ||
 		hdr.dim < 1 || hdr.dim > KDINDEX_MAX_DIM || hdr.m < 1 || hdr.m > KDINDEX_MAX_DIM ||
 		(hdr.nbits != 4 && hdr.nbits != 8) ||
@@ -402,6 +418,7 @@ kd_quantizer_deserialize(const char *blob, Size size)
 		hdr.nlists < 0 || hdr.nlists > KDINDEX_MAX_LISTS)
 		elog(ERROR, "kdindex: codebook blob header is corrupt");
 	q = kd_quantizer_create((KdQuantizerKind) hdr.kind, hdr.dim, hdr.m, hdr.nbits);
+	kd_rowterm_enable(q, &term);
 	n = q->ops->nparams(q);
 	for (int i = 0; i < n; i++)
 	{

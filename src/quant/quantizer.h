@@ -32,6 +32,47 @@ typedef enum KdQuantizerKind
 
 typedef struct KdQuantizer KdQuantizer;
 
+/*
+ * The per-row error term (rowterm.c).  A code loses detail: r = ||x - x̂||^2.
+ * A query that is not the row's neighbour does not share that detail, so its
+ * true squared distance is nearer ||q - x̂||^2 + a r than ||q - x̂||^2; the
+ * code distance adds a * level(b), b a byte per row holding r rounded up to
+ * one of 256 uniform levels (level(b) = lo + step b >= r for b < 255; 255
+ * also stands for anything larger).
+ *
+ * PQ and OPQ carry b as extra sub-codes after their m: one byte at
+ * nbits = 8, two nibbles (low, high) at nbits = 4, whose lookup tables,
+ * a (lo + step l) and a step 16 h, are appended after the m x ksub entries
+ * (kd_rowterm_lut), so every ADC path, the 4-bit fast scan included, sums
+ * them as it sums any sub-code.  AQ folds a r into the float norm it already
+ * stores, exactly and at no cost.  Parameters travel in the blob, so each
+ * generation carries its own.
+ *
+ * Inner product has no ||e||^2 in -<q, x> = -<q, x̂> - <q, e>; but among the
+ * rows a query ranks first, <q, e> leans positive, and more so the larger
+ * e = ||x - x̂|| (the error's component along q, ScaNN's observation): the
+ * score there is -<q, x̂> - b ||q|| e, the byte holding e.  AQ, whose inner
+ * product ignores its stored norm, and L1 keep a = 0.
+ */
+typedef enum KdRowTermMode
+{
+	KD_ROWTERM_NONE = 0,		/* layout 2 and rowterm = off */
+	KD_ROWTERM_CODE = 1,		/* PQ, OPQ: extra sub-codes */
+	KD_ROWTERM_FOLDED = 2		/* AQ: in the stored norm */
+} KdRowTermMode;
+
+typedef struct KdRowTerm
+{
+	int32		mode;			/* KdRowTermMode */
+	int32		nsub;			/* sub-codes the term adds to a code */
+	int32		root;			/* levels are of e = ||x - x̂|| (inner product), not of r */
+	float		weight;			/* a, or b under inner product; 0 where it does not help */
+	float		lo;				/* level(b) = lo + step * b */
+	float		step;
+} KdRowTerm;
+
+#define KD_ROWTERM_LEVELS 256
+
 typedef struct KdQuantizerOps
 {
 	/* allocate zeroed parameters */
@@ -87,6 +128,7 @@ struct KdQuantizer
 	float	   *centroid_norms;
 	float	   *list_offsets;	/* balanced lists: added to a row's distance to pick its list */
 	float		balance;		/* training: Sinkhorn temperature factor, 0 = plain k-means */
+	KdRowTerm	term;			/* the per-row error term, KD_ROWTERM_NONE: none */
 	MemoryContext cxt;			/* holds the quantizer and its parameters */
 	void	   *state;			/* kind-specific parameters */
 };
@@ -155,6 +197,37 @@ extern KdQuantizer *kd_opq_inner(KdQuantizer *q);
 
 /* aq.c */
 extern const KdQuantizerOps kd_aq_ops;
+
+/* rowterm.c */
+extern void kd_rowterm_enable(KdQuantizer *q, const KdRowTerm *term);
+extern int	kd_rowterm_subcodes(int quantizer, int m, int nbits, int code_size);
+extern void kd_rowterm_encode(const KdQuantizer *q, const float *x, int64 n, uint8 *codes);
+extern void kd_rowterm_lut(const KdQuantizer *q, KdMetric metric, const float *query, float *lut);
+
+/* Sub-codes of a code, and so rows of its lookup table: the term's after q's */
+static inline int
+kd_lut_rows(const KdQuantizer *q)
+{
+	return q->m + q->term.nsub;
+}
+extern double kd_rowterm_bound(const KdQuantizer *q, const uint8 *code);
+extern void kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n,
+						   int64 table_rows);
+extern void kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
+								  const float *docs, const int64 *rows, int64 nd,
+								  const int32 *truth, int k);
+struct KdDistillSet;
+extern void kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const struct KdDistillSet *set,
+								   const int32 *held, int nheld);
+
+/*
+ * kd_rowterm_bound(q, code): an upper bound of ||x - x̂||, the distance of the
+ * row from its reconstruction (in the space the codes are in: the unit
+ * vector under cosine), from what the code stores: level(b) rounded up, or
+ * for AQ (norm + a r - ||x̂||^2) / a with its float rounding; +infinity when
+ * the code holds no bound (no term, b = 255, AQ with a = 0).  For the exact
+ * re-rank: |d(q, x) - d(q, x̂)| <= bound.
+ */
 
 /* the lookup-table sum alone, for quantizers with nothing to add */
 extern void kd_adc_lut_only(const float *lut, int m, int nbits, KdMetric metric,

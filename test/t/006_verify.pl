@@ -20,7 +20,7 @@ my $DIM = 8;
 my $BLCKSZ = 8192;
 my $CONTENTS = 24;                  # MAXALIGN(SizeOfPageHeaderData)
 my $OPAQUE = $BLCKSZ - 16;          # KdPageOpaqueData: next, ntuples, flags, unused, page_id
-my $TUPSIZE = 6 + 4;                # heap TID + PQ code of m = 4 bytes
+my $TUPSIZE = 6 + 4 + 1;            # heap TID + PQ code of m = 4 bytes + the row term
 
 my $node = PostgreSQL::Test::Cluster->new('verify');
 $node->init;
