@@ -102,6 +102,7 @@ CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT
 	learning_rate float8 DEFAULT 5e-3, rec_weight float8 DEFAULT 1e-3,
 	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
 	tau float8 DEFAULT 0, balance float8 DEFAULT 0, negatives int DEFAULT 20,
+	seed bigint DEFAULT 0,
 	OUT loss_before float8, OUT loss_after float8,
 	OUT recall_before float8, OUT recall_after float8,
 	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,

@@ -47,6 +47,7 @@ typedef struct KdDistillParams
 	double		tau;			/* PQ/OPQ: soft straight-through temperature; 0 = hard only */
 	double		balance;		/* PQ/OPQ: Sinkhorn epsilon of balanced batch codes; 0 = off */
 	int			negatives;		/* per query: documents its codes wrongly rank high */
+	int64		seed;			/* the held-out pick and the batch order */
 	Size		mem_budget;		/* bytes for cached document vectors */
 	Size		batch_budget;	/* bytes for a batch's vectors: fewer queries when short */
 } KdDistillParams;
@@ -73,7 +74,7 @@ extern void kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metr
 								 const int32 *qrows, int nq, int k, int32 *lists);
 
 extern double kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss,
-										bool soft);
+										bool soft, bool lists);
 extern void kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 					   const KdDistillParams *p, KdDistillResult *res);
 
