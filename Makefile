@@ -12,7 +12,7 @@ OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/fastscan.o src/security.o src/verify.o src/scanlists.o src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o src/quant/ivf.o \
        src/distill/teacher.o src/distill/train.o src/distill/retrain.o src/distill/recall.o src/distill/codewords.o src/distill/ranking.o src/distill/student.o
 
-REGRESS = setup operators l1 bad_input build quantizers scan ivf fastscan walk vacuum churn selftrain distill train info verify fuzz overflow cosine_zero pgvector privileges hot limits iterative costs
+REGRESS = setup operators l1 bad_input build quantizers aq_ip scan ivf fastscan walk vacuum churn selftrain distill train info verify fuzz overflow cosine_zero pgvector privileges hot limits iterative costs
 REGRESS_OPTS = --inputdir=. --load-extension=kdindex
 ISOLATION = insert_scan train_insert privileges_lock
 ISOLATION_OPTS = --inputdir=test --load-extension=kdindex

@@ -333,6 +333,7 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
 	trained->iterations = bs->iterations;
 	trained->beam = bs->beam;
+	trained->metric = bs->metric;
 	kd_ivf_set_lists(trained, bs->lists);
 	trained->balance = (float) bs->balance;
 	kd_quantizer_train(trained, bs->sample, bs->nsample);
