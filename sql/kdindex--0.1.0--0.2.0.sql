@@ -18,6 +18,20 @@ CREATE OR REPLACE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int 
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
+-- kdindex_train takes a seed (the held-out pick and the batch order); before the
+-- block below, which pins search_path for the rest of the script
+DROP FUNCTION kdindex_train(regclass, regclass, int, float8, float8, text, float8, float8, float8, int);
+CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT 5,
+	learning_rate float8 DEFAULT 5e-3, rec_weight float8 DEFAULT 1e-3,
+	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
+	tau float8 DEFAULT 0, balance float8 DEFAULT 0, negatives int DEFAULT 20,
+	seed bigint DEFAULT 0,
+	OUT loss_before float8, OUT loss_after float8,
+	OUT recall_before float8, OUT recall_after float8,
+	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
+	OUT train_queries int, OUT heldout_queries int)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
 -- L1 (taxicab) distance on real[], pgvector's <+>, and its operator class
 CREATE FUNCTION kdindex_l1_distance(real[], real[]) RETURNS float8
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -91,15 +105,3 @@ BEGIN
 END
 $$;
 
--- kdindex_train takes a seed (the held-out pick and the batch order)
-DROP FUNCTION kdindex_train(regclass, regclass, int, float8, float8, text, float8, float8, float8, int);
-CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT 5,
-	learning_rate float8 DEFAULT 5e-3, rec_weight float8 DEFAULT 1e-3,
-	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
-	tau float8 DEFAULT 0, balance float8 DEFAULT 0, negatives int DEFAULT 20,
-	seed bigint DEFAULT 0,
-	OUT loss_before float8, OUT loss_after float8,
-	OUT recall_before float8, OUT recall_after float8,
-	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
-	OUT train_queries int, OUT heldout_queries int)
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
