@@ -26,7 +26,7 @@
  *
  * Besides the teacher's ranks n+1..K, each query's denominators hold the
  * documents its codes wrongly rank high, mined from all documents' codes at
- * the start of every epoch (mine_negatives).
+ * the start of every epoch (kd_mine_negatives, student.c).
  *
  * Adam updates the codebooks, its step decaying along a half cosine over all
  * the epochs.  The codebooks kept are the average of those after each epoch
