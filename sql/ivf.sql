@@ -124,11 +124,7 @@ CREATE INDEX items_ivf_opq ON items USING kdindex (v) WITH (m = 8, lists = 8, qu
 SELECT knn_recall('items', '<->', 100) >= 0.95 AS opq_rerank_ok;
 DROP INDEX items_ivf_opq;
 
--- not (yet) for lists: distillation; bad values
-SELECT kdindex_teacher('items', 'v', 'ivf_teacher_t', nqueries => 20, k => 10) AS teacher_queries;
-SELECT * FROM kdindex_train('items_ivf', 'ivf_teacher_t');
-DROP TABLE ivf_teacher_t;
-CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = 8, distill = on);
+-- bad values (kdindex_train and distill = on with lists: train.sql)
 CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = -1);
 CREATE INDEX items_bad ON items USING kdindex (v) WITH (lists = 40000);
 SET kdindex.probes = 0;

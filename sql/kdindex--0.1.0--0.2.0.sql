@@ -28,6 +28,20 @@ CREATE OR REPLACE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int 
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
+-- kdindex_train takes a seed (the held-out pick and the batch order); before the
+-- block below, which pins search_path for the rest of the script
+DROP FUNCTION kdindex_train(regclass, regclass, int, float8, float8, text, float8, float8, float8, int);
+CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT 5,
+	learning_rate float8 DEFAULT 5e-3, rec_weight float8 DEFAULT 1e-3,
+	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
+	tau float8 DEFAULT 0, balance float8 DEFAULT 0, negatives int DEFAULT 20,
+	seed bigint DEFAULT 0,
+	OUT loss_before float8, OUT loss_after float8,
+	OUT recall_before float8, OUT recall_after float8,
+	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
+	OUT train_queries int, OUT heldout_queries int)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
 -- L1 (taxicab) distance on real[], pgvector's <+>, and its operator class
 CREATE FUNCTION kdindex_l1_distance(real[], real[]) RETURNS float8
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -357,7 +371,7 @@ $$;
 -- placement; the result is the mean over placements.
 CREATE FUNCTION @extschema@.kdindex_citus_train(idx regclass, teacher regclass, nepochs int,
 	learning_rate float8, rec_weight float8, loss text, holdout float8,
-	tau float8, balance float8, negatives int,
+	tau float8, balance float8, negatives int, seed bigint,
 	OUT loss_before float8, OUT loss_after float8,
 	OUT recall_before float8, OUT recall_after float8,
 	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
@@ -398,9 +412,9 @@ BEGIN
 		   array_agg(format('SELECT CASE WHEN to_regclass(%1$L) IS NULL THEN '
 							'@extschema@.kdindex_teacher(%2$L, %3$L, %1$L, NULL, %4$s, %5$s, ''exact'', %6$L) '
 							'ELSE 0 END', x.st, x.shard_table, c.col, k, nq, c.metric)),
-		   array_agg(format('SELECT row_to_json(t) FROM @extschema@.kdindex_train(%L, %L, %s, %s, %s, %L, %s, %s, %s, %s) t',
+		   array_agg(format('SELECT row_to_json(t) FROM @extschema@.kdindex_train(%L, %L, %s, %s, %s, %L, %s, %s, %s, %s, %s) t',
 							x.shard_rel, x.st, nepochs, learning_rate, rec_weight, loss, holdout, tau,
-							balance, negatives))
+							balance, negatives, seed))
 	  INTO s, n, p, ensure, train
 	  FROM (SELECT pl.*, format('%I.%I', tnsp,
 								left(tname, 62 - length(pl.shardid::text)) || '_' || pl.shardid) AS st

@@ -103,6 +103,7 @@ CREATE FUNCTION kdindex_train(idx regclass, teacher regclass, epochs int DEFAULT
 	learning_rate float8 DEFAULT 5e-3, rec_weight float8 DEFAULT 1e-3,
 	loss text DEFAULT 'listmle', holdout float8 DEFAULT 0.1,
 	tau float8 DEFAULT 0, balance float8 DEFAULT 0, negatives int DEFAULT 20,
+	seed bigint DEFAULT 0,
 	OUT loss_before float8, OUT loss_after float8,
 	OUT recall_before float8, OUT recall_after float8,
 	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
@@ -388,7 +389,7 @@ $$;
 -- placement; the result is the mean over placements.
 CREATE FUNCTION @extschema@.kdindex_citus_train(idx regclass, teacher regclass, nepochs int,
 	learning_rate float8, rec_weight float8, loss text, holdout float8,
-	tau float8, balance float8, negatives int,
+	tau float8, balance float8, negatives int, seed bigint,
 	OUT loss_before float8, OUT loss_after float8,
 	OUT recall_before float8, OUT recall_after float8,
 	OUT epochs int, OUT best_epoch int, OUT seconds_per_epoch float8, OUT seconds float8,
@@ -429,9 +430,9 @@ BEGIN
 		   array_agg(format('SELECT CASE WHEN to_regclass(%1$L) IS NULL THEN '
 							'@extschema@.kdindex_teacher(%2$L, %3$L, %1$L, NULL, %4$s, %5$s, ''exact'', %6$L) '
 							'ELSE 0 END', x.st, x.shard_table, c.col, k, nq, c.metric)),
-		   array_agg(format('SELECT row_to_json(t) FROM @extschema@.kdindex_train(%L, %L, %s, %s, %s, %L, %s, %s, %s, %s) t',
+		   array_agg(format('SELECT row_to_json(t) FROM @extschema@.kdindex_train(%L, %L, %s, %s, %s, %L, %s, %s, %s, %s, %s) t',
 							x.shard_rel, x.st, nepochs, learning_rate, rec_weight, loss, holdout, tau,
-							balance, negatives))
+							balance, negatives, seed))
 	  INTO s, n, p, ensure, train
 	  FROM (SELECT pl.*, format('%I.%I', tnsp,
 								left(tname, 62 - length(pl.shardid::text)) || '_' || pl.shardid) AS st

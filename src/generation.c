@@ -333,6 +333,7 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	trained = kd_quantizer_create(meta->quantizer, bs->dim, meta->m, meta->nbits);
 	trained->iterations = bs->iterations;
 	trained->beam = bs->beam;
+	trained->metric = bs->metric;
 	kd_ivf_set_lists(trained, bs->lists);
 	trained->balance = (float) bs->balance;
 	kd_quantizer_train(trained, bs->sample, bs->nsample);
@@ -589,9 +590,9 @@ switch_meta(Relation index, const KdMetaPageData *gen, uint32 generation)
 			 RelationGetRelationName(index));
 	state = GenericXLogStart(index);
 	wmeta = KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0));
-	/* the old generation is flat: untrained, or refused by kdindex_train with lists */
-	Assert(wmeta->nlists == 0);
-	kd_retire_chains(wmeta, wmeta->data_head, wmeta->blob_head);
+	/* with lists, the directory heads the retired chains (VACUUM frees its lists) */
+	kd_retire_chains(wmeta, wmeta->nlists > 0 ? wmeta->dir_pages[0] : wmeta->data_head,
+					 wmeta->blob_head);
 	wmeta->generation++;
 	wmeta->version = gen->version;
 	wmeta->dim = gen->dim;
@@ -678,6 +679,75 @@ kd_train_in_place(Relation index, Relation heap)
 						   RelationGetRelationName(index), (long long) meta.train_rows)));
 }
 
+/* Where the first pass of a retrain stops in a chain: its tail then, and the tuples it held */
+typedef struct ChainStop
+{
+	BlockNumber head;
+	BlockNumber tail;
+	int			ntup;
+} ChainStop;
+
+/*
+ * Under the training lock: where every chain (the flat one, or each list's)
+ * ends now.  Each insert cursor is reset, so that rows inserted from now on
+ * go after these ends, to the tails.  meta gets the meta page.
+ */
+static ChainStop *
+stop_chains(Relation index, KdMetaPageData *meta)
+{
+	Buffer		metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
+	ChainStop  *stops;
+
+	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
+	memcpy(meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(*meta));
+	stops = palloc(sizeof(ChainStop) * Max(meta->nlists, 1));
+	for (int c = 0; c < Max(meta->nlists, 1); c++)
+	{
+		int			list = meta->nlists > 0 ? c : -1;
+		Buffer		holder = list < 0 ? metabuf : kd_list_buffer(index, meta, list);
+		GenericXLogState *state;
+		Page		page;
+		KdChainEnds ends;
+
+		if (list >= 0)
+			LockBuffer(holder, BUFFER_LOCK_EXCLUSIVE);
+		state = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(state, holder, 0);
+		kd_chain_get(page, list, &ends);
+		stops[c].head = ends.head;
+		stops[c].tail = ends.tail;
+		stops[c].ntup = 0;
+		ends.cursor = InvalidBlockNumber;
+		kd_chain_set(page, list, &ends);
+		GenericXLogFinish(state);
+		if (list >= 0)
+			UnlockReleaseBuffer(holder);
+		if (BlockNumberIsValid(ends.tail))
+		{
+			Buffer		buf = ReadBuffer(index, ends.tail);
+
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			stops[c].ntup = KdPageGetOpaque(BufferGetPage(buf))->ntuples;
+			UnlockReleaseBuffer(buf);
+		}
+	}
+	UnlockReleaseBuffer(metabuf);
+	return stops;
+}
+
+/* Encode the rows of a chain from (blkno, off) up to (stop, stop_off) (see index_rows) */
+static void
+read_chain(KdBuildState *bs, BlockNumber blkno, int off, BlockNumber stop, int stop_off)
+{
+	if (!BlockNumberIsValid(blkno))
+		return;
+	bs->from_blk = blkno;
+	bs->from_off = off;
+	bs->stop_blk = stop;
+	bs->stop_off = stop_off;
+	index_rows(bs, kd_encode_callback);
+}
+
 /*
  * Switch a trained index to new parameters (kdindex_train): write them, then
  * re-encode every row the index holds into a new chain, and point the meta
@@ -697,10 +767,11 @@ void
 kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const float *x, int64 n,
 				  double train_seconds, KdMetaPageData *result)
 {
-	KdMetaPageData meta;
+	KdMetaPageData meta,
+				now;
 	KdBuildState bs;
-	GenericXLogState *state;
-	Buffer		metabuf;
+	ChainStop  *stops;
+	BlockNumber *heads;
 	char	   *blob;
 	Size		size;
 	BlockNumber blob_head;
@@ -716,40 +787,25 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	encode_start(&bs, &meta, bs.quantizer->code_size);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
 
-	/* pass 1: the rows up to the chain's current end */
+	/* pass 1: the rows up to every chain's current end */
 	KdLockTraining(index);
-	metabuf = ReadBuffer(index, KDINDEX_METAPAGE_BLKNO);
-	LockBuffer(metabuf, BUFFER_LOCK_EXCLUSIVE);
-	memcpy(&meta, KdPageGetMeta(BufferGetPage(metabuf)), sizeof(meta));
-	state = GenericXLogStart(index);
-	KdPageGetMeta(GenericXLogRegisterBuffer(state, metabuf, 0))->nfree = 0;
-	GenericXLogFinish(state);
-	UnlockReleaseBuffer(metabuf);
-	kd_layout(&bs.old_layout, &meta);
-	bs.from_blk = meta.data_head;
-	bs.from_off = 0;
-	bs.stop_blk = meta.data_tail;
-	bs.stop_off = 0;
-	if (BlockNumberIsValid(meta.data_tail))
-	{
-		Buffer		buf = ReadBuffer(index, meta.data_tail);
-
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		bs.stop_off = KdPageGetOpaque(BufferGetPage(buf))->ntuples;
-		UnlockReleaseBuffer(buf);
-	}
+	stops = stop_chains(index, &meta);
 	KdUnlockTraining(index);
-	if (BlockNumberIsValid(bs.from_blk))
-		index_rows(&bs, kd_encode_callback);
+	kd_layout(&bs.old_layout, &meta);
+	for (int c = 0; c < Max(meta.nlists, 1); c++)
+		read_chain(&bs, stops[c].head, 0, stops[c].tail, stops[c].ntup);
 
 	/* pass 2: what was inserted meanwhile, then the switch */
 	KdLockTraining(index);
-	if (BlockNumberIsValid(bs.stop_blk))
+	heads = palloc(sizeof(BlockNumber) * Max(meta.nlists, 1));
+	kd_read_meta(index, &now);
+	kd_read_list_heads(index, &now, heads);
+	for (int c = 0; c < Max(meta.nlists, 1); c++)
 	{
-		bs.from_blk = bs.stop_blk;
-		bs.from_off = bs.stop_off;
-		bs.stop_blk = InvalidBlockNumber;
-		index_rows(&bs, kd_encode_callback);
+		if (BlockNumberIsValid(stops[c].head))
+			read_chain(&bs, stops[c].tail, stops[c].ntup, InvalidBlockNumber, 0);
+		else
+			read_chain(&bs, heads[c], 0, InvalidBlockNumber, 0);
 	}
 	meta.blob_head = blob_head;
 	meta.blob_size = size;
@@ -765,5 +821,7 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	kd_read_meta(index, result);
 	kd_quantizer_free(bs.quantizer);
 	pfree(blob);
+	pfree(stops);
+	pfree(heads);
 	MemoryContextDelete(bs.tmpcxt);
 }

@@ -236,11 +236,6 @@ check_options(const KdOptions *opts)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("nbits must be 4 or 8, not %d", opts->nbits)));
-	if (opts->distill && opts->lists > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("distill = on is not supported with lists > 0"),
-				 errhint("Distil a flat index (lists = 0).")));
 	if (opts->sample > 0 && opts->sample < (1 << opts->nbits))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -397,6 +397,8 @@ kd_read_list_heads(Relation index, const KdMetaPageData *meta, BlockNumber *head
 void
 kd_write_lists(Relation index, const KdListEntry *entries, int nlists, KdMetaPageData *meta)
 {
+	Buffer		prev = InvalidBuffer;
+
 	meta->nlists = nlists;
 	for (int l = 0; l < nlists; l += KDINDEX_LISTS_PER_PAGE)
 	{
@@ -406,13 +408,20 @@ kd_write_lists(Relation index, const KdListEntry *entries, int nlists, KdMetaPag
 		Page		page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
 
 		kd_init_page(page, KDINDEX_PAGE_LISTS);
+		/* pages linked in order too: a retrain retires the directory as one chain */
+		if (BufferIsValid(prev))
+			KdPageGetOpaque(GenericXLogRegisterBuffer(state, prev, 0))->nextblkno = BufferGetBlockNumber(buf);
 		memcpy(PageGetContents(page), entries + l, sizeof(KdListEntry) * n);
 		((PageHeader) page)->pd_lower += sizeof(KdListEntry) * n;
 		KdPageGetOpaque(page)->ntuples = n;
 		GenericXLogFinish(state);
 		meta->dir_pages[l / KDINDEX_LISTS_PER_PAGE] = BufferGetBlockNumber(buf);
-		UnlockReleaseBuffer(buf);
+		if (BufferIsValid(prev))
+			UnlockReleaseBuffer(prev);
+		prev = buf;
 	}
+	if (BufferIsValid(prev))
+		UnlockReleaseBuffer(prev);
 }
 
 /*

@@ -301,7 +301,10 @@ recyclable(Relation index, FullTransactionId xid, bool unused)
 	return unused || GlobalVisCheckRemovableFullXid(index, xid);
 }
 
-/* Mark every page of a chain free, for the page scan to record */
+/*
+ * Mark every page of a chain free, for the page scan to record.  A chain of
+ * list directory pages (a retired IVF generation) frees its lists first.
+ */
 static void
 free_chain(Relation index, BlockNumber blkno)
 {
@@ -313,6 +316,18 @@ free_chain(Relation index, BlockNumber blkno)
 
 		vacuum_delay_point();
 		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		if (KdPageGetOpaque(BufferGetPage(buf))->flags & KDINDEX_PAGE_LISTS)
+		{
+			int			n = KdPageGetOpaque(BufferGetPage(buf))->ntuples;
+			KdListEntry *entries = palloc(sizeof(KdListEntry) * Max(n, 1));
+
+			memcpy(entries, PageGetContents(BufferGetPage(buf)), sizeof(KdListEntry) * n);
+			LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+			for (int l = 0; l < n; l++)
+				free_chain(index, entries[l].head);
+			pfree(entries);
+			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		}
 		next = KdPageGetOpaque(BufferGetPage(buf))->nextblkno;
 		state = GenericXLogStart(index);
 		kd_init_page(GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE), KDINDEX_PAGE_FREE);

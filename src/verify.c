@@ -658,7 +658,57 @@ still_retired(VerifyState *vs, const KdRetiredChains *r)
 	return false;
 }
 
-/* The chains a retrain replaced: chains of data and codebook pages */
+/* Whether blkno is a list directory page: a retired IVF generation's head */
+static bool
+is_directory(VerifyState *vs, BlockNumber blkno)
+{
+	PGAlignedBlock page;
+
+	if (!BlockNumberIsValid(blkno) || !in_index(vs, blkno))
+		return false;
+	read_page(vs, blkno, page.data);
+	return (KdPageGetOpaque(page.data)->flags & KDINDEX_PAGE_LISTS) != 0;
+}
+
+/* A retired IVF generation (number i): its directory pages and their lists */
+static char *
+walk_retired_lists(VerifyState *vs, BlockNumber blkno, int i)
+{
+	PGAlignedBlock page;
+	char	   *problem;
+
+	while (blkno != InvalidBlockNumber)
+	{
+		KdListEntry *entries = (KdListEntry *) PageGetContents(page.data);
+		int			n;
+
+		if (!in_index(vs, blkno))
+			return psprintf("%s links to block %u, past the end of the index (%u blocks)",
+							owner_name(vs, OWN_RETIRED_DATA(i)), blkno, vs->nblocks);
+		if ((problem = claim(vs, blkno, OWN_RETIRED_DATA(i))) != NULL)
+			return problem;
+		read_page(vs, blkno, page.data);
+		if ((problem = check_header(vs, page.data, blkno, OWN_RETIRED_DATA(i), KDINDEX_PAGE_LISTS)) != NULL)
+			return problem;
+		n = Min(KdPageGetOpaque(page.data)->ntuples, KDINDEX_LISTS_PER_PAGE);
+		for (int l = 0; l < n; l++)
+		{
+			ChainWalk	w = {0};
+
+			w.owner = OWN_RETIRED_DATA(i);
+			w.flags = KDINDEX_PAGE_DATA;
+			if ((problem = walk_chain(vs, entries[l].head, &w)) != NULL)
+				return problem;
+		}
+		blkno = KdPageGetOpaque(page.data)->nextblkno;
+	}
+	return NULL;
+}
+
+/*
+ * The chains a retrain replaced: chains of data and codebook pages, or of
+ * list directory pages (an IVF generation) whose lists are data chains
+ */
 static void
 check_retired(VerifyState *vs)
 {
@@ -674,8 +724,11 @@ check_retired(VerifyState *vs)
 
 			w.owner = blob ? OWN_RETIRED_BLOB(i) : OWN_RETIRED_DATA(i);
 			w.flags = blob ? KDINDEX_PAGE_BLOB : KDINDEX_PAGE_DATA;
-			if (BlockNumberIsValid(head) && (problem = walk_chain(vs, head, &w)) != NULL &&
-				(vs->stable || still_retired(vs, r)))
+			if (!BlockNumberIsValid(head))
+				continue;
+			problem = !blob && is_directory(vs, head) ? walk_retired_lists(vs, head, i) :
+				walk_chain(vs, head, &w);
+			if (problem != NULL && (vs->stable || still_retired(vs, r)))
 				corrupt(vs, "%s", problem);
 		}
 	}

@@ -43,10 +43,11 @@ typedef struct KdDistillParams
 	int			topn;			/* ranks whose order is learnt (the recall@n target) */
 	double		lr;				/* Adam step, relative to the data's scale */
 	double		rec_weight;		/* weight of the reconstruction loss */
-	double		holdout;		/* fraction of queries held out to pick the best epoch */
+	double		holdout;		/* fraction of queries held out: measured, and a guard */
 	double		tau;			/* PQ/OPQ: soft straight-through temperature; 0 = hard only */
 	double		balance;		/* PQ/OPQ: Sinkhorn epsilon of balanced batch codes; 0 = off */
 	int			negatives;		/* per query: documents its codes wrongly rank high */
+	int64		seed;			/* the held-out pick and the batch order */
 	Size		mem_budget;		/* bytes for cached document vectors */
 	Size		batch_budget;	/* bytes for a batch's vectors: fewer queries when short */
 } KdDistillParams;
@@ -58,7 +59,7 @@ typedef struct KdDistillResult
 	double		recall_before;	/* held-out: teacher top-n among the codes' top-n */
 	double		recall_after;
 	int			epochs;			/* epochs run */
-	int			best_epoch;		/* the one kept; 0 = the starting codebooks */
+	int			best_epoch;		/* the last epoch averaged; 0 = the starting codebooks kept */
 	double		seconds_per_epoch;
 	int			nheld;
 	int32	   *held;			/* held-out query numbers */
@@ -73,7 +74,7 @@ extern void kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metr
 								 const int32 *qrows, int nq, int k, int32 *lists);
 
 extern double kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss,
-										bool soft);
+										bool soft, bool lists);
 extern void kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 					   const KdDistillParams *p, KdDistillResult *res);
 

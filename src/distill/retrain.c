@@ -280,8 +280,39 @@ typedef struct KdHit
 } KdHit;
 
 /*
+ * Merge the ntup codes of rows (row form, tupsize apart) into one held-out
+ * query's sorted top n (hb, *nb of them), skipping the query's own row
+ */
+static void
+top_codes(KdQuantizer *q, KdMetric metric, const float *lut, float bias, const char *rows,
+		  int tupsize, int ntup, ItemPointer source, KdHit *hb, int *nb, int n, float *dists)
+{
+	q->ops->adc_scan(lut, kd_lut_rows(q), q->nbits, metric, (const uint8 *) KdTupleCode(rows), tupsize, ntup, dists);
+	for (int i = 0; i < ntup; i++)
+	{
+		ItemPointer tid = (ItemPointer) (rows + (Size) i * tupsize);
+		float		d = dists[i] + bias;
+		int			pos;
+
+		if (*nb == n && d >= hb[n - 1].dist)
+			continue;
+		if (ItemPointerEquals(tid, source))
+			continue;
+		/* insertion into the sorted top n */
+		pos = *nb < n ? (*nb)++ : n - 1;
+		while (pos > 0 && hb[pos - 1].dist > d)
+		{
+			hb[pos] = hb[pos - 1];
+			pos--;
+		}
+		hb[pos].dist = d;
+		hb[pos].tid = *tid;
+	}
+}
+
+/*
  * Codes-only recall@topn of the held-out queries over every code of the data
- * chain that meta describes, decoded with q.
+ * chains that meta describes (the flat one, or every list's), decoded with q.
  */
 static double
 chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
@@ -289,14 +320,15 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 {
 	int			lutsize = kd_lut_rows(q) * q->ksub;
 	int			tupsize = KdTupleSize(meta->code_size);
+	int			nchains = Max(meta->nlists, 1);
 	KdLayout	layout;
 	char	   *rows;
 	float	   *luts = palloc_extended(sizeof(float) * ho->n * lutsize, MCXT_ALLOC_HUGE);
 	float	   *bias = palloc(sizeof(float) * ho->n);
 	KdHit	   *best = palloc(sizeof(KdHit) * ho->n * ho->topn);
 	int		   *nbest = palloc0(sizeof(int) * ho->n);
+	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
 	float	   *dists;
-	BlockNumber blkno = meta->data_head;
 	int64		hits = 0,
 				total = 0;
 
@@ -304,55 +336,39 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 	kd_layout(&layout, meta);
 	rows = palloc((Size) layout.capacity * tupsize);
 	dists = palloc(sizeof(float) * layout.capacity);
+	kd_read_list_heads(index, meta, heads);
 
-	for (int h = 0; h < ho->n; h++)
+	for (int c = 0; c < nchains; c++)
 	{
-		q->ops->compute_lut(q, ho->queries + (Size) h * dim, metric, luts + (Size) h * lutsize, &bias[h]);
-		kd_rowterm_lut(q, metric, ho->queries + (Size) h * dim, luts + (Size) h * lutsize);
-	}
-	while (blkno != InvalidBlockNumber)
-	{
-		Buffer		buf = ReadBuffer(index, blkno);
-		Page		page;
-		int			ntup;
+		BlockNumber blkno = heads[c];
 
-		CHECK_FOR_INTERRUPTS();
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		ntup = KdPageGetOpaque(page)->ntuples;
-		for (int i = 0; i < ntup; i++)
+		/* a list's codes are scored with the table of the query less its centroid */
+		for (int h = 0; BlockNumberIsValid(blkno) && h < ho->n; h++)
 		{
-			memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
-			kd_tuple_code(page, &layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
+			kd_ivf_list_lut(q, ho->queries + (Size) h * dim, metric, c, luts + (Size) h * lutsize, &bias[h]);
+			kd_rowterm_lut(q, metric, ho->queries + (Size) h * dim, luts + (Size) h * lutsize);
 		}
-		for (int h = 0; h < ho->n; h++)
+		while (blkno != InvalidBlockNumber)
 		{
-			KdHit	   *hb = best + (Size) h * ho->topn;
+			Buffer		buf = ReadBuffer(index, blkno);
+			Page		page;
+			int			ntup;
 
-			q->ops->adc_scan(luts + (Size) h * lutsize, kd_lut_rows(q), q->nbits, metric,
-							 (const uint8 *) KdTupleCode(rows), tupsize, ntup, dists);
+			CHECK_FOR_INTERRUPTS();
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			ntup = KdPageGetOpaque(page)->ntuples;
 			for (int i = 0; i < ntup; i++)
 			{
-				ItemPointer tid = (ItemPointer) (rows + (Size) i * tupsize);
-				int			pos;
-
-				if (nbest[h] == ho->topn && dists[i] >= hb[ho->topn - 1].dist)
-					continue;
-				if (ItemPointerEquals(tid, &ho->sources[h]))
-					continue;
-				/* insertion into the sorted top-n */
-				pos = nbest[h] < ho->topn ? nbest[h]++ : ho->topn - 1;
-				while (pos > 0 && hb[pos - 1].dist > dists[i])
-				{
-					hb[pos] = hb[pos - 1];
-					pos--;
-				}
-				hb[pos].dist = dists[i];
-				hb[pos].tid = *tid;
+				memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
+				kd_tuple_code(page, &layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
 			}
+			blkno = KdPageGetOpaque(page)->nextblkno;
+			UnlockReleaseBuffer(buf);
+			for (int h = 0; h < ho->n; h++)
+				top_codes(q, metric, luts + (Size) h * lutsize, bias[h], rows, tupsize, ntup,
+						  &ho->sources[h], best + (Size) h * ho->topn, &nbest[h], ho->topn, dists);
 		}
-		blkno = KdPageGetOpaque(page)->nextblkno;
-		UnlockReleaseBuffer(buf);
 	}
 	for (int h = 0; h < ho->n; h++)
 		for (int r = 0; r < ho->topn; r++)
@@ -373,6 +389,7 @@ chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetri
 	pfree(bias);
 	pfree(best);
 	pfree(nbest);
+	pfree(heads);
 	pfree(dists);
 	pfree(rows);
 	return total > 0 ? (double) hits / total : 0;
@@ -570,6 +587,8 @@ kdindex_train(PG_FUNCTION_ARGS)
 	p.tau = PG_GETARG_FLOAT8(7);
 	p.balance = PG_GETARG_FLOAT8(8);
 	p.negatives = PG_GETARG_INT32(9);
+	/* a 0.1.0 catalog (before ALTER EXTENSION UPDATE) passes no seed */
+	p.seed = PG_NARGS() > 10 ? PG_GETARG_INT64(10) : 0;
 	check_params(&p);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "kdindex_train: return type must be a row type");
@@ -594,10 +613,10 @@ kdindex_train(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("kdindex_train does not support L1 distance"),
 				 errdetail("Distillation is written for L2, inner product and cosine distance.")));
-	if (meta.nlists > 0)
+	if (meta.nlists > 0 && (p.tau > 0 || p.balance > 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("kdindex_train does not support indexes with lists yet"),
+				 errmsg("tau and balance are not supported for indexes with lists"),
 				 errdetail("kdindex \"%s\" has %d IVF lists.",
 						   RelationGetRelationName(index), meta.nlists)));
 	if (meta.nretired >= KDINDEX_MAX_RETIRED)
@@ -674,7 +693,8 @@ PG_FUNCTION_INFO_V1(kdindex_check_gradients);
  * kdindex_check_gradients(): the hand-written distillation gradients against
  * finite differences, for each quantizer family, metric and loss; for PQ
  * also the soft path of the straight-through estimator (against the soft
- * reconstruction it differentiates).
+ * reconstruction it differentiates); "lists": with IVF centroids under the
+ * residual codes.
  */
 Datum
 kdindex_check_gradients(PG_FUNCTION_ARGS)
@@ -683,11 +703,12 @@ kdindex_check_gradients(PG_FUNCTION_ARGS)
 	const KdQuantizerKind kinds[] = {KD_QUANT_PQ, KD_QUANT_AQ};
 	const KdMetric metrics[] = {KD_METRIC_L2, KD_METRIC_IP};
 	const KdDistillLoss losses[] = {KD_LOSS_LISTMLE, KD_LOSS_LISTNET};
+	static const char *const paths[] = {"hard", "soft", "lists"};
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int k = 0; k < lengthof(kinds); k++)
-		for (int soft = 0; soft <= (kinds[k] == KD_QUANT_PQ); soft++)
-			for (int mi = 0; mi < lengthof(metrics); mi++)
+		for (int path = 0; path < lengthof(paths); path++)
+			for (int mi = 0; mi < lengthof(metrics) && (path != 1 || kinds[k] == KD_QUANT_PQ); mi++)
 				for (int l = 0; l < lengthof(losses); l++)
 				{
 					Datum		values[5];
@@ -695,11 +716,11 @@ kdindex_check_gradients(PG_FUNCTION_ARGS)
 
 					CHECK_FOR_INTERRUPTS();
 					values[0] = CStringGetTextDatum(kd_quantizer_name(kinds[k]));
-					values[1] = CStringGetTextDatum(soft ? "soft" : "hard");
+					values[1] = CStringGetTextDatum(paths[path]);
 					values[2] = CStringGetTextDatum(metrics[mi] == KD_METRIC_L2 ? "l2" : "inner_product");
 					values[3] = CStringGetTextDatum(losses[l] == KD_LOSS_LISTMLE ? "listmle" : "listnet");
 					values[4] = Float8GetDatum(kd_distill_gradient_check(kinds[k], metrics[mi], losses[l],
-																		 soft));
+																		 path == 1, path == 2));
 					tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 				}
 	return (Datum) 0;

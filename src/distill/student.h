@@ -7,6 +7,7 @@
 #define KDINDEX_STUDENT_H
 
 #include "distill/distill.h"
+#include "distance.h"
 
 /* the quantizer being trained, in the space its codebooks live in */
 typedef struct Student
@@ -26,6 +27,12 @@ typedef struct Student
 	uint8	   *codes;			/* ndocs codes of the current epoch */
 	int			nneg;			/* mined negatives per query */
 	int32	   *mined;			/* nq x nneg documents; -1 = none */
+
+	/* IVF (student.c): rows are coded as residuals from their list's centroid */
+	int			nlists;			/* 0: flat */
+	const float *cents;			/* nlists x dim, in the student's space */
+	int32	   *doclist;		/* ndocs: each document's list */
+	float	   *extra;			/* ndocs, L2: ||r||^2 + 2 c.r of the current codes */
 } Student;
 
 /* One batch: queries, and each query's documents laid out one after another */
@@ -39,9 +46,29 @@ typedef struct Batch
 	int32	   *doc;			/* nd document numbers */
 	float	   *x;				/* nd x dim */
 	uint8	   *codes;			/* nd codes */
+	int32	   *lists;			/* nd lists (IVF) */
 	float	   *xhat;			/* nd x dim */
 	float	   *g;				/* nd x dim: dL / dxhat */
 } Batch;
+
+static inline double
+metric_dist(KdMetric metric, const float *q, const float *x, int dim)
+{
+	return metric == KD_METRIC_IP ? -kd_dot(q, x, dim) : kd_l2sq(q, x, dim);
+}
+
+/* student.c */
+extern void kd_student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
+							Size budget, int negatives);
+extern void kd_student_docs(Student *st, const int32 *docs, int n, float *out);
+extern void kd_student_query(const Student *st, int32 qi, float *out);
+extern void kd_student_encode(const Student *st, const float *x, const int32 *lists, int n,
+							  float *tmp, uint8 *codes);
+extern void kd_student_decode(const Student *st, const uint8 *codes, const int32 *lists, int n,
+							  float *xhat);
+extern void kd_refresh_codes(Student *st);
+extern void kd_mine_negatives(Student *st, const KdDistillParams *p, const int32 *qs, int nq);
+extern double kd_code_recall(Student *st, const KdDistillParams *p, const int32 *qs, int nq);
 
 /* codewords.c */
 extern void kd_balanced_codes(const Student *st, Batch *b, double eps);

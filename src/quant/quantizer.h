@@ -119,6 +119,7 @@ struct KdQuantizer
 	const KdQuantizerOps *ops;
 	int			iterations;		/* training alternations; 0: the quantizer's default */
 	int			beam;			/* AQ encoder's beam width; 0: its default */
+	KdMetric	metric;			/* training: the index's metric (0: not known) */
 	/*
 	 * IVF: rows are coded as their residual from the nearest of nlists coarse
 	 * centroids (nlists x dim); 0 lists: one flat list, rows coded as they are

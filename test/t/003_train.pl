@@ -8,6 +8,8 @@
 #  - after kill -9 of the backend running a training (the server then resets
 #    and runs crash recovery), the index is the old one (or, had the switch
 #    happened, the new one), never a mix, and it finds every committed row.
+# All three for a flat index, then for one with IVF lists (whose retrain
+# writes a new list directory and re-reads every list's rows).
 
 use strict;
 use warnings;
@@ -38,7 +40,6 @@ $node->safe_psql('postgres', 'CREATE EXTENSION kdindex');
 $node->safe_psql('postgres', qq{
 CREATE TABLE t (id int PRIMARY KEY, v real[]);
 INSERT INTO t SELECT i, @{[ vec_sql('i') ]} FROM generate_series(1, 6000) i;
-CREATE INDEX t_kd ON t USING kdindex (v) WITH (m = 8);
 SELECT kdindex_teacher('t', 'v', 't_teacher', k => 50, nqueries => 2000);
 });
 
@@ -74,79 +75,88 @@ sub generation
 	return $node->safe_psql('postgres', "SELECT generation FROM kdindex_info('t_kd')");
 }
 
-# 1. inserts while a training runs
-my $gen0 = generation();
-my $train = $node->background_psql('postgres', on_error_stop => 0);
-$train->query_until(qr/started/, qq{
-\\echo started
-SELECT epochs FROM kdindex_train('t_kd', 't_teacher', epochs => 8);
-\\echo done
-});
-# wait until the training shows in the progress view, then insert
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass")
-  or die 'the training did not start';
-my $inserted = 0;
-my $during = 0;
-for my $i (1 .. 150)
+sub scenarios
 {
-	$node->safe_psql('postgres', "INSERT INTO t VALUES (6000 + $i, @{[ vec_sql('6000 + ' . $i) ]})");
-	$inserted++;
-	$during++ if $node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass") eq '1';
+	my ($with, $base) = @_;
+	$node->safe_psql('postgres', "DROP INDEX IF EXISTS t_kd; CREATE INDEX t_kd ON t USING kdindex (v) WITH ($with)");
+	my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM t');
+	# 1. inserts while a training runs
+	my $gen0 = generation();
+	my $train = $node->background_psql('postgres', on_error_stop => 0);
+	$train->query_until(qr/started/, qq{
+	\\echo started
+	SELECT epochs FROM kdindex_train('t_kd', 't_teacher', epochs => 8);
+	\\echo done
+	});
+	# wait until the training shows in the progress view, then insert
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass")
+	  or die 'the training did not start';
+	my $inserted = 0;
+	my $during = 0;
+	for my $i (1 .. 150)
+	{
+		$node->safe_psql('postgres', "INSERT INTO t VALUES ($base + $i, @{[ vec_sql($base + $i) ]})");
+		$inserted++;
+		$during++ if $node->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass") eq '1';
+	}
+	$train->query_until(qr/done/, "");
+	$train->quit;
+	ok($during > 0, "rows were inserted while the training ran ($during of $inserted)");
+	is(generation(), $gen0 + 1, 'the training switched to a new generation');
+	is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
+		$rows + $inserted, 'the index holds every row, those inserted during training included');
+	all_found('after training with concurrent inserts');
+	KdTest::verify_ok($node, 't_kd', 'after training with concurrent inserts');
+
+	# 2. a cancelled training leaves the old index
+	my $gen1 = generation();
+	my $before = codes_answers();
+	my ($stdout, $stderr);
+	$node->psql('postgres', "SET statement_timeout = '1500ms'; SELECT * FROM kdindex_train('t_kd', 't_teacher', epochs => 50)",
+		stdout => \$stdout, stderr => \$stderr);
+	like($stderr, qr/canceling statement due to statement timeout/, 'the training was cancelled');
+	is(generation(), $gen1, 'a cancelled training keeps the generation');
+	is(codes_answers(), $before, 'a cancelled training keeps the codes');
+	all_found('after a cancelled training');
+	KdTest::verify_ok($node, 't_kd', 'after a cancelled training');
+
+	# 3. kill -9 of the backend running a training: the server restarts all
+	# sessions and runs crash recovery
+	$train = $node->background_psql('postgres', on_error_stop => 0);
+	$train->query_until(qr/started/, qq{
+	\\echo started
+	SELECT * FROM kdindex_train('t_kd', 't_teacher', epochs => 50);
+	});
+	$node->safe_psql('postgres', "INSERT INTO t VALUES ($base + 1000, @{[ vec_sql($base + 1000) ]})");
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass")
+	  or die 'the training did not start';
+	usleep(500_000);
+	my $pid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass");
+	kill 'KILL', $pid;
+	eval { $train->quit; };
+	$node->poll_query_until('postgres', 'SELECT true') or die 'the server did not come back';
+	my $gen2 = generation();
+	ok($gen2 == $gen1 || $gen2 == $gen1 + 1, 'after the crash: the old or the new generation');
+	is(codes_answers(), $before, 'killed mid-training: the old codes, unchanged')
+	  if $gen2 == $gen1;
+	is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
+		$node->safe_psql('postgres', 'SELECT count(*) FROM t'), 'after the crash: one index entry per row');
+	all_found('after the crash');
+	KdTest::verify_ok($node, 't_kd', 'after the crash');
+
+	# and the index can be trained again
+	is($node->safe_psql('postgres', "SELECT epochs FROM kdindex_train('t_kd', 't_teacher', epochs => 1)"),
+		'1', 'training after recovery works');
+	all_found('after retraining');
+	KdTest::verify_ok($node, 't_kd', 'after retraining');
 }
-$train->query_until(qr/done/, "");
-$train->quit;
-ok($during > 0, "rows were inserted while the training ran ($during of $inserted)");
-is(generation(), $gen0 + 1, 'the training switched to a new generation');
-is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
-	6000 + $inserted, 'the index holds every row, those inserted during training included');
-all_found('after training with concurrent inserts');
-KdTest::verify_ok($node, 't_kd', 'after training with concurrent inserts');
 
-# 2. a cancelled training leaves the old index
-my $gen1 = generation();
-my $before = codes_answers();
-my ($stdout, $stderr);
-$node->psql('postgres', "SET statement_timeout = '1500ms'; SELECT * FROM kdindex_train('t_kd', 't_teacher', epochs => 50)",
-	stdout => \$stdout, stderr => \$stderr);
-like($stderr, qr/canceling statement due to statement timeout/, 'the training was cancelled');
-is(generation(), $gen1, 'a cancelled training keeps the generation');
-is(codes_answers(), $before, 'a cancelled training keeps the codes');
-all_found('after a cancelled training');
-KdTest::verify_ok($node, 't_kd', 'after a cancelled training');
-
-# 3. kill -9 of the backend running a training: the server restarts all
-# sessions and runs crash recovery
-$train = $node->background_psql('postgres', on_error_stop => 0);
-$train->query_until(qr/started/, qq{
-\\echo started
-SELECT * FROM kdindex_train('t_kd', 't_teacher', epochs => 50);
-});
-$node->safe_psql('postgres', "INSERT INTO t VALUES (30001, @{[ vec_sql('30001') ]})");
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass")
-  or die 'the training did not start';
-usleep(500_000);
-my $pid = $node->safe_psql('postgres',
-	"SELECT pid FROM pg_stat_progress_create_index WHERE index_relid = 't_kd'::regclass");
-kill 'KILL', $pid;
-eval { $train->quit; };
-$node->poll_query_until('postgres', 'SELECT true') or die 'the server did not come back';
-my $gen2 = generation();
-ok($gen2 == $gen1 || $gen2 == $gen1 + 1, 'after the crash: the old or the new generation');
-is(codes_answers(), $before, 'killed mid-training: the old codes, unchanged')
-  if $gen2 == $gen1;
-is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
-	$node->safe_psql('postgres', 'SELECT count(*) FROM t'), 'after the crash: one index entry per row');
-all_found('after the crash');
-KdTest::verify_ok($node, 't_kd', 'after the crash');
-
-# and the index can be trained again
-is($node->safe_psql('postgres', "SELECT epochs FROM kdindex_train('t_kd', 't_teacher', epochs => 1)"),
-	'1', 'training after recovery works');
-all_found('after retraining');
-KdTest::verify_ok($node, 't_kd', 'after retraining');
+scenarios('m = 8', 6000);
+scenarios('m = 8, lists = 16', 40000);
 
 $node->stop;
 done_testing();
