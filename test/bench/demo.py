@@ -90,6 +90,8 @@ def main():
                     help="extra comma-separated kdindex.rerank values to measure, e.g. 20,50,200")
     ap.add_argument("--reload", action="store_true", help="reload the table even if present")
     ap.add_argument("--no-distill", action="store_true", help="measure the index as built")
+    ap.add_argument("--no-rowterm-compare", action="store_true",
+                    help="skip the codes-only baseline of the same index WITH (rowterm = off)")
     ap.add_argument("--no-extension", action="store_true",
                     help="skip everything kdindex-specific (tests the harness on plain PostgreSQL)")
     args = ap.parse_args()
@@ -188,6 +190,8 @@ def main():
         default_rerank, probes = cur.fetchone()
         print(f"kdindex.rerank default = {default_rerank}"
               + (f", kdindex.probes = {probes}" if probes is not None else ""))
+        if not args.no_rowterm_compare:
+            rowterm_baseline(cur, args, measure, qtexts)
         if not args.no_distill:
             try:
                 measure("kdindex, rerank = 0 (codes only), before distillation",
@@ -265,6 +269,26 @@ def main():
             note_failure("kdindex_info", sql % f"'{args.index}'", e)
     conn.close()
     return finish(t_all)
+
+
+def rowterm_baseline(cur, args, measure, qtexts):
+    """Codes-only recall of the same index without the per-row error term: in a
+    transaction that drops the demo's index and builds one WITH (rowterm = off)
+    in its place, then rolls back (so the planner has one index to pick)."""
+    noterm = f"{args.index}_rowterm_off"
+    sql = (f"CREATE INDEX {noterm} ON {args.table} USING kdindex (embedding) "
+           f"WITH ({args.with_}, rowterm = off)")
+    print(f"the per-row error term's effect: {sql} (in a transaction, rolled back) ...", flush=True)
+    try:
+        cur.execute("BEGIN")
+        cur.execute(f"DROP INDEX {args.index}")
+        cur.execute(sql)
+        measure("kdindex, rerank = 0 (codes only), rowterm = off", ["SET kdindex.rerank = 0"],
+                qtexts, True)
+    except psycopg2.Error as e:
+        note_failure("rowterm = off baseline", sql, e)
+    finally:
+        cur.execute("ROLLBACK")
 
 
 def distill(cur, args, ds, summ):
