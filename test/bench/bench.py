@@ -1332,6 +1332,8 @@ def main(argv=None):
         png_b = os.path.join(a.out, f"{tag}-recall-bytes.png")
         try:
             plot(info, results, png_q, png_b, title, target=a.target_recall)
+            if any(r.get("rounds") for r in results):
+                rounds.plot(results, png_q, title)
         except Exception as e:  # noqa: BLE001
             notice(f"plotting failed: {type(e).__name__}: {e}")
         t1, t2 = codes_table(results), sweep_table(results)

@@ -20,6 +20,7 @@ IndexPQ of the same m and nbits, trained on the same number of sampled rows, one
 thread, one search() call per query, is timed in the same rounds.
 """
 
+import os
 import time
 
 import numpy as np
@@ -34,6 +35,7 @@ except Exception:  # noqa: BLE001
     bench_faiss = faiss = None
 
 B = None          # the bench module (say, notice, result, prepare, fmt_table, ...)
+LOADS = []        # 1-minute load average at the end of each round
 
 
 def kd_config(cfg):
@@ -287,7 +289,9 @@ def run(bench, cur, a, ds, gt, table, vtable, kd_cfgs, pgvector_ok, qtexts, vtex
             if rnd == 0:
                 B.say(f"  {p['method']:<18s} {p['config']:<16s} {p['param']:<22s} "
                       f"recall@{B.K} {p['recall']:.4f}  QPS {p['qps'][-1]:8.1f}")
-        B.say(f"round {rnd + 1}/{a.rounds} done in {time.perf_counter() - t_round:.0f} s")
+        LOADS.append(os.getloadavg()[0])
+        B.say(f"round {rnd + 1}/{a.rounds} done in {time.perf_counter() - t_round:.0f} s "
+              f"(load average {LOADS[-1]:.1f} on {os.cpu_count()} cores)")
     out = list(builds)
     for p in points:
         if p.get("failed") or not p["qps"]:
@@ -415,7 +419,9 @@ def sections(a, info, results, codes_t, sweep_t):
             "= median of the rounds; a ratio is taken per round (both points saw that "
             "round's load) and its median and min–max over the rounds shown. Fastest "
             "setting = the highest median QPS among the swept settings reaching the "
-            "recall; recall is over the timed queries.", "",
+            "recall; recall is over the timed queries. 1-minute load average at the end of "
+            f"each round: {', '.join(f'{x:.1f}' for x in LOADS)} ({os.cpu_count()} cores).",
+            "",
             "### Codes-only scan throughput (one list, rerank 0)", "",
             codes_throughput(results, n), "",
             f"kdindex: `SET kdindex.rerank = 0` on a flat index (one list), the prepared "
@@ -436,3 +442,40 @@ def sections(a, info, results, codes_t, sweep_t):
             "grid: `make bench SUITE=fmnist1m KDINDEX_BENCH_ARGS=\"--rounds 7 --rerank "
             "0,100,200\"`; develop at `--rows 100000`.", ""]
     return sec
+
+
+def plot(results, png, title, targets=(0.95, 0.99)):
+    """Recall@10 vs QPS (median of rounds): every point faint, each index's frontier
+    (the fastest point at each recall) as a line, one colour per index."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = {}
+    for r in results:
+        if r.get("rounds") and not r["kind"] and not r["codes_only"] and r["family"] != "faiss":
+            groups.setdefault((r["method"], r["config"]), []).append(r)
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=90)
+    cmap = plt.get_cmap("tab10")
+    for i, ((method, cfg), rs) in enumerate(sorted(groups.items())):
+        c = cmap(i % 10)
+        mk = "^" if method.startswith("pgvector") else "o"
+        pts = [(r["recall"], float(np.median(r["qps"])), r) for r in rs if r["recall"] >= 0.8]
+        if not pts:
+            continue
+        ax.scatter([p[1] for p in pts], [p[0] for p in pts], color=c, alpha=0.3, s=14, marker=mk)
+        front = B._frontier([(p[0], p[1]) for p in pts])
+        ax.plot([q for _, q in front], [rc for rc, _ in front], color=c, marker=mk, lw=1.5,
+                markersize=5, label=f"{method} {cfg}")
+    for t in targets:
+        ax.axhline(t, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_ylim(0.8, 1.002)
+    ax.set_xlabel("queries per second (1 client, SQL; median of paired rounds); faint = "
+                  "every setting, line = fastest at each recall", fontsize=8)
+    ax.set_ylabel(f"recall@{B.K}")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
