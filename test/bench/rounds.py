@@ -415,7 +415,8 @@ def sections(a, info, results, codes_t, sweep_t):
             sec += [t2, ""]
     sec += [f"Every point above and below was timed once per round, {a.rounds} rounds, one "
             f"pass over the same {nq} test queries each (one client, one query at a time, "
-            "prepared statement over a Unix socket, after 20 untimed warm-up queries); QPS "
+            f"prepared statement over a Unix socket, after {min(a.warmup, 20)} untimed warm-up "
+            "queries); QPS "
             "= median of the rounds; a ratio is taken per round (both points saw that "
             "round's load) and its median and min–max over the rounds shown. Fastest "
             "setting = the highest median QPS among the swept settings reaching the "
@@ -435,12 +436,16 @@ def sections(a, info, results, codes_t, sweep_t):
             codes_t, "",
             f"### Recall vs speed (every point, median of {a.rounds} rounds)", "",
             sweep_t, "",
-            "To rerun (builds and installs kdindex, reuses the cached data and ground "
-            "truth; about 40 min at 1M rows on 2 cores):", "",
+            "To rerun (builds and installs kdindex, generates the data and ground truth "
+            "or reuses them from KDINDEX_CACHE, starts a throwaway cluster with "
+            "maintenance_work_mem and shared_buffers 4GB; about 50 min at 1M rows on 2 "
+            "cores shared with other work):", "",
             "    make bench SUITE=fmnist1m", "",
             "Paired rounds are the fmnist1m default (`--rounds 5`); more rounds or another "
             "grid: `make bench SUITE=fmnist1m KDINDEX_BENCH_ARGS=\"--rounds 7 --rerank "
-            "0,100,200\"`; develop at `--rows 100000`.", ""]
+            "0,100,200\"`; develop at `--rows 100000`; `KDINDEX_BENCH_DIR=<dir>` keeps the "
+            "cluster (the 1M-row table then loads once) and `--reuse-indexes` keeps its "
+            "indexes too (for a rerun of the rounds only).", ""]
     return sec
 
 
