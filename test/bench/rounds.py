@@ -4,7 +4,8 @@ Every index is built first and kept: the kdindex configs on the real[] table, pg
 HNSW and IVFFlat on its vector copy, and (for the codes-only throughput) Faiss
 IndexPQ in-process.  Then R rounds: in each round every sweep point is timed once
 (one pass over the same --queries test vectors, one query at a time), one point after
-the other, so that every point sees the machine's load of that round.  QPS of a
+the other (round 1 in the listed order, later rounds in a seeded random order), so
+that every point sees the machine's load of that round.  QPS of a
 point = median over rounds; a ratio between two points is taken per round and its
 median reported, so the load of this shared machine cancels out of the ratios.
 
@@ -266,7 +267,11 @@ def run(bench, cur, a, ds, gt, table, vtable, kd_cfgs, pgvector_ok, qtexts, vtex
           f"(+{warm} warm-up queries per pass)")
     for rnd in range(a.rounds):
         t_round = time.perf_counter()
-        for p in points:
+        # round 1 in the listed order (readable log); later rounds in a seeded random
+        # order, so that no point is always timed at the same place in a round
+        order = np.arange(len(points)) if rnd == 0 else \
+            np.random.default_rng(rnd).permutation(len(points))
+        for p in (points[i] for i in order):
             try:
                 if "faiss" in p:
                     ids, lat = faiss_pass(p, xq, warm)
