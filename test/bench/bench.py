@@ -1435,7 +1435,8 @@ def build_identity():
         libdir = subprocess.run([os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"),
                                  "--pkglibdir"], capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        path = os.path.join(libdir, "kdindex.so")
+        # a private prefix (KDINDEX_PREFIX, test/scripts/lib.sh) holds the library used
+        path = os.environ.get("KDINDEX_PREFIX", "") + os.path.join(libdir, "kdindex.so")
         with open(path, "rb") as f:
             so = (hashlib.md5(f.read()).hexdigest()[:10],
                   datetime.datetime.fromtimestamp(os.path.getmtime(path)).strftime("%H:%M:%S"))
