@@ -272,6 +272,8 @@ def run(bench, cur, a, ds, gt, table, vtable, kd_cfgs, pgvector_ok, qtexts, vtex
         order = np.arange(len(points)) if rnd == 0 else \
             np.random.default_rng(rnd).permutation(len(points))
         for p in (points[i] for i in order):
+            if p.get("failed"):      # once failed, out of the rounds (ratios need all)
+                continue
             try:
                 if "faiss" in p:
                     ids, lat = faiss_pass(p, xq, warm)
