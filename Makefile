@@ -52,6 +52,8 @@ test: deps
 demo: deps
 	test/scripts/demo.sh
 
+# SUITE=fmnist (default) | scale | scale-960 | ip | fmnist1m | distill | distill-ip |
+# fastscan; SUITE=fmnist1m times every index in paired rounds (test/bench/rounds.py)
 bench: deps
 	test/scripts/bench.sh $(SUITE)
 

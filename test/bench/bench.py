@@ -84,6 +84,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import datasets  # noqa: E402
+import rounds  # noqa: E402
 from demo import fmt_table  # noqa: E402
 
 try:
@@ -109,6 +110,8 @@ SUITES = {
                ["PQ16", "OPQ16"])],
     "scale-960": [("synth-l2-960", 100_000, ["pq:8", "pq:16"], ["PQ8", "PQ16", "OPQ16"])],
     "ip": [("synth-ip-256", 200_000, ["pq:8", "pq:16"], FAISS_CODES)],
+    "fmnist1m": [("fmnist1m", 1_000_000, ["pq:16:8:1000", "pq:32:8:1000", "opq:16:8:1000",
+                                          "pq:16", "opq:16"], [])],
 }
 
 # per-suite defaults of options left unset on the command line (None = the global default)
@@ -119,6 +122,12 @@ SUITE_DEFAULTS = {
     "scale": dict(kd_probes="1,2,4,8,16,32", rerank="0,100,200,400",
                   ivf_probes="1,2,4,8,16,32,64", ivf_lists=1000, recall_queries=1000,
                   filter="10,100", parallel_build=True, skip="faiss", paired="auto"),
+    # paired rounds over every point: at 1M rows on 2 cores shared with other work
+    # (load average 13), builds took 19 min and each round 5.3 min
+    "fmnist1m": dict(rounds=5, queries=300, warmup=10, kd_probes="8,16,32,64",
+                     rerank="0,200,400", ivf_rerank="50,100,200", hnsw_ef="10,20,40,80,160,320",
+                     ivf_probes="2,4,8,16,32,64", ivf_lists=1000, exact_queries=2,
+                     concurrent_builds=True),
 }
 KD_PROBES_DEFAULT = 8      # kdindex.probes default (src/kdindex.c)
 
@@ -155,7 +164,8 @@ def parse_args(argv=None):
     ap.add_argument("--recall-queries", type=int, default=None,
                     help="queries for codes-only recall (default 10000 = all)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per point (default 3)")
-    ap.add_argument("--warmup", type=int, default=50, help="untimed queries before each point")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed queries before each point (default 50; --rounds: at most 20)")
     ap.add_argument("--kdindex", default=None,
                     help="kdindex configs 'quantizer:m[:nbits]', comma-separated "
                          "(default per suite: pq:8,pq:16)")
@@ -213,9 +223,22 @@ def parse_args(argv=None):
                     help="ivfflat.probes of the paired headline (0 = auto from the sweep)")
     ap.add_argument("--paired-rounds", type=int, default=7,
                     help="alternating rounds of the paired headline (default 7)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="paired rounds (rounds.py): build every index first, then time every "
+                         "sweep point once per round, R rounds, QPS = median of rounds and "
+                         "ratios taken round by round (fmnist1m default 5; 0 = the classic "
+                         "sweep, one index at a time)")
+    ap.add_argument("--ivf-rerank", default=None,
+                    help="kdindex.rerank sweep of IVF configs under --rounds (default --rerank)")
+    ap.add_argument("--concurrent-builds", action="store_true", default=None,
+                    help="with --rounds: build pgvector's indexes on a second connection while "
+                         "kdindex's build (fmnist1m default on; build times then overlap)")
+    ap.add_argument("--reuse-indexes", action="store_true",
+                    help="with --rounds: keep indexes an earlier run built with the same "
+                         "statement (in a reused KDINDEX_BENCH_DIR) and its build seconds")
     ap.add_argument("--target-recall", type=float, default=0.95,
                     help="headline: fastest point at or above this recall@10 (default 0.95)")
-    ap.add_argument("--exact-queries", type=int, default=10,
+    ap.add_argument("--exact-queries", type=int, default=None,
                     help="queries for the exact sequential-scan check (0 = skip)")
     ap.add_argument("--skip", default=None,
                     help="comma-separated parts to skip: kdindex, faiss, faiss-ivf, pgvector, "
@@ -238,12 +261,14 @@ def parse_args(argv=None):
                     kd_probes=",".join(map(str, [1, 2, 4, 8, 16, 32])),
                     rerank=",".join(map(str, RERANKS)), ivf_probes=",".join(map(str, IVF_PROBES)),
                     ivf_lists=None, recall_queries=10000, filter="", parallel_build=False,
-                    skip="", paired="")
+                    skip="", paired="", rounds=0, ivf_rerank=None, exact_queries=10, warmup=50,
+                    concurrent_builds=False)
     defaults.update(SUITE_DEFAULTS.get(a.suite, {}))
     for key, val in defaults.items():
         if getattr(a, key) is None:
             setattr(a, key, val)
     a.skip = {s.strip() for s in a.skip.split(",") if s.strip()}
+    a.ivf_rerank = a.ivf_rerank or a.rerank
     a.filter = ints(a.filter)
     a.name = a.name or a.suite
     a.out = a.out or os.path.join(ROOT, "bench-results", a.name)
@@ -329,7 +354,7 @@ def ensure_table(conn, table, ds, fp, kind="real[]"):
     if row and row[0] == fp:
         return 0.0
     if kind == "real[]":
-        secs = datasets.load_table(conn, table, ds.train, analyze=False)
+        secs = datasets.load_table(conn, table, ds.train, analyze=False, binary=True)
     else:   # pgvector copy of the real[] table
         t = time.perf_counter()
         cur.execute(f"DROP TABLE IF EXISTS {table}")
@@ -854,6 +879,7 @@ def bench_exact(cur, a, ds, gt, table, qtexts):
 def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_ok):
     t0 = time.perf_counter()
     ds = datasets.load(dsname, **dataset_kwargs(a, default_rows))
+    t_gen = time.perf_counter() - t0
     gt = datasets.ground_truth(ds, 100)
     n, d = ds.train.shape
     fp = datasets._fingerprint(ds)
@@ -866,8 +892,8 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
     info = dict(dataset=ds.name, rows=n, dim=d, metric=ds.metric, queries=ds.test.shape[0],
                 time_queries=nq_t, recall_queries=nq_r, fingerprint=fp)
 
-    # ---- Faiss (in-process, no database)
-    if "faiss" not in a.skip:
+    # ---- Faiss (in-process, no database; under --rounds only IndexPQ, in the rounds)
+    if "faiss" not in a.skip and not a.rounds:
         if bench_faiss is None or not bench_faiss.available():
             notice(f"Faiss not importable ({_faiss_err if bench_faiss is None else 'no faiss'}): "
                    "Faiss peers skipped")
@@ -909,6 +935,19 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
         filt["qargs"] = qtexts_t[:filt["nq"]] if filt["nq"] <= nq_t else \
             [vec_text(v) for v in ds.test[:filt["nq"]]]
         info["filter"] = dict(mods=a.filter, queries=filt["nq"], reps=a.filter_reps)
+
+    if a.rounds:
+        vtable = table + "_v"
+        if "pgvector" not in a.skip and pgvector_ok:
+            secs = ensure_table(conn, vtable, ds, fp, kind=table)
+            say(f"table {vtable} (vector({d})): " + (f"copied in {secs:.1f} s" if secs
+                                                     else "already loaded"))
+        results += rounds.run(sys.modules[__name__], cur, a, ds, gt, table, vtable, kd_cfgs,
+                              pgvector_ok and "pgvector" not in a.skip, qtexts_t,
+                              [vector_text(v) for v in ds.test[:nq_t]])
+        info["seconds"] = time.perf_counter() - t0
+        info["recipe"] = ds.recipe + f" Generated or loaded from the cache in {t_gen:.0f} s."
+        return info, results
 
     if "kdindex" not in a.skip:
         results += bench_kdindex(cur, a, ds, gt, table, kd_cfgs, qtexts_t, qtexts_r,
@@ -1274,9 +1313,10 @@ def main(argv=None):
           f"{so[0] if so else '?'}); pgvector {pgvector_ver or 'not installed'}; "
           f"Faiss {env['faiss'] or 'not installed'}; {env['cpu']}, {env['cores']} cores; "
           f"shared_buffers {sb}, work_mem {wm}, maintenance_work_mem {mwm}.", "",
-          f"One client, one query at a time. QPS = median of {a.reps} repetitions over the "
-          f"first {a.queries} test queries (min–max spread beside it); p50/p99 latency over "
-          f"all repetitions; recall@{K} = |returned ∩ exact top-{K}| / {K}. "
+          "One client, one query at a time. QPS = median of " +
+          (f"{a.rounds} paired rounds (below)" if a.rounds else f"{a.reps} repetitions") +
+          f" over the first {a.queries} test queries (min–max spread beside it); p50/p99 "
+          f"latency over all of them; recall@{K} = |returned ∩ exact top-{K}| / {K}. "
           "kdindex and pgvector go through a prepared statement over a Unix socket; Faiss "
           "runs in-process on one thread (no SQL, no client round trip). kdindex and Faiss "
           "recall figures are identical from run to run (fixed seeds; trained Faiss indexes "
@@ -1294,24 +1334,30 @@ def main(argv=None):
         png_b = os.path.join(a.out, f"{tag}-recall-bytes.png")
         try:
             plot(info, results, png_q, png_b, title, target=a.target_recall)
+            if any(r.get("rounds") for r in results):
+                rounds.plot(results, png_q, title)
         except Exception as e:  # noqa: BLE001
             notice(f"plotting failed: {type(e).__name__}: {e}")
         t1, t2 = codes_table(results), sweep_table(results)
         sec = [f"## {title}", "",
                f"Table {info['table_bytes'] / 2**20:.0f} MB (heap + TOAST + primary key); "
                f"raw float32 vectors {info['dim'] * 4} B/row.", ""]
-        if any(r["kind"] == "build" for r in results):
+        paired_rounds = any(r.get("rounds") for r in results)
+        if paired_rounds:
+            sec += rounds.sections(a, info, results, t1, t2)
+        elif any(r["kind"] == "build" for r in results):
             sec += ["### Builds", "", build_table(results), "",
                     "Wall-clock seconds of CREATE INDEX from the client; `train s` is "
                     "kdindex_info's train_seconds. `max_parallel_maint._workers` is the "
                     "session's max_parallel_maintenance_workers during the build (pgvector "
                     "launches parallel workers on large tables; whether kdindex does shows "
                     "in the 0-vs-2 pair).", ""]
-        sec += [f"### Codes only (recall over {info['recall_queries']} queries" +
-                (f"; IVF configs at kdindex.probes = {KD_PROBES_DEFAULT})"
-                 if any(r["probes"] for r in results if r["codes_only"]) else ")"),
-                "", t1, "", "### Recall vs speed", "", t2, ""]
-        if any(r["family"] == "kdindex" and r["probes"] for r in results):
+        if not paired_rounds:
+            sec += [f"### Codes only (recall over {info['recall_queries']} queries" +
+                    (f"; IVF configs at kdindex.probes = {KD_PROBES_DEFAULT})"
+                     if any(r["probes"] for r in results if r["codes_only"]) else ")"),
+                    "", t1, "", "### Recall vs speed", "", t2, ""]
+        if not paired_rounds and any(r["family"] == "kdindex" and r["probes"] for r in results):
             h1, h2 = headline(results, a.target_recall)
             sec += [f"### Headline: recall@{K} ≥ {a.target_recall}", "", h1, ""]
             if h2:
@@ -1389,7 +1435,8 @@ def build_identity():
         libdir = subprocess.run([os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config"),
                                  "--pkglibdir"], capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        path = os.path.join(libdir, "kdindex.so")
+        # a private prefix (KDINDEX_PREFIX, test/scripts/lib.sh) holds the library used
+        path = os.environ.get("KDINDEX_PREFIX", "") + os.path.join(libdir, "kdindex.so")
         with open(path, "rb") as f:
             so = (hashlib.md5(f.read()).hexdigest()[:10],
                   datetime.datetime.fromtimestamp(os.path.getmtime(path)).strftime("%H:%M:%S"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench [SUITE=fmnist|scale|ip|distill|distill-ip|fastscan]`: build and install kdindex, compute (or reuse)
+# `make bench [SUITE=fmnist|scale|scale-960|ip|fmnist1m|distill|distill-ip|fastscan]`: build and install kdindex, compute (or reuse)
 # the exact ground truth, start a throwaway cluster with room for the data, and run
 # test/bench/bench.py: kdindex, Faiss and (when installed) pgvector side by side on
 # the same queries.  Prints the tables; writes bench-results/<suite>/ (not in git) and
@@ -7,6 +7,11 @@
 #
 #   test/scripts/bench.sh [SUITE] [bench.py options...]
 #   e.g. test/scripts/bench.sh scale --rows 100000 --queries 500
+#
+# SUITE=fmnist1m: 1M x 128 augmented Fashion-MNIST (datasets.py fmnist1m), every index
+# built first and timed in paired rounds (bench.py --rounds, test/bench/rounds.py); give
+# it maintenance_work_mem and shared_buffers 4GB unless KDINDEX_MAINT_MEM /
+# KDINDEX_SHARED_BUFFERS say otherwise.
 #
 # SUITE=distill and distill-ip run test/bench/distill.py instead (recall before and
 # after kdindex_train on Fashion-MNIST / the asymmetric inner-product set);
@@ -35,6 +40,9 @@ export KDINDEX_CACHE=${KDINDEX_CACHE:-/var/tmp/kdindex-cache}
 
 SUITE=fmnist
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then SUITE=$1; shift; fi
+if [ "$SUITE" = fmnist1m ]; then   # HNSW on 1M x 128 builds in memory with 4GB
+  export KDINDEX_MAINT_MEM=${KDINDEX_MAINT_MEM:-4GB} KDINDEX_SHARED_BUFFERS=${KDINDEX_SHARED_BUFFERS:-4GB}
+fi
 # shellcheck disable=SC2206
 ARGS=(--suite "$SUITE" "$@" ${KDINDEX_BENCH_ARGS:-})
 T0=$(date +%s)
