@@ -187,6 +187,12 @@ def parse_args(argv=None):
                     help="kdindex.probes sweep for IVF configs (lists > 0), crossed with "
                          "--rerank (scale default 1,2,4,8,16,32)")
     ap.add_argument("--hnsw-ef", default=None)
+    ap.add_argument("--storage", default=None, choices=["plain", "main", "external", "extended"],
+                    help="SET STORAGE of the real[] table's column before it is loaded (the "
+                         "re-rank reads it; pgvector's indexes hold their own vectors)")
+    ap.add_argument("--kd-margin", default="0",
+                    help="kdindex.rerank_margin values of each kdindex point under --rounds "
+                         "(0 = off, the default)")
     ap.add_argument("--ivf-probes", default=None,
                     help=f"ivfflat.probes sweep (default {','.join(map(str, IVF_PROBES))})")
     ap.add_argument("--ivf-lists", type=int, default=None,
@@ -345,7 +351,7 @@ def slug(name):
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40]
 
 
-def ensure_table(conn, table, ds, fp, kind="real[]"):
+def ensure_table(conn, table, ds, fp, kind="real[]", storage=None):
     """Load ds.train into `table` unless it already holds exactly this data set
     (fingerprint in the table comment).  Returns load seconds (0 when reused)."""
     cur = conn.cursor()
@@ -354,7 +360,8 @@ def ensure_table(conn, table, ds, fp, kind="real[]"):
     if row and row[0] == fp:
         return 0.0
     if kind == "real[]":
-        secs = datasets.load_table(conn, table, ds.train, analyze=False, binary=True)
+        secs = datasets.load_table(conn, table, ds.train, analyze=False, binary=True,
+                                   storage=storage)
     else:   # pgvector copy of the real[] table
         t = time.perf_counter()
         cur.execute(f"DROP TABLE IF EXISTS {table}")
@@ -915,7 +922,8 @@ def bench_dataset(conn, a, dsname, default_rows, kd_cfgs, faiss_specs, pgvector_
     cur = conn.cursor()
     table = "b_" + slug(ds.name)[:30]
     t = time.perf_counter()
-    secs = ensure_table(conn, table, ds, fp)
+    secs = ensure_table(conn, table, ds, fp + (f" storage={a.storage}" if a.storage else ""),
+                        storage=a.storage)
     say(f"table {table}: " + (f"loaded in {secs:.1f} s" if secs else "already loaded"))
     cur.execute("SELECT pg_total_relation_size(%s)", (table,))
     info["table_bytes"] = cur.fetchone()[0]

@@ -509,10 +509,10 @@ class _BytesReader(io.RawIOBase):
 
 
 def load_table(conn, table, data, drop=True, id_type="int", batch=2000, unlogged=False,
-               analyze=True, verbose=False, binary=False):
+               analyze=True, verbose=False, binary=False, storage=None):
     """Create `table (id <id_type> primary key, embedding real[])` and fill it with
     the rows of `data` (ids 0..n-1 = row index) by COPY FROM STDIN (binary = COPY
-    BINARY, id_type int only).
+    BINARY, id_type int only; storage: the column's SET STORAGE).
     The primary key is added after the copy (faster).  Commits.  Returns seconds."""
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 2:
@@ -523,6 +523,8 @@ def load_table(conn, table, data, drop=True, id_type="int", batch=2000, unlogged
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         cur.execute(f"CREATE {'UNLOGGED ' if unlogged else ''}TABLE {table} "
                     f"(id {id_type} NOT NULL, embedding real[])")
+        if storage:   # before the rows arrive: it applies to rows stored afterwards
+            cur.execute(f"ALTER TABLE {table} ALTER COLUMN embedding SET STORAGE {storage}")
         if binary:
             cur.copy_expert(f"COPY {table} (id, embedding) FROM STDIN (FORMAT binary)",
                             _BytesReader(_copy_binary(data)), size=1 << 20)

@@ -157,12 +157,17 @@ def build_all(cur, a, ds, table, vtable, kd_cfgs, pgvector_ok):
         probes = [p for p in B.ints(a.kd_probes) if p <= lists] if lists else [None]
         for pr in probes:
             for rr in B.ints(a.rerank if not lists else a.ivf_rerank):
-                sets = [f"SET LOCAL kdindex.rerank = {rr}"] + \
-                    ([f"SET LOCAL kdindex.probes = {pr}"] if pr else [])
-                param = (f"probes={pr} " if pr else "") + f"rerank={rr}"
-                points.append(dict(common, idx=idx, table=table, argtype="real[]", sets=sets,
-                                   param=param, rerank=rr, probes=pr, nbits=nbits, m=m,
-                                   lists=lists))
+                for margin in [x.strip() for x in a.kd_margin.split(",") if x.strip()]:
+                    if rr == 0 and float(margin) != 0:
+                        continue    # nothing is re-ranked: the margin changes nothing
+                    sets = [f"SET LOCAL kdindex.rerank = {rr}"] + \
+                        ([f"SET LOCAL kdindex.probes = {pr}"] if pr else []) + \
+                        ([f"SET LOCAL kdindex.rerank_margin = {margin}"] if float(margin) else [])
+                    param = (f"probes={pr} " if pr else "") + f"rerank={rr}" + \
+                        (f" margin={margin}" if float(margin) else "")
+                    points.append(dict(common, idx=idx, table=table, argtype="real[]", sets=sets,
+                                       param=param, rerank=rr, probes=pr, nbits=nbits, m=m,
+                                       lists=lists))
     if pgvector_ok:
         if a.concurrent_builds:
             thread.join()
