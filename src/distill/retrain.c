@@ -664,6 +664,26 @@ kdindex_train(PG_FUNCTION_ARGS)
 	blob = kd_read_blob(index, newmeta.blob_head, newmeta.blob_size);
 	newq = kd_quantizer_deserialize(blob, newmeta.blob_size);
 	values[3] = Float8GetDatum(chain_recall(index, &newmeta, newq, ts.metric, &ho, meta.dim));
+
+	/*
+	 * Training scores codes without the row term and refits its weight after:
+	 * the index as scans see it (codes and term) must not end clearly worse on
+	 * the held-out queries than it began, else the starting quantizer is
+	 * written back (one more re-encode; not when no retired slot is left for it)
+	 */
+	if (ho.n > 0 && DatumGetFloat8(values[3]) < DatumGetFloat8(values[2]) - KD_WORSE &&
+		newmeta.nretired < KDINDEX_MAX_RETIRED)
+	{
+		ereport(NOTICE,
+				(errmsg("kdindex_train kept the starting codebooks of \"%s\"",
+						RelationGetRelationName(index)),
+				 errdetail("Held-out recall with the trained ones: %.4f; before: %.4f.",
+						   DatumGetFloat8(values[3]), DatumGetFloat8(values[2]))));
+		kd_retrain_switch(index, heap, oldq, sample, nsample, seconds, &newmeta);
+		values[3] = values[2];
+		res.best_epoch = 0;
+		res.loss_after = res.loss_before;
+	}
 	kd_heap_fetch_end(ts.hf);
 	kd_restore_user(&sec);
 	kd_unpin_search_path(nestlevel);

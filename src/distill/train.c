@@ -55,12 +55,6 @@
 #define KD_DISTILL_SEED 0x4B44
 /* u relative to the median top-n distance gap (measured: see score_scale) */
 #define KD_SCORE_SCALE 0.227
-/*
- * The averaged codebooks are kept unless their held-out recall is below the
- * starting codebooks' by more than this: differences of 0.7 points on 500
- * held-out queries went the other way on 5,000 unseen ones (README)
- */
-#define KD_WORSE 0.01
 
 void
 kd_distill_defaults(KdDistillParams *p)
