@@ -125,15 +125,15 @@ class Node:
                 pass
         return out
 
-    def pss_mb(self):
-        """Sum of the proportional set size of the cluster's processes (shared
-        memory counted once across them)."""
+    def private_mb(self):
+        """Private resident memory (RssAnon) summed over the cluster's processes:
+        what the backends hold besides shared memory."""
         total = 0
         for pid in self.pids():
             try:
-                with open(f"/proc/{pid}/smaps_rollup") as f:
+                with open(f"/proc/{pid}/status") as f:
                     for line in f:
-                        if line.startswith("Pss:"):
+                        if line.startswith("RssAnon:"):
                             total += int(line.split()[1])
             except OSError:
                 pass
@@ -240,8 +240,9 @@ def heap_blocks(node):
     return int(node.sql(q)[0][0])
 
 
-def run_queries(node, sqls):
-    """Run the queries on a new connection; (ids per query, seconds per query)."""
+def run_queries(node, sqls, keep=None):
+    """Run the queries on a new connection; (ids per query, seconds per query).
+    With a list as `keep`, the connection is left open and appended to it."""
     c = node.connect()
     found, lat = [], []
     with c.cursor() as cur:
@@ -251,7 +252,10 @@ def run_queries(node, sqls):
             rows = cur.fetchall()
             lat.append(time.perf_counter() - t)
             found.append([r[0] for r in rows])
-    c.close()
+    if keep is None:
+        c.close()
+    else:
+        keep.append(c)
     return found, np.array(lat)
 
 
@@ -413,7 +417,14 @@ def main(argv=None):
         floor = {s: pct(np.concatenate(v), 50) for s, v in floor.items()}
         say(f"   ORDER BY id LIMIT 10: p50 one {floor['one']:.2f} ms, Citus {floor['citus']:.2f} ms")
 
-        mem = {n.name: (n.buffers_mb(), n.pss_mb()) for n in nodes}
+        # memory while a client of each side is connected (its Citus connections
+        # to the workers open), after one more pass of the queries
+        conns = []
+        for node in (one, coord):
+            run_queries(node, knn, keep=conns)
+        mem = {n.name: (n.buffers_mb(), n.private_mb()) for n in nodes}
+        for c in conns:
+            c.close()
         loadavg = os.getloadavg()
         md = report(a, res, size, mem, per, floor, shards, citus_version, gt_how, loadavg,
                     time.perf_counter() - t_all)
@@ -468,7 +479,7 @@ def report(a, res, size, mem, per, floor, shards, citus_version, gt_how, loadavg
          + ", ".join(f"{n} {size[n][1] * mb:.1f}" for n in size if n != "one") + " |",
          f"| table size | {size['one'][0] * mb:.0f} MB | {tot_tbl_c * mb:.0f} MB: "
          + ", ".join(f"{n} {size[n][0] * mb:.0f}" for n in size if n != "one") + " |",
-         f"| shared buffers in use / cluster PSS | {mem['one'][0]:.0f} / {mem['one'][1]:.0f} MB | "
+         f"| memory: shared buffers in use / private RSS of the cluster | {mem['one'][0]:.0f} / {mem['one'][1]:.0f} MB | "
          + ", ".join(f"{n} {mem[n][0]:.0f} / {mem[n][1]:.0f}" for n in mem if n != "one")
          + " MB |"]
     for r, row in per.items():
@@ -481,6 +492,10 @@ def report(a, res, size, mem, per, floor, shards, citus_version, gt_how, loadavg
         L.append(f"| rerank {r}: latency p50 / p99 | {row['p50', 'one']:.2f} / {row['p99', 'one']:.2f} ms | "
                  f"{row['p50', 'citus']:.2f} / {row['p99', 'citus']:.2f} ms (one shard alone, on its "
                  f"worker: p50 {row['p50', 'shard']:.2f} ms) |")
+    for r, row in per.items():
+        over = row["p50", "citus"] - a.shards * row["p50", "shard"] / (os.cpu_count() or 1)
+        L.append(f"| rerank {r}: coordinator overhead (Citus p50 - {a.shards} x one shard's p50 / "
+                 f"{os.cpu_count()} cores) | | {over:.2f} ms |")
     L.append(f"| `ORDER BY id LIMIT 10` (fan-out floor, no vector work): p50 | {floor['one']:.2f} ms | "
              f"{floor['citus']:.2f} ms |")
     L += ["",
@@ -488,8 +503,9 @@ def report(a, res, size, mem, per, floor, shards, citus_version, gt_how, loadavg
           "summed over the workers, over one pass of the queries: the re-rank reads (one block per "
           f"candidate's vector) and the scan's. On Citus every shard re-ranks `kdindex.rerank` "
           f"candidates of its own, so {a.shards} shards read about {a.shards} times as many. "
-          "Memory: `pg_buffercache` buffers holding a page, and the sum of the proportional set "
-          "size of the cluster's processes (shared memory counted once), at the end of the run. "
+          "Memory: `pg_buffercache` buffers holding a page, and `RssAnon` (private resident memory) "
+          "summed over the cluster's processes, with one client of each side connected after a "
+          "pass of the queries at the default re-rank depth. "
           "`kdindex.rerank` set by `ALTER ROLE postgres SET` on the one node and on the "
           "coordinator (Citus carries it to the workers; checked on a shard), new connections "
           "for every pass.",
