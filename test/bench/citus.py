@@ -371,35 +371,43 @@ def main(argv=None):
         # ---- recall, heap reads, paired QPS at each re-rank depth
         shard1 = next(s for s in shards if s[2] == workers[0].port)
         shard_sql = [s.replace("FROM items ", f"FROM {shard1[1]} ") for s in knn]
-        per = {}
-        for r in reranks:
+        def use_rerank(r):
             set_rerank(one, r)
             set_rerank(coord, r)
-            seen = coord.sql(f"SELECT current_setting('kdindex.rerank') FROM items WHERE id = 1")[0][0]
+            seen = coord.sql("SELECT current_setting('kdindex.rerank') FROM items WHERE id = 1")[0][0]
             assert seen == str(r), f"a shard sees kdindex.rerank = {seen}, not {r}"
-            row = {}
+
+        per = {}
+        for r in reranks:              # recall and heap reads (also the warm-up)
+            use_rerank(r)
+            row = per[r] = {"qps": {"one": [], "citus": []}, "lat": {"one": [], "citus": []},
+                            "shard": []}
             for side, node, ns in (("one", one, [one]), ("citus", coord, workers)):
                 before = sum(heap_blocks(n) for n in ns)
-                found, lat = run_queries(node, knn)       # also the warm-up
+                found, _ = run_queries(node, knn)
                 time.sleep(0.5)
                 row["recall", side] = datasets.recall(found, gt, K)
                 row["heap", side] = (sum(heap_blocks(n) for n in ns) - before) / len(knn)
-            qps = {"one": [], "citus": []}
-            lats = {"one": [], "citus": []}
-            for rnd in range(a.rounds):
+        # paired rounds: in every round each setting, both sides one after the
+        # other (alternating which first), so that the machine's load drifts over
+        # all settings and both sides alike
+        for rnd in range(a.rounds):
+            for r in reranks:
+                use_rerank(r)
+                row = per[r]
                 order = (("one", one), ("citus", coord))
                 for side, node in (order if rnd % 2 == 0 else order[::-1]):
                     _, lat = run_queries(node, knn)
-                    qps[side].append(len(knn) / lat.sum())
-                    lats[side].append(lat)
-            for side in qps:
-                row["qps", side] = float(np.median(qps[side]))
-                row["ratios"] = [c / o for c, o in zip(qps["citus"], qps["one"])]
-                allat = np.concatenate(lats[side])
+                    row["qps"][side].append(len(knn) / lat.sum())
+                    row["lat"][side].append(lat)
+                row["shard"].append(run_queries(workers[0], shard_sql)[1])
+        for r, row in per.items():
+            row["ratios"] = [c / o for c, o in zip(row["qps"]["citus"], row["qps"]["one"])]
+            for side in ("one", "citus"):
+                row["qps", side] = float(np.median(row["qps"][side]))
+                allat = np.concatenate(row["lat"][side])
                 row["p50", side], row["p99", side] = pct(allat, 50), pct(allat, 99)
-            _, lat = run_queries(workers[0], shard_sql)
-            row["p50", "shard"] = pct(lat, 50)
-            per[r] = row
+            row["p50", "shard"] = pct(np.concatenate(row["shard"]), 50)
             say(f"   rerank {r}: recall one {row['recall', 'one']:.3f} citus {row['recall', 'citus']:.3f}; "
                 f"QPS one {row['qps', 'one']:.0f} citus {row['qps', 'citus']:.0f} "
                 f"(ratio per round {', '.join(f'{x:.2f}' for x in row['ratios'])}); "
@@ -418,7 +426,7 @@ def main(argv=None):
         say(f"   ORDER BY id LIMIT 10: p50 one {floor['one']:.2f} ms, Citus {floor['citus']:.2f} ms")
 
         # memory while a client of each side is connected (its Citus connections
-        # to the workers open), after one more pass of the queries
+        # to the workers open), after one more pass of the queries (default rerank)
         conns = []
         for node in (one, coord):
             run_queries(node, knn, keep=conns)
