@@ -38,6 +38,7 @@ import glob
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -285,7 +286,8 @@ def main(argv=None):
     ap.add_argument("--shared-buffers", default=os.environ.get("KDINDEX_SHARED_BUFFERS", "512MB"))
     ap.add_argument("--maint-mem", default=os.environ.get("KDINDEX_MAINT_MEM", "256MB"))
     ap.add_argument("--out", default=os.path.join(ROOT, "test", "bench", "results", "citus.md"))
-    ap.add_argument("--keep", action="store_true", help="leave the clusters running")
+    ap.add_argument("--keep", action="store_true",
+                    help="leave the clusters running (else they are stopped and removed)")
     a = ap.parse_args(argv)
     reranks = [int(x) for x in a.rerank.split(",")]
     a.cached_conns = a.cached_conns or max(1, a.shards // 2)
@@ -444,6 +446,7 @@ def main(argv=None):
         if not a.keep:
             for n in nodes:
                 stop(n)
+                shutil.rmtree(n.dir, ignore_errors=True)
 
 
 def report(a, res, size, mem, per, floor, shards, citus_version, gt_how, loadavg, wall):
