@@ -16,7 +16,8 @@
 # SUITE=distill and distill-ip run test/bench/distill.py instead (recall before and
 # after kdindex_train on Fashion-MNIST / the asymmetric inner-product set);
 # SUITE=fastscan runs test/bench/fastscan.py (4-bit fast scan vs the 8-bit scan,
-# beside Faiss's PQ and PQ fast scan, on the 1M x 128 set).
+# beside Faiss's PQ and PQ fast scan, on the 1M x 128 set); SUITE=citus runs
+# test/bench/citus.py (one node vs a Citus coordinator + 2 workers, ports PORT..PORT+3).
 #
 # bench.py runs as the calling user (as root it reaches the postgres-owned socket
 # anyway) so that it can write the results into the repository and the cache.
@@ -64,6 +65,11 @@ case "$SUITE" in
       max_wal_size=4GB checkpoint_timeout=30min
     log "fastscan.py $* (PGHOST=$PGHOST PGPORT=$PGPORT PGDATABASE=$PGDATABASE)"
     "$PYTHON" "$ROOT/test/bench/fastscan.py" "$@" ${KDINDEX_BENCH_ARGS:-}
+    exit $? ;;
+  citus)
+    ensure_citus
+    log "citus.py $*"
+    "$PYTHON" "$ROOT/test/bench/citus.py" "$@" ${KDINDEX_BENCH_ARGS:-}
     exit $? ;;
 esac
 
