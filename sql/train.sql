@@ -61,11 +61,11 @@ SELECT epochs, recall_after BETWEEN 0.2 AND 1 AS recall_ok
   FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1, negatives => 0);
 CREATE INDEX docs_opq ON docs USING kdindex (v float4_ip_ops) WITH (quantizer = 'opq', m = 4, iterations = 2);
 SELECT kdindex_teacher('docs', 'v', 'docs_ip', queries => 'docs_q', k => 20, nqueries => 300, metric => 'ip');
--- never clearly worse than it began on the held-out queries, codes and row
+-- never worse than it began on the held-out queries, codes and row
 -- term together: here the trained codebooks were (about 0.63 against 0.65),
 -- so the starting ones are written back (a NOTICE says so)
 SET client_min_messages = warning;
-SELECT epochs, recall_after BETWEEN 0.1 AND 1 AS recall_ok, recall_after >= recall_before - 0.01 AS not_worse
+SELECT epochs, recall_after BETWEEN 0.1 AND 1 AS recall_ok, recall_after >= recall_before AS not_worse
   FROM kdindex_train('docs_opq', 'docs_ip', epochs => 2);
 RESET client_min_messages;
 CREATE INDEX docs_aq ON docs USING kdindex (v) WITH (quantizer = 'aq', m = 4);

@@ -79,7 +79,7 @@ extern void kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 					   const KdDistillParams *p, KdDistillResult *res);
 
 /*
- * Trained codebooks are kept unless their held-out recall is below the
+ * Averaged codebooks are kept unless their held-out recall is below the
  * starting codebooks' by more than this: differences of 0.7 points on 500
  * held-out queries went the other way on 5,000 unseen ones (README)
  */

@@ -667,11 +667,13 @@ kdindex_train(PG_FUNCTION_ARGS)
 
 	/*
 	 * Training scores codes without the row term and refits its weight after:
-	 * the index as scans see it (codes and term) must not end clearly worse on
-	 * the held-out queries than it began, else the starting quantizer is
-	 * written back (one more re-encode; not when no retired slot is left for it)
+	 * the index as scans see it (codes and term) must not end worse on the
+	 * held-out queries than it began, else the starting quantizer is written
+	 * back (one more re-encode; not when no retired slot is left for it).  No
+	 * slack here: on OPQ16 a held-out loss of 0.76 point was 0.89 on 5,000
+	 * unseen queries.
 	 */
-	if (ho.n > 0 && DatumGetFloat8(values[3]) < DatumGetFloat8(values[2]) - KD_WORSE &&
+	if (ho.n > 0 && DatumGetFloat8(values[3]) < DatumGetFloat8(values[2]) &&
 		newmeta.nretired < KDINDEX_MAX_RETIRED)
 	{
 		ereport(NOTICE,
