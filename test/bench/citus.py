@@ -173,44 +173,9 @@ def timed(node, statements):
     return time.perf_counter() - t
 
 
-class _BytesReader:
-    """File-like object over a list of byte strings, for cursor.copy_expert."""
-
-    def __init__(self, chunks):
-        self._chunks, self._i = chunks, 0
-
-    def read(self, size=-1):
-        if self._i >= len(self._chunks):
-            return b""
-        self._i += 1
-        return self._chunks[self._i - 1]
-
-    readline = read
-
-
-def copy_chunks(data, batch=20000):
-    """`data` as COPY BINARY input, rows (id int4 = row number, real[]), in chunks:
-    numpy packs the rows (text formatting of 1M x 128 floats takes minutes)."""
-    n, dim = data.shape
-    elem = np.dtype([("len", ">i4"), ("val", ">f4")])
-    row = np.dtype([("nfields", ">i2"), ("idlen", ">i4"), ("id", ">i4"), ("arrlen", ">i4"),
-                    ("ndim", ">i4"), ("hasnull", ">i4"), ("elemtype", ">i4"), ("dim", ">i4"),
-                    ("lbound", ">i4"), ("e", elem, (dim,))])
-    out = [b"PGCOPY\n\xff\r\n\x00" + bytes(8)]
-    for s in range(0, n, batch):
-        block = data[s:s + batch]
-        r = np.zeros(len(block), dtype=row)
-        r["nfields"], r["idlen"], r["id"] = 2, 4, np.arange(s, s + len(block))
-        r["arrlen"], r["ndim"], r["elemtype"], r["dim"], r["lbound"] = 20 + 8 * dim, 1, 700, dim, 1
-        r["e"]["len"], r["e"]["val"] = 4, block
-        out.append(r.tobytes())
-    out.append(b"\xff\xff")
-    return out
-
-
 def copy_into(chunks):
     return lambda cur: cur.copy_expert("COPY items (id, embedding) FROM STDIN (FORMAT binary)",
-                                       _BytesReader(chunks), size=1 << 20)
+                                       datasets.ChunkReader(chunks, b""), size=1 << 20)
 
 
 def shard_rows(coord):
@@ -297,7 +262,7 @@ def main(argv=None):
     train, test, gt, gt_how = load_fmnist1m(a.rows, a.queries)
     say(f"   {train.shape}, ground truth: {gt_how}")
     t = time.perf_counter()
-    chunks = copy_chunks(train)
+    chunks = list(datasets.copy_binary(train))  # loaded into both sides
     say(f"   COPY data made in {time.perf_counter() - t:.1f} s (not counted in load time)")
     qtext = [datasets.pg_array_text(q) for q in test]
     knn = [f"SELECT id FROM items ORDER BY embedding <-> '{q}'::real[] LIMIT {K}" for q in qtext]

@@ -15,7 +15,6 @@ Only numpy and psycopg2 are needed (faiss is not).
 
 import gzip
 import hashlib
-import io
 import os
 import struct
 import time
@@ -430,12 +429,13 @@ def _fmt32(v):
     return s[:-2] if s.endswith(".0") else s
 
 
-class _ChunkReader(io.TextIOBase):
-    """File-like object over an iterator of strings, for cursor.copy_expert."""
+class ChunkReader:
+    """File-like object over an iterator of str (COPY text) or bytes (COPY BINARY,
+    empty=b"") chunks, for cursor.copy_expert."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks, empty=""):
         self._chunks = iter(chunks)
-        self._buf = ""
+        self._buf = empty
 
     def readable(self):
         return True
@@ -447,9 +447,8 @@ class _ChunkReader(io.TextIOBase):
             except StopIteration:
                 break
         if size < 0:
-            out, self._buf = self._buf, ""
-        else:
-            out, self._buf = self._buf[:size], self._buf[size:]
+            size = len(self._buf)
+        out, self._buf = self._buf[:size], self._buf[size:]
         return out
 
     def readline(self, size=-1):
@@ -466,7 +465,7 @@ def table_rows(conn, table):
         return cur.fetchone()[0]
 
 
-def _copy_binary(data, batch=20000):
+def copy_binary(data, batch=20000):
     """Yield COPY BINARY chunks of (id int, embedding real[]) rows, ids 0..n-1: the
     float4 values go over as they are (no text formatting, ~20x faster in Python)."""
     n, d = data.shape
@@ -488,26 +487,6 @@ def _copy_binary(data, batch=20000):
     yield struct.pack(">h", -1)
 
 
-class _BytesReader(io.RawIOBase):
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._buf = b""
-
-    def readable(self):
-        return True
-
-    def read(self, size=-1):
-        while size < 0 or len(self._buf) < size:
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                break
-        if size < 0:
-            size = len(self._buf)
-        out, self._buf = self._buf[:size], self._buf[size:]
-        return out
-
-
 def load_table(conn, table, data, drop=True, id_type="int", batch=2000, unlogged=False,
                analyze=True, verbose=False, binary=False, storage=None):
     """Create `table (id <id_type> primary key, embedding real[])` and fill it with
@@ -527,10 +506,10 @@ def load_table(conn, table, data, drop=True, id_type="int", batch=2000, unlogged
             cur.execute(f"ALTER TABLE {table} ALTER COLUMN embedding SET STORAGE {storage}")
         if binary:
             cur.copy_expert(f"COPY {table} (id, embedding) FROM STDIN (FORMAT binary)",
-                            _BytesReader(_copy_binary(data)), size=1 << 20)
+                            ChunkReader(copy_binary(data), b""), size=1 << 20)
         else:
             cur.copy_expert(f"COPY {table} (id, embedding) FROM STDIN",
-                            _ChunkReader(_copy_lines(data, 0, batch)), size=1 << 20)
+                            ChunkReader(_copy_lines(data, 0, batch)), size=1 << 20)
         cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
     conn.commit()
     if analyze:
