@@ -223,21 +223,11 @@ def sql_pass(cur, p, qargs, warmup, drop, check):
             if not any(p["idx"] in x for x in plan):
                 B.notice(f"{p['method']} {p['config']} {p['param']}: plan does not use "
                          f"{p['idx']}: {B.short_plan(plan)}")
-        for q in qargs[:warmup]:
-            cur.execute("EXECUTE knn(%s)", (q,))
-            cur.fetchall()
-        lat = np.empty(len(qargs))
-        found = []
-        for i, q in enumerate(qargs):
-            t = time.perf_counter()
-            cur.execute("EXECUTE knn(%s)", (q,))
-            rows = cur.fetchall()
-            lat[i] = time.perf_counter() - t
-            found.append([r[0] for r in rows])
+        found, _, lat_ms, _ = B.run_sql_point(cur, qargs, 1, warmup)
     finally:
         cur.execute("ROLLBACK")
         cur.execute("DEALLOCATE ALL")
-    return found, lat
+    return found, lat_ms / 1000.0
 
 
 def faiss_pass(p, xq, warmup):
