@@ -1032,11 +1032,15 @@ def build_table(results):
     for r in results:
         if r["kind"] != "build":
             continue
+        cpu = r.get("cpu")
         rows.append([r["method"], r["config"], r["with_"], r["rows"], r["mpw"],
-                     fmt_s(r["build_s"]), fmt_s(r["train_s"]), fmt_mb(r["index_bytes"]),
+                     fmt_s(r["build_s"]),
+                     f"{cpu[0]:.0f} (load {cpu[1][0]:.1f}→{cpu[1][1]:.1f})" if cpu else "-",
+                     fmt_s(r["train_s"]), fmt_mb(r["index_bytes"]),
                      f"{r['bytes_per_row']:.1f}"])
     return fmt_table(["method", "config", "WITH", "rows", "max_parallel_maint._workers",
-                      "build s", "train s", "index MB", "index B/row"], rows)
+                      "build s", "server CPU s (load average)", "train s", "index MB",
+                      "index B/row"], rows)
 
 
 def _frontier(points):

@@ -22,12 +22,15 @@ thread, one search() call per query, is timed in the same rounds.
 """
 
 import os
+import re
 import time
 
 import numpy as np
 import psycopg2
 
 import datasets
+
+from buildcpu import BuildCPU
 
 try:
     import bench_faiss
@@ -37,6 +40,7 @@ except Exception:  # noqa: BLE001
 
 B = None          # the bench module (say, notice, result, prepare, fmt_table, ...)
 LOADS = []        # 1-minute load average at the end of each round
+CPU = {}          # index -> (CPU seconds of the build's backend + workers, (load at start, end))
 
 
 def kd_config(cfg):
@@ -60,20 +64,32 @@ def build(cur, a, idx, sql, tag):
         cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (idx,))
         row = cur.fetchone()
         if row and row[0] and row[0].startswith(sql + " -- "):
-            secs = float(row[0].rsplit("build_s=", 1)[1])
+            note = row[0][len(sql) + 4:]
+            secs = float(re.search(r"build_s=([0-9.]+)", note).group(1))
+            cpu = re.search(r"cpu_s=([0-9.]+) load=([0-9.]+)-([0-9.]+)", note)
+            if cpu:
+                CPU[idx] = (float(cpu.group(1)), (float(cpu.group(2)), float(cpu.group(3))))
             B.say(f"{tag}: reusing {idx} (built in {secs:.1f} s by an earlier run)")
             return secs
     cur.execute(f"DROP INDEX IF EXISTS {idx}")
     B.say(f"{tag}: {sql}")
+    cur.execute("SELECT pg_backend_pid()")
     t = time.perf_counter()
     try:
-        cur.execute(sql)
+        with BuildCPU(cur.fetchone()[0]) as c:
+            cur.execute(sql)
     except psycopg2.Error as e:
         B.notice(f"{tag}: build failed after {time.perf_counter() - t:.0f} s: "
                  f"{e.pgcode} {str(e).strip()}")
         return None
     secs = time.perf_counter() - t
-    cur.execute(f"COMMENT ON INDEX {idx} IS %s", (f"{sql} -- build_s={secs:.3f}",))
+    note = f"{sql} -- build_s={secs:.3f}"
+    if c.cpu_s is not None:
+        CPU[idx] = (c.cpu_s, c.load)
+        note += f" cpu_s={c.cpu_s:.1f} load={c.load[0]:.1f}-{c.load[1]:.1f}"
+        B.say(f"  CPU {c.cpu_s:.1f} s (backend + parallel workers), load average "
+              f"{c.load[0]:.1f} -> {c.load[1]:.1f}")
+    cur.execute(f"COMMENT ON INDEX {idx} IS %s", (note,))
     return secs
 
 
@@ -108,7 +124,7 @@ def pgvector_builds(a, ds, vtable, cur=None):
         common = dict(family="pgvector", method=f"pgvector {name}", config=cfg,
                       index_bytes=size, bytes_per_row=size / n, build_s=secs)
         builds.append(B.result(**common, kind="build", param=f"mpw={mpw}", rows=n, mpw=mpw,
-                               with_=with_))
+                               with_=with_, cpu=CPU.get(idx)))
         names.append(idx)
         for v in sweep:
             points.append(dict(common, idx=idx, table=vtable, argtype="vector",
@@ -152,7 +168,7 @@ def build_all(cur, a, ds, table, vtable, kd_cfgs, pgvector_ok):
                       bytes_per_vec=info["code_bytes"], index_bytes=size, bytes_per_row=size / n,
                       build_s=secs, train_s=info["train_seconds"])
         builds.append(B.result(**common, kind="build", param=f"mpw={mpw}", rows=n, mpw=mpw,
-                               with_=with_))
+                               with_=with_, cpu=CPU.get(idx)))
         on_table[table].append(idx)
         probes = [p for p in B.ints(a.kd_probes) if p <= lists] if lists else [None]
         for pr in probes:
