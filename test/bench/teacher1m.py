@@ -154,6 +154,36 @@ def recall(cur, probes, rerank):
     return out
 
 
+def train_once(cur, teacher_r, probes, rerank, seed=0, first=True):
+    """Build (or REINDEX) the PQ16 lists 1000 index, train it from the carried-over
+    teacher with `seed`; (build timing, recall before, train timing, result, after)."""
+    sql = f"CREATE INDEX {KD} ON {T} USING kdindex (embedding) WITH ({KD_WITH})"
+    if first:
+        cur.execute(f"DROP INDEX IF EXISTS {KD}")
+    else:
+        sql = f"REINDEX INDEX {KD}"
+    build = timed(cur, sql)
+    before = recall(cur, probes, rerank)
+    train = timed(cur, f"SELECT * FROM kdindex_train('{KD}', '{teacher_r}', seed => {seed})")
+    res = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    after = recall(cur, probes, rerank)
+    say(f"kdindex_train with {teacher_r} seed {seed}: build {build[0]:.0f} s, train "
+        f"{train[0]:.0f} s (CPU {train[1]:.0f} s), {res}; recall before {before} after {after}")
+    return build, before, train, res, after
+
+
+def seeds_only(cur, a, probes):
+    """--seeds-only T:S,...: retrain from teachers carried over by an earlier run."""
+    out = []
+    for i, item in enumerate(a.seeds_only.split(",")):
+        name, seed = item.split(":")
+        b, before, t, res, after = train_once(cur, name, probes, a.rerank, int(seed), i == 0)
+        out.append(dict(teacher=name, seed=int(seed), before=before, after=after, res=res,
+                        train_s=t[0], train_cpu=t[1]))
+    cur.execute(f"DROP INDEX IF EXISTS {KD}")
+    print(json.dumps(out, default=str))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,6 +193,9 @@ def main():
     ap.add_argument("--probes", default="8,32")
     ap.add_argument("--rerank", type=int, default=50)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--seeds-only", default=None,
+                    help="TEACHER_r:SEED,...: only retrain from the carried-over teachers of "
+                         "an earlier run with these kdindex_train seeds (prints JSON)")
     ap.add_argument("--planner-pick", action="store_true",
                     help="also a teacher with the planner's own pick (no steering)")
     ap.add_argument("--out", default=os.path.join(ROOT, "test/bench/results/teacher-1m.md"))
@@ -181,6 +214,9 @@ def main():
     assert cur.fetchone() == (fp, fp), "the tables do not hold the fmnist1m data set"
     cur.execute("SHOW maintenance_work_mem")
     mwm = cur.fetchone()[0]
+    if a.seeds_only:
+        seeds_only(cur, a, probes)
+        return
     commit = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h"],
                             capture_output=True, text=True).stdout.strip()
 
@@ -203,20 +239,9 @@ def main():
         eval_table(cur, ds, gt)
         for i, t in enumerate(t for t in ts if t["name"] != "tch_pick"):
             tt = carry_over(cur, t["name"])
-            sql = f"CREATE INDEX {KD} ON {T} USING kdindex (embedding) WITH ({KD_WITH})"
-            if i == 0:
-                cur.execute(f"DROP INDEX IF EXISTS {KD}")
-            else:
-                sql = f"REINDEX INDEX {KD}"
-            bw, bc, bl = timed(cur, sql)
-            before = recall(cur, probes, a.rerank)
-            tw, tc, tl = timed(cur, f"SELECT * FROM kdindex_train('{KD}', '{tt}')")
-            res = dict(zip([d[0] for d in cur.description], cur.fetchone()))
-            after = recall(cur, probes, a.rerank)
-            train.append(dict(teacher=t["name"], build=(bw, bc, bl), before=before,
-                              train=(tw, tc, tl), res=res, after=after))
-            say(f"kdindex_train with {t['name']}: build {bw:.0f} s, train {tw:.0f} s "
-                f"(CPU {tc:.0f} s), {res}; recall before {before} after {after}")
+            b, before, tr, res, after = train_once(cur, tt, probes, a.rerank, 0, i == 0)
+            train.append(dict(teacher=t["name"], build=b, before=before, train=tr, res=res,
+                              after=after))
         cur.execute(f"DROP INDEX IF EXISTS {KD}")
 
     # report
