@@ -382,12 +382,16 @@ def headline(results, target):
             if not pm.startswith("pgvector"):
                 continue
             med, spread = _ratio(k["qps"], p["qps"])
+            kcpu, pcpu = (builds.get((km, kc), {}).get("cpu"),
+                          builds.get((pm, pc), {}).get("cpu"))
             rows.append([f"{kc} {k['param']}", f"{pm.split()[1]} {p['param']}", med, spread,
                          f"{p['index_bytes'] / k['index_bytes']:.0f}×",
-                         f"{p['build_s'] / k['build_s']:.1f}×"])
+                         f"{p['build_s'] / k['build_s']:.1f}×",
+                         f"{pcpu[0] / kcpu[0]:.1f}×" if kcpu and pcpu else "-"])
     t2 = B.fmt_table(["kdindex", "vs pgvector", "QPS ratio (median of rounds)",
                       "ratio min–max", "size: pgvector / kdindex",
-                      "build: pgvector / kdindex"], rows) if rows else ""
+                      "build wall: pgvector / kdindex",
+                      "build CPU: pgvector / kdindex"], rows) if rows else ""
     return t1, t2
 
 
@@ -424,8 +428,11 @@ def sections(a, info, results, codes_t, sweep_t):
         sec += ["### Data set", "", info["recipe"], ""]
     sec += ["### Builds", "", B.build_table(results), "",
             "Wall-clock seconds of CREATE INDEX from the client, all at the server's "
-            "max_parallel_maintenance_workers (`mpw`); `train s` is kdindex_info's "
-            "train_seconds; Faiss: train + add on one thread.", ""]
+            "max_parallel_maintenance_workers (`mpw`); `server CPU s`: utime + stime of "
+            "the building backend and its parallel workers (/proc, test/bench/buildcpu.py), "
+            "with the 1-minute load average at the start and the end: on a shared machine "
+            "the wall time measures the load as much as the build, the CPU time does not; "
+            "`train s` is kdindex_info's train_seconds; Faiss: train + add on one thread.", ""]
     for target in sorted({a.target_recall, 0.95, 0.99}):
         t1, t2 = headline(results, target)
         sec += [f"### Paired rounds: recall@{K} ≥ {target}", "", t1, ""]
