@@ -155,7 +155,7 @@ SELECT id FROM wide16k ORDER BY v <-> make_vec(9999, 16000) LIMIT 1;
 DROP TABLE wide16k;
 
 -- OPQ alternates codebooks and rotation on at most 128 rows per codeword (and
--- 16 per dimension): 2,048 of the 3,000 sampled residuals at nbits = 4; the
+-- 64 per dimension): 2,048 of the 3,000 sampled residuals at nbits = 4; the
 -- final codebooks are trained on all 3,000.  The answers stay exact after the
 -- re-rank.
 CREATE TABLE opqs (id int, v real[]);
