@@ -96,7 +96,7 @@ DROP INDEX rf_kd;
 CREATE INDEX rf_kd ON rf USING kdindex (v) WITH (m = 4, refine = 8);
 INSERT INTO rf SELECT 10000 + i, rf_vec(i) FROM generate_series(1, 300) i;
 SELECT kdindex_verify('rf_kd', true);
-SET kdindex.rerank = 50;
+SET kdindex.rerank = 400;
 SET kdindex.refine_rerank = 20;
 SELECT count(*) AS twins_found FROM generate_series(1, 300) i
  WHERE (SELECT count(*) FROM (SELECT v <-> rf_vec(i) AS d FROM rf ORDER BY v <-> rf_vec(i) LIMIT 2) s

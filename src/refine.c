@@ -125,7 +125,7 @@ residuals(const KdQuantizer *q, const float *x, int64 n, const int32 *lists,
 	pfree(xhat);
 }
 
-/* Residuals of rows[0..n) of x, every step-th row from first */
+/* Residuals of the n rows x from their codes, encoded here a batch at a time */
 static void
 batch_residuals(const KdQuantizer *q, const float *x, int64 n, float *out)
 {
@@ -327,7 +327,8 @@ cand_pos_cmp(const void *a, const void *b)
 static int
 find_tuple(Page page, const KdLayout *l, const KdCandidate *c)
 {
-	int			ntup = KdPageGetOpaque(page)->ntuples;
+	/* (a page recycled into another layout must not be read past its end) */
+	int			ntup = Min(KdPageGetOpaque(page)->ntuples, l->capacity);
 
 	if (!(KdPageGetOpaque(page)->flags & KDINDEX_PAGE_DATA))
 		return -1;
