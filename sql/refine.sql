@@ -57,6 +57,21 @@ SELECT kdindex_verify('rf_kd', true);
 SELECT r.at10 > p.at10 + 0.2 AS refine_gains_20_points, r.exact = 1 AND p.exact = 1 AS both_exact
   FROM (SELECT rf_recall(100, 10) AS at10, rf_recall(4000, 4000) AS exact) r, rf_plain p;
 
+-- a parallel build (workers encode rows, refinement codes included) gives
+-- the same answers
+CREATE TEMP TABLE rf_serial AS SELECT q.id AS qid, f.id FROM rf_queries q CROSS JOIN LATERAL
+	(SELECT id FROM rf ORDER BY rf.v <-> q.v LIMIT 10) f;
+DROP INDEX rf_kd;
+SET max_parallel_maintenance_workers = 1;
+SET min_parallel_table_scan_size = 0;
+CREATE INDEX rf_kd ON rf USING kdindex (v) WITH (m = 4, refine = 8);
+RESET min_parallel_table_scan_size;
+RESET max_parallel_maintenance_workers;
+SELECT kdindex_verify('rf_kd', true);
+SELECT count(*) AS same_answers FROM rf_serial JOIN
+	(SELECT q.id AS qid, f.id FROM rf_queries q CROSS JOIN LATERAL
+		(SELECT id FROM rf ORDER BY rf.v <-> q.v LIMIT 10) f) p USING (qid, id);
+
 -- 3. Fewer heap fetches: kdindex.rerank candidates are refined, only
 -- kdindex.refine_rerank of them re-ranked before the first rows
 SET client_min_messages = debug1;

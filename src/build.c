@@ -158,7 +158,7 @@ kd_parallel_build_main(dsm_segment *seg, shm_toc *toc)
 									  ALLOCSET_DEFAULT_SIZES);
 	blob = kd_read_blob(bs.index, shared->blob_head, shared->blob_size);
 	bs.quantizer = kd_quantizer_deserialize(blob, shared->blob_size);
-	kd_alloc_batch(&bs, bs.quantizer->code_size);
+	kd_alloc_batch(&bs, kd_row_code_size(bs.quantizer));
 	shm_mq_set_sender(mq, MyProc);
 	bs.queue = shm_mq_attach(mq, seg, NULL);
 	bs.send = send_batch;
