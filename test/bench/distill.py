@@ -149,7 +149,7 @@ def run_config(cur, a, table, opclass, cfg, teacher, truth):
 
 
 def table_md(rows, a):
-    out = [f"| quantizer | teacher queries | before | after | gain (pt) | worst run (pt) | "
+    out = ["| quantizer | teacher queries | before | after | gain (pt) | worst run (pt) | "
            "held-out teacher recall | best epochs | s/epoch | kdindex_train s | build s |",
            "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:

@@ -48,7 +48,7 @@ def timed(cur, table, op, idx, other, probes, rerank, qtexts):
         cur.execute(f"DROP INDEX {other}")
         cur.execute(f"SET LOCAL kdindex.probes = {probes}")
         cur.execute(f"SET LOCAL kdindex.rerank = {rerank}")
-        cur.execute(f"SET LOCAL enable_seqscan = off")
+        cur.execute("SET LOCAL enable_seqscan = off")
         cur.execute(f"PREPARE knn(real[]) AS SELECT id FROM {table} ORDER BY embedding {op} $1 LIMIT {B.K}")
         _, qps, _, _ = B.run_sql_point(cur, qtexts, 1, min(20, len(qtexts)))
     finally:
@@ -94,7 +94,7 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
         base = f"{table}_{kind}{m}_l{a.lists}_base"
         idx = f"{table}_{kind}{m}_l{a.lists}_kd"
         with_ = f"WITH (quantizer = '{kind}', m = {m}, lists = {a.lists})"
-        cur.execute(f"SELECT to_regclass(%s)", (base,))
+        cur.execute("SELECT to_regclass(%s)", (base,))
         build_s = None
         if cur.fetchone()[0] is None:
             t = time.perf_counter()
