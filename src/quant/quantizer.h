@@ -221,10 +221,10 @@ extern void kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int6
 						   int64 table_rows);
 extern void kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
 								  const float *docs, const int64 *rows, int64 nd,
-								  const int32 *truth, int k);
+								  const int32 *truth, int k, int depth);
 struct KdDistillSet;
 extern void kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const struct KdDistillSet *set,
-								   const int32 *held, int nheld);
+								   const int32 *held, int nheld, int depth);
 
 /*
  * kd_rowterm_bound(q, code): an upper bound of ||x - x̂||, the distance of the
