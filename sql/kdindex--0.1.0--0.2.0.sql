@@ -1,18 +1,19 @@
 -- kdindex 0.1.0 -> 0.2.0: kdindex_verify; L1 distance (<+>, float4_l1_ops);
 -- kdindex_recall in C (privilege checks, a pinned search_path, usable as a
--- session's first statement); kdindex_info's rowterm; pgvector's operator classes move to the
+-- session's first statement); kdindex_info's rowterm and refine; pgvector's operator classes move to the
 -- extension kdindex_vector (see below).  Indexes built by 0.1.0 are read as
 -- they are.
 \echo Use "ALTER EXTENSION kdindex UPDATE TO '0.2.0'" to load this file. \quit
 
--- kdindex_info reports the row term's weight (rowterm, NULL without one)
+-- kdindex_info reports the row term's weight (rowterm, NULL without one) and the
+-- refinement's bytes per row (refine, 0 without one)
 DROP FUNCTION kdindex_info(regclass);
 CREATE FUNCTION kdindex_info(idx regclass,
 	OUT quantizer text, OUT metric text, OUT dim int, OUT m int, OUT nbits int,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
 	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int,
-	OUT rowterm float8)
+	OUT rowterm float8, OUT refine int)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 
 -- Check an index's pages, as amcheck's bt_index_check does a B-tree's; with
@@ -187,7 +188,7 @@ CREATE FUNCTION @extschema@.kdindex_shards(idx regclass,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
 	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int,
-	OUT rowterm float8)
+	OUT rowterm float8, OUT refine int)
 	RETURNS SETOF record
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -220,11 +221,11 @@ BEGIN
 		shard_index := names[array_position(s, r.shardid)];
 		SELECT * INTO quantizer, metric, dim, m, nbits, code_bytes, trained, rows, total_bytes,
 			   bytes_per_row, codebook_bytes, train_rows, train_mse, train_seconds, generation, lists,
-			   rowterm
+			   rowterm, refine
 		  FROM json_to_record(r.result::json) AS j(quantizer text, metric text, dim int, m int,
 			   nbits int, code_bytes int, trained bool, rows bigint, total_bytes bigint,
 			   bytes_per_row float8, codebook_bytes bigint, train_rows bigint, train_mse float8,
-			   train_seconds float8, generation bigint, lists int, rowterm float8);
+			   train_seconds float8, generation bigint, lists int, rowterm float8, refine int);
 		RETURN NEXT;
 	END LOOP;
 END
@@ -237,13 +238,14 @@ CREATE FUNCTION @extschema@.kdindex_citus_info(idx regclass,
 	OUT code_bytes int, OUT trained bool, OUT rows bigint, OUT total_bytes bigint,
 	OUT bytes_per_row float8, OUT codebook_bytes bigint, OUT train_rows bigint,
 	OUT train_mse float8, OUT train_seconds float8, OUT generation bigint, OUT lists int,
-	OUT rowterm float8)
+	OUT rowterm float8, OUT refine int)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	SELECT min(s.quantizer), min(s.metric), min(s.dim), min(s.m), min(s.nbits), min(s.code_bytes),
 		   bool_and(s.trained), sum(s.rows)::bigint, sum(s.total_bytes)::bigint,
 		   CASE WHEN sum(s.rows) > 0 THEN (sum(s.total_bytes) / sum(s.rows))::float8 END,
 		   sum(s.codebook_bytes)::bigint, sum(s.train_rows)::bigint, avg(s.train_mse),
-		   sum(s.train_seconds), min(s.generation), min(s.lists), avg(s.rowterm)
+		   sum(s.train_seconds), min(s.generation), min(s.lists), avg(s.rowterm),
+		   min(s.refine)
 	  FROM (SELECT DISTINCT ON (x.shardid) x.*
 			  FROM @extschema@.kdindex_shards(idx) x
 			 ORDER BY x.shardid, x.nodename, x.nodeport) s

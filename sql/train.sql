@@ -121,6 +121,19 @@ SELECT queries, codes_recall >= 0.3 AS codes_ok, reranked_recall >= 0.95 AS rera
   FROM kdindex_recall('docs_ivf_distilled', 'docs_teacher');
 RESET kdindex.probes;
 DROP INDEX docs_ivf_distilled;
+-- with lists, the held-out recall (and the row term's weight) are of the
+-- teacher's top-10 among the codes' first kdindex.rerank (up to half the
+-- teacher's lists): what a scan's re-rank finds, not codes-only recall@10
+SELECT kdindex_teacher('docs', 'v', 'docs_teacher60', queries => 'docs_q', k => 60, nqueries => 300);
+CREATE INDEX docs_ivf_rr ON docs USING kdindex (v) WITH (m = 8, lists = 8);
+SET kdindex.rerank = 0;
+SELECT recall_before AS codes_only FROM kdindex_train('docs_ivf_rr', 'docs_teacher60', epochs => 1) \gset
+SET kdindex.rerank = 30;
+SELECT recall_before > :codes_only + 0.1 AS reranked_recall, recall_after <= 1 AS at_most_one
+  FROM kdindex_train('docs_ivf_rr', 'docs_teacher60', epochs => 1);
+RESET kdindex.rerank;
+DROP INDEX docs_ivf_rr;
+DROP TABLE docs_teacher60;
 
 -- 7. Bad input
 SELECT * FROM kdindex_train('docs', 'docs_teacher');

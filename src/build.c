@@ -43,7 +43,8 @@
 static void
 send_batch(KdBuildState *bs)
 {
-	int			tupsize = KdTupleSize(bs->quantizer->code_size);
+	int			code_size = kd_row_code_size(bs->quantizer);
+	int			tupsize = KdTupleSize(code_size);
 	Size		size = bs->nbatch * (sizeof(int32) + tupsize);
 	char	   *msg = palloc(size);
 	char	   *tup = msg + bs->nbatch * sizeof(int32);
@@ -52,8 +53,7 @@ send_batch(KdBuildState *bs)
 	for (int i = 0; i < bs->nbatch; i++, tup += tupsize)
 	{
 		memcpy(tup, &bs->batch_tids[i], sizeof(ItemPointerData));
-		memcpy(KdTupleCode(tup), bs->codes + (Size) i * bs->quantizer->code_size,
-			   bs->quantizer->code_size);
+		memcpy(KdTupleCode(tup), bs->codes + (Size) i * code_size, code_size);
 	}
 	if (shm_mq_send(bs->queue, size, msg, false, true) != SHM_MQ_SUCCESS)
 		ereport(ERROR,
@@ -158,7 +158,7 @@ kd_parallel_build_main(dsm_segment *seg, shm_toc *toc)
 									  ALLOCSET_DEFAULT_SIZES);
 	blob = kd_read_blob(bs.index, shared->blob_head, shared->blob_size);
 	bs.quantizer = kd_quantizer_deserialize(blob, shared->blob_size);
-	kd_alloc_batch(&bs, bs.quantizer->code_size);
+	kd_alloc_batch(&bs, kd_row_code_size(bs.quantizer));
 	shm_mq_set_sender(mq, MyProc);
 	bs.queue = shm_mq_attach(mq, seg, NULL);
 	bs.send = send_batch;

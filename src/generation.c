@@ -214,7 +214,7 @@ kd_flush_batch(KdBuildState *bs)
 	if (bs->nbatch == 0)
 		return;
 	if (q)
-		kd_quantizer_encode(q, bs->batch, bs->nbatch, bs->batch_lists, bs->codes);
+		kd_encode_rows(q, bs->batch, bs->nbatch, bs->batch_lists, bs->codes);
 	if (bs->send)
 	{
 		bs->send(bs);
@@ -222,7 +222,7 @@ kd_flush_batch(KdBuildState *bs)
 	}
 	for (int i = 0; i < bs->nbatch; i++)
 		kd_append_encoded(bs, q ? bs->batch_lists[i] : 0, &bs->batch_tids[i],
-					 q ? bs->codes + (Size) i * q->code_size : NULL);
+					 q ? bs->codes + (Size) i * kd_row_code_size(q) : NULL);
 	bs->nbatch = 0;
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, bs->ntuples);
 }
@@ -347,6 +347,9 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	}
 	if (bs->distill)
 		distill_sample(bs, trained);
+	/* on the residuals of the codes as trained, distilled and with the term */
+	if (bs->refine > 0)
+		kd_refine_train(trained, bs->sample, bs->nsample, bs->refine);
 	blob = kd_quantizer_serialize(trained, bs->sample, bs->nsample, &size);
 	meta->blob_head = kd_write_blob(bs->index, blob, size);
 	meta->blob_size = size;
@@ -362,7 +365,8 @@ train_quantizer(KdBuildState *bs, KdMetaPageData *meta)
 	meta->train_seconds = INSTR_TIME_GET_DOUBLE(duration);
 	meta->train_rows = bs->nsample;
 	meta->trained = true;
-	meta->code_size = bs->quantizer->code_size;
+	meta->code_size = kd_row_code_size(bs->quantizer);
+	meta->refine = bs->refine;
 	meta->version = KdLayoutVersionFor(bs->quantizer);
 }
 
@@ -435,6 +439,7 @@ kd_init_build_state(KdBuildState *bs, Relation index, Relation heap, const KdMet
 	/* kd_build refuses it under L1, but ALTER INDEX ... SET can turn it on */
 	bs->distill = opts && opts->distill && bs->metric != KD_METRIC_L1;
 	bs->rowterm = opts ? opts->rowterm : true;
+	bs->refine = opts ? opts->refine : 0;
 	bs->typid = TupleDescAttr(RelationGetDescr(index), 0)->atttypid;
 	bs->tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "kdindex build row",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -469,13 +474,13 @@ fill_rows(Relation index, const KdLayout *l)
  * a quarter of maintenance_work_mem
  */
 static void
-encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size)
+encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size, int refine)
 {
 	int64		cap;
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, KDINDEX_PHASE_ENCODE);
 	bs->tupsize = KdTupleSize(code_size);
-	kd_layout_for(&bs->layout, meta->quantizer, meta->m, meta->nbits, code_size);
+	kd_layout_for(&bs->layout, meta->quantizer, meta->m, meta->nbits, code_size, refine);
 	bs->fill = fill_rows(bs->index, &bs->layout);
 	kd_alloc_batch(bs, code_size);
 	cap = (int64) maintenance_work_mem * 1024 / 4 / (bs->tupsize + sizeof(int32));
@@ -532,6 +537,7 @@ kd_sample_train(KdBuildState *bs, KdMetaPageData *meta, int64 min_rows)
 	{
 		meta->m = kd_choose_m(bs->dim, meta->m);
 		kd_check_m((KdQuantizerKind) meta->quantizer, bs->dim, meta->m, meta->nbits);
+		kd_refine_check_dim(bs->refine, bs->dim);
 	}
 	if (bs->seen >= min_rows && bs->nsample >= Max(1 << meta->nbits, bs->lists))
 	{
@@ -550,7 +556,7 @@ void
 kd_encode_all(KdBuildState *bs, KdMetaPageData *meta)
 {
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, (int64) bs->seen);
-	encode_start(bs, meta, meta->code_size);
+	encode_start(bs, meta, meta->code_size, meta->trained ? meta->refine : 0);
 	if (bs->seen > 0 &&
 		!(bs->encode_parallel && bs->quantizer && bs->encode_parallel(bs, meta)))
 		bs->source(bs, kd_encode_callback);
@@ -598,6 +604,7 @@ switch_meta(Relation index, const KdMetaPageData *gen, uint32 generation)
 	wmeta->dim = gen->dim;
 	wmeta->m = gen->m;
 	wmeta->code_size = gen->code_size;
+	wmeta->refine = gen->refine;
 	wmeta->trained = gen->trained;
 	wmeta->blob_head = gen->blob_head;
 	wmeta->blob_size = gen->blob_size;
@@ -656,7 +663,7 @@ kd_train_in_place(Relation index, Relation heap)
 	bs.source = index_rows;
 	bs.from_blk = meta.data_head;
 	bs.stop_blk = InvalidBlockNumber;
-	kd_layout_for(&bs.old_layout, meta.quantizer, meta.m, meta.nbits, 0);
+	kd_layout_for(&bs.old_layout, meta.quantizer, meta.m, meta.nbits, 0, 0);
 	if (!kd_sample_train(&bs, &meta, need))
 	{
 		if (bs.seen >= need)
@@ -781,10 +788,15 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	kd_init_build_state(&bs, index, heap, &meta);
 	bs.dim = meta.dim;
 	bs.source = index_rows;
+	/* the refinement the options ask for, on the residuals of the new codes */
+	if (bs.refine > 0)
+		kd_refine_train(trained, x, n, bs.refine);
+	else
+		kd_refine_drop(trained);
 	blob = kd_quantizer_serialize(trained, x, n, &size);
 	bs.quantizer = kd_quantizer_deserialize(blob, size);
 	blob_head = kd_write_blob(index, blob, size);
-	encode_start(&bs, &meta, bs.quantizer->code_size);
+	encode_start(&bs, &meta, kd_row_code_size(bs.quantizer), bs.refine);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, 0);
 
 	/* pass 1: the rows up to every chain's current end */
@@ -810,7 +822,8 @@ kd_retrain_switch(Relation index, Relation heap, KdQuantizer *trained, const flo
 	meta.blob_head = blob_head;
 	meta.blob_size = size;
 	encode_finish(&bs, &meta);
-	meta.code_size = bs.quantizer->code_size;
+	meta.code_size = kd_row_code_size(bs.quantizer);
+	meta.refine = bs.refine;
 	meta.version = KdLayoutVersionFor(bs.quantizer);
 	meta.train_seconds = train_seconds;
 	meta.train_mse = kd_quantizer_mse(bs.quantizer, x, n);

@@ -48,6 +48,7 @@ struct KdBuildState
 	int			beam;
 	bool		distill;		/* distil from sampled queries after training */
 	bool		rowterm;		/* codes carry the per-row error term */
+	int			refine;			/* refinement bytes per row (refine.c) */
 	int64		nsample;
 	double		seen;
 	double		rowstoskip;

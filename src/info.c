@@ -101,8 +101,8 @@ kdindex_info(PG_FUNCTION_ARGS)
 	Relation	index = kd_lock_index(relid, heapoid, NoLock, AccessShareLock, NULL);
 	TupleDesc	tupdesc;
 	KdMetaPageData meta;
-	Datum		values[17];
-	bool		nulls[17] = {0};
+	Datum		values[18];
+	bool		nulls[18] = {0};
 	int64		rows;
 	int64		total;
 	int			i = 0;
@@ -141,10 +141,14 @@ kdindex_info(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(meta.generation);
 	values[i++] = Int32GetDatum(meta.nlists);
 	/* the row term's weight a, when the codes carry the term */
-	if (meta.trained && meta.version == KDINDEX_LAYOUT_VERSION)
+	if (meta.trained && meta.version >= KDINDEX_LAYOUT_VERSION &&
+		kd_get_quantizer(index, &meta)->term.mode != KD_ROWTERM_NONE)
 		values[i++] = Float8GetDatum(rint(kd_get_quantizer(index, &meta)->term.weight * 1e4) / 1e4);
 	else
 		nulls[i++] = true;
+	/* refinement bytes per row (within code_bytes) */
+	values[i++] = Int32GetDatum(meta.trained && meta.version >= KDINDEX_LAYOUT_VERSION_REFINE ?
+								meta.refine : 0);
 	Assert(i == lengthof(values));
 
 	index_close(index, AccessShareLock);

@@ -144,7 +144,7 @@ encode_row(Relation index, const KdMetaPageData *meta, const float *x, int dim)
 	{
 		KdQuantizer *q = kd_get_quantizer(index, meta);
 
-		kd_quantizer_encode(q, x, 1, &enc->list, enc->code);
+		kd_encode_rows(q, x, 1, &enc->list, enc->code);
 	}
 	return enc;
 }

@@ -223,14 +223,6 @@ query_table(KdScanOpaque so, const KdQuantizer *q)
 	so->ivf_qbias *= factor;
 }
 
-/* lut = a + b (the three do not overlap) */
-static void
-add_tables(float *restrict lut, const float *restrict a, const float *restrict b, int n)
-{
-	for (int k = 0; k < n; k++)
-		lut[k] = a[k] + b[k];
-}
-
 /*
  * The lookup tables (n x lutsize) and biases that score the codes of the n
  * lists, for the scan's query: from the precomputed terms where there are,
@@ -273,7 +265,7 @@ kd_ivf_scan_luts(IndexScanDesc scan, const int32 *lists, int n, float *luts, flo
 		}
 		if (!t->ready[l])
 			compute_term(t, q, l);
-		add_tables(lut, so->ivf_qlut, t->terms + (Size) l * t->lutsize, t->lutsize);
+		kd_add_floats(lut, so->ivf_qlut, t->terms + (Size) l * t->lutsize, t->lutsize);
 		biases[i] = kd_l2sq(so->unit, c, q->dim) + so->ivf_qbias + t->term_biases[l];
 	}
 }

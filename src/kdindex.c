@@ -41,6 +41,7 @@ int			kdindex_max_probes = KDINDEX_MAX_LISTS;
 double		kdindex_scan_mem_multiplier = 1;
 int			kdindex_ivf_table_mem = 65536;
 double		kdindex_rerank_margin = 0;
+int			kdindex_refine_rerank = 40;
 
 static const struct config_enum_entry iterative_scan_options[] = {
 	{"off", KD_ITERATIVE_OFF, false},
@@ -109,6 +110,9 @@ _PG_init(void)
 	add_int_reloption(kd_relopt_kind, "fillfactor",
 					  "Packs every data page a build writes only this full (percent): room for the new versions of updated rows until VACUUM frees the old ones",
 					  100, 10, 100, ShareUpdateExclusiveLock);
+	add_int_reloption(kd_relopt_kind, "refine",
+					  "Bytes per row of a finer refinement code (an 8-bit PQ of the rows' residuals) that re-scores candidates before the heap (0: none)",
+					  0, 0, KDINDEX_MAX_REFINE, AccessExclusiveLock);
 
 	DefineCustomIntVariable("kdindex.rerank",
 							"Candidates re-scored with the exact distance before the first rows (0: codes only).",
@@ -163,6 +167,13 @@ _PG_init(void)
 							 "0 re-ranks kdindex.rerank candidates before the first row.",
 							 &kdindex_rerank_margin, 0, 0, 100,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("kdindex.refine_rerank",
+							"With refine: candidates re-ranked on the heap before the first rows.",
+							"Of the first kdindex.rerank candidates by code distance, this many with "
+							"the best refined distances are re-ranked exactly before the first rows "
+							"(at most kdindex.rerank); the rest follow if the executor asks for more.",
+							&kdindex_refine_rerank, 40, 1, 100000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("kdindex");
 }
 
@@ -178,15 +189,18 @@ kd_choose_m(int dim, int m)
 	return 1;
 }
 
-/* A code has to fit on a page (with the 4-bit block layout, a block of them) */
+/*
+ * A code, with its refinement, has to fit on a page (with the 4-bit block
+ * layout, a block of them)
+ */
 static void
-check_code_fits(KdQuantizerKind quantizer, int m, int nbits)
+check_code_fits(KdQuantizerKind quantizer, int m, int nbits, int refine)
 {
 	KdLayout	layout;
 	/* with the row term's byte (AQ folds it into its norm) */
-	int			code_size = (m * nbits + 7) / 8 + (quantizer == KD_QUANT_AQ ? sizeof(float) : 1);
+	int			code_size = (m * nbits + 7) / 8 + (quantizer == KD_QUANT_AQ ? sizeof(float) : 1) + refine;
 
-	kd_layout_for(&layout, quantizer, m, nbits, code_size);
+	kd_layout_for(&layout, quantizer, m, nbits, code_size, refine);
 	if (layout.capacity < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -200,7 +214,7 @@ check_code_fits(KdQuantizerKind quantizer, int m, int nbits)
 void
 kd_check_m(KdQuantizerKind quantizer, int dim, int m, int nbits)
 {
-	check_code_fits(quantizer, m, nbits);
+	check_code_fits(quantizer, m, nbits, 0);
 	if (quantizer == KD_QUANT_AQ)
 		return;
 	if (m > dim)
@@ -247,8 +261,9 @@ check_options(const KdOptions *opts)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sample = %d is smaller than lists = %d", opts->sample, opts->lists),
 				 errhint("Set sample to 0 (64 rows per list) or at least %d.", opts->lists)));
+	kd_refine_check_options(opts->refine, quantizer, opts->nbits, opts->lists);
 	if (opts->m > 0)
-		check_code_fits(quantizer, opts->m, opts->nbits);
+		check_code_fits(quantizer, opts->m, opts->nbits, opts->refine);
 }
 
 static bytea *
@@ -266,6 +281,7 @@ kd_options(Datum reloptions, bool validate)
 		{"balance", RELOPT_TYPE_REAL, offsetof(KdOptions, balance)},
 		{"fillfactor", RELOPT_TYPE_INT, offsetof(KdOptions, fillfactor)},
 		{"rowterm", RELOPT_TYPE_BOOL, offsetof(KdOptions, rowterm)},
+		{"refine", RELOPT_TYPE_INT, offsetof(KdOptions, refine)},
 	};
 	KdOptions  *opts = build_reloptions(reloptions, validate, kd_relopt_kind,
 										sizeof(KdOptions), tab, lengthof(tab));

@@ -32,8 +32,15 @@
  */
 #define KDINDEX_LAYOUT_VERSION	3
 #define KDINDEX_LAYOUT_VERSION_NOTERM	2
+/*
+ * Layout 4: rows carry refinement codes after their codes (refine.c), the
+ * meta page says how many bytes (refine), and the blob holds its parameters.
+ * Indexes without refinement are still written as layout 2 or 3.
+ */
+#define KDINDEX_LAYOUT_VERSION_REFINE	4
 #define KdLayoutVersionFor(q) \
-	((q)->term.mode != KD_ROWTERM_NONE ? KDINDEX_LAYOUT_VERSION : KDINDEX_LAYOUT_VERSION_NOTERM)
+	((q)->refine ? KDINDEX_LAYOUT_VERSION_REFINE : \
+	 (q)->term.mode != KD_ROWTERM_NONE ? KDINDEX_LAYOUT_VERSION : KDINDEX_LAYOUT_VERSION_NOTERM)
 
 #define KDINDEX_METAPAGE_BLKNO	0
 
@@ -143,6 +150,8 @@ typedef struct KdMetaPageData
 	int32		nlists;
 	BlockNumber dir_pages[KDINDEX_MAX_DIR_PAGES];
 	int64		autotrain_at;	/* after a failed self-training: retry at this count */
+	/* layout 4: refinement bytes at the end of code_size (older layouts: 0) */
+	int32		refine;
 } KdMetaPageData;
 
 typedef KdMetaPageData *KdMetaPage;
@@ -198,6 +207,9 @@ kd_block_codes(Page page, const KdLayout *l, int block)
 		KDINDEX_BLOCK_ROWS * sizeof(ItemPointerData);
 }
 
+/* refine: bytes of refinement code per row at most (a row fits a page) */
+#define KDINDEX_MAX_REFINE		4096
+
 /* Bytes of blob payload per codebook page */
 #define KdBlobPageCapacity	((int) KdPageUsable)
 
@@ -216,6 +228,7 @@ typedef struct KdOptions
 	double		balance;		/* balanced lists: Sinkhorn temperature factor; 0: off */
 	int			fillfactor;		/* percent of a data page a build fills */
 	bool		rowterm;		/* codes carry the per-row error term */
+	int			refine;			/* refinement bytes per row; 0: none */
 } KdOptions;
 
 /* GUCs */
@@ -227,6 +240,7 @@ extern int	kdindex_max_probes;
 extern double kdindex_scan_mem_multiplier;
 extern int	kdindex_ivf_table_mem;
 extern double kdindex_rerank_margin;
+extern int	kdindex_refine_rerank;
 
 /* kdindex.iterative_scan, as pgvector's hnsw.iterative_scan */
 typedef enum KdIterativeScan
@@ -310,6 +324,10 @@ extern void kd_retrain_switch(Relation index, Relation heap, KdQuantizer *traine
 #define KdUnlockTraining(index) UnlockPage((index), KDINDEX_METAPAGE_BLKNO, ExclusiveLock)
 extern int	kd_autotrain_rows(Relation index, int nbits);
 
+/* refine.c: the refine option (the rest in quantizer.h and refine.h) */
+extern void kd_refine_check_options(int refine, KdQuantizerKind quantizer, int nbits, int lists);
+extern void kd_refine_check_dim(int refine, int dim);
+
 /* insert.c */
 extern bool kd_insert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 					  Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
@@ -348,7 +366,7 @@ extern void kd_init_meta(KdMetaPageData *meta, KdMetric metric, KdQuantizerKind 
 						 int m, int nbits);
 extern char *kd_read_blob(Relation index, BlockNumber head, Size size);
 extern BlockNumber kd_write_blob(Relation index, const char *data, Size size);
-extern void kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size);
+extern void kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size, int refine);
 extern void kd_layout(KdLayout *l, const KdMetaPageData *meta);
 extern void kd_tuple_code(Page page, const KdLayout *l, int i, uint8 *code);
 extern void kd_tuple_set(Page page, const KdLayout *l, int i, ItemPointer tid, const uint8 *code);

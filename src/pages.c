@@ -198,12 +198,12 @@ kd_read_meta(Relation index, KdMetaPageData *meta)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" is not a kdindex index", RelationGetRelationName(index))));
-	if (meta->version < KDINDEX_LAYOUT_VERSION_NOTERM || meta->version > KDINDEX_LAYOUT_VERSION)
+	if (meta->version < KDINDEX_LAYOUT_VERSION_NOTERM || meta->version > KDINDEX_LAYOUT_VERSION_REFINE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" has layout version %u, this kdindex reads versions %d to %d",
 						RelationGetRelationName(index), meta->version,
-						KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION),
+						KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION_REFINE),
 				 errhint("REINDEX the index.")));
 }
 
@@ -426,14 +426,14 @@ kd_write_lists(Relation index, const KdListEntry *entries, int nlists, KdMetaPag
 
 /*
  * The tuple layout of data pages holding codes of code_size bytes
- * (0: untrained, TIDs only); the block layout carries the row term's two
- * nibbles as two more sub-codes
+ * (0: untrained, TIDs only), the last refine of them refinement codes; the
+ * block layout carries the row term's two nibbles as two more sub-codes
  */
 void
-kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size)
+kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size, int refine)
 {
 	memset(l, 0, sizeof(*l));
-	l->m = m + kd_rowterm_subcodes(quantizer, m, nbits, code_size);
+	l->m = m + kd_rowterm_subcodes(quantizer, m, nbits, code_size - refine);
 	l->code_size = code_size;
 	l->blocked = code_size > 0 && nbits == 4 && quantizer != KD_QUANT_AQ;
 	l->tupsize = KdTupleSize(code_size);
@@ -449,7 +449,8 @@ kd_layout_for(KdLayout *l, int quantizer, int m, int nbits, int code_size)
 void
 kd_layout(KdLayout *l, const KdMetaPageData *meta)
 {
-	kd_layout_for(l, meta->quantizer, meta->m, meta->nbits, meta->code_size);
+	kd_layout_for(l, meta->quantizer, meta->m, meta->nbits, meta->code_size,
+				  meta->version >= KDINDEX_LAYOUT_VERSION_REFINE ? meta->refine : 0);
 }
 
 /* Tuple i's code, in row form (nibbles packed two to a byte) */

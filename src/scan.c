@@ -27,6 +27,13 @@
  * snapshot drop out there.  With kdindex.rerank = 0 candidates are returned
  * in code order.
  *
+ * Refinement (WITH (refine = N), refine.c): candidates are taken from the
+ * passes a chunk at a time (the first kdindex.rerank of them, then further
+ * chunks), re-scored by their finer refinement codes and handed to the
+ * re-rank in that order; the first rows wait for kdindex.refine_rerank of
+ * them, not kdindex.rerank.  Every candidate taken is still re-ranked when
+ * the executor asks for more rows, so none is lost.
+ *
  * The executor trusts the order (xs_recheckorderby is false) and never
  * checks it.  A row the first candidates missed can re-rank nearer than rows
  * already returned (a strict order would need most of the table re-ranked:
@@ -50,6 +57,7 @@
 #include "utils/memutils.h"
 
 #include "distance.h"
+#include "refine.h"
 #include "scan.h"
 #include "vector.h"
 
@@ -128,7 +136,7 @@ pool_pop(KdScanOpaque so)
 static inline bool
 scan_bounded(KdScanOpaque so)
 {
-	return so->max_consumed > 0 && so->consumed >= so->max_consumed;
+	return so->max_consumed > 0 && so->taken >= so->max_consumed;
 }
 
 /*
@@ -162,8 +170,9 @@ set_bounds(KdScanOpaque so)
 							off ? kdindex_probes : Max(kdindex_probes, kdindex_max_probes));
 }
 
+/* The next candidate of the passes, by code distance */
 static bool
-next_candidate(IndexScanDesc scan, KdCandidate *c)
+take_candidate(IndexScanDesc scan, KdCandidate *c)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
 	KdPass	   *from;
@@ -178,6 +187,84 @@ next_candidate(IndexScanDesc scan, KdCandidate *c)
 	from->pos++;
 	from->cursor = *c;
 	from->have_cursor = true;
+	so->taken++;
+	return true;
+}
+
+static int
+cand_qsort_cmp(const void *a, const void *b)
+{
+	return cand_cmp((const KdCandidate *) a, (const KdCandidate *) b);
+}
+
+/* Candidates a refined chunk takes from the passes after the first (kdindex.rerank) */
+#define KD_REFINE_CHUNK 64
+
+/*
+ * With refinement: the next chunk of candidates from the passes, re-scored
+ * by their refinement codes, nearest first; false when none is left.  The
+ * first chunk is the first kdindex.rerank candidates, so what the refinement
+ * sees before the first rows is what the re-rank would have seen without it.
+ */
+static bool
+refill_refined(IndexScanDesc scan)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	int			want = so->taken == 0 ? Max(kdindex_rerank, 1) : Max(kdindex_rerank, KD_REFINE_CHUNK);
+	int			n = 0;
+
+	if (want > so->refined_cap)
+	{
+		if (so->refined)
+			pfree(so->refined);
+		so->refined = MemoryContextAllocHuge(so->querycxt, sizeof(KdCandidate) * want);
+		so->refined_cap = want;
+	}
+	while (n < want && take_candidate(scan, &so->refined[n]))
+		n++;
+	so->nrefined = so->refined_pos = 0;
+	if (n == 0)
+		return false;
+	kd_refine_candidates(scan, so->refined, n);
+	qsort(so->refined, n, sizeof(KdCandidate), cand_qsort_cmp);
+	so->nrefined = n;
+	return true;
+}
+
+/*
+ * The next candidate the re-rank gets (not consumed): by code distance, or
+ * with refinement, by refined distance within its chunk; NULL when none is
+ * left or the scan's bounds are reached
+ */
+static KdCandidate *
+peek_candidate(IndexScanDesc scan)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+	KdPass	   *from;
+
+	if (so->refine == NULL)
+		return scan_bounded(so) ? NULL : kd_scan_peek(scan, &from);
+	if (so->refined_pos >= so->nrefined && !refill_refined(scan))
+		return NULL;
+	return &so->refined[so->refined_pos];
+}
+
+static bool
+next_candidate(IndexScanDesc scan, KdCandidate *c)
+{
+	KdScanOpaque so = (KdScanOpaque) scan->opaque;
+
+	if (so->refine == NULL)
+	{
+		if (!take_candidate(scan, c))
+			return false;
+	}
+	else
+	{
+		if (peek_candidate(scan) == NULL)
+			return false;
+		*c = so->refined[so->refined_pos++];
+	}
 	so->consumed++;
 	return true;
 }
@@ -331,12 +418,8 @@ static bool
 next_may_be_nearer(IndexScanDesc scan, double d, double z)
 {
 	KdScanOpaque so = (KdScanOpaque) scan->opaque;
-	KdPass	   *from;
-	KdCandidate *next;
+	KdCandidate *next = peek_candidate(scan);
 
-	if (scan_bounded(so))
-		return false;
-	next = kd_scan_peek(scan, &from);
 	if (next == NULL)
 		return false;
 	if (so->nerr < KD_MIN_ERR_SAMPLE)
@@ -372,7 +455,7 @@ pool_top_ready(IndexScanDesc scan)
 		return false;
 	d = so->pool[0].dist;
 	if (so->nreturned < KD_HOLD_AFTER_ROWS)
-		return so->consumed >= kdindex_rerank ||
+		return so->consumed >= so->heap_depth ||
 			(kdindex_rerank_margin > 0 && !next_may_be_nearer(scan, d, z));
 	return !kd_scan_open_lists(scan, d) && !next_may_be_nearer(scan, d, z);
 }
@@ -402,8 +485,8 @@ next_row(IndexScanDesc scan, KdCandidate *c)
 			 * The first pass holds kdindex.rerank candidates: going past
 			 * them before the first rows are out would read the codes again
 			 */
-			if (so->nreturned < KD_HOLD_AFTER_ROWS && so->consumed < kdindex_rerank)
-				n = Min(n, kdindex_rerank - so->consumed);
+			if (so->nreturned < KD_HOLD_AFTER_ROWS && so->consumed < so->heap_depth)
+				n = Min(n, so->heap_depth - so->consumed);
 			if (!rerank_more(scan, n))
 				break;
 		}
@@ -419,7 +502,11 @@ next_row(IndexScanDesc scan, KdCandidate *c)
 static void
 report_depth(KdScanOpaque so)
 {
-	if (so->started && so->exact && so->meta.trained)
+	if (so->started && so->exact && so->meta.trained && so->refine)
+		elog(DEBUG1, "kdindex scan: rows returned: %lld, candidates refined: %lld, re-ranked: %lld",
+			 (long long) so->nreturned, (long long) kd_refine_count(so->refine),
+			 (long long) so->reranked);
+	else if (so->started && so->exact && so->meta.trained)
 		elog(DEBUG1, "kdindex scan: rows returned: %lld, candidates re-ranked: %lld",
 			 (long long) so->nreturned, (long long) so->reranked);
 }
@@ -469,9 +556,12 @@ start_scan(IndexScanDesc scan)
 		else if (q->nlists > 0)
 			kd_ivf_rank_lists(q, so->unit, so->metric, so->order, NULL);
 		kd_scan_prepare_lists(scan, &so->main);
+		if (kdindex_rerank > 0)
+			so->refine = kd_refine_begin(so, q);
 	}
 	so->main.cap = so->meta.trained ? Max(kdindex_rerank, 64) : 1024;
 	so->exact = !so->unordered && (!so->meta.trained || kdindex_rerank > 0);
+	so->heap_depth = so->refine ? Min(kdindex_refine_rerank, kdindex_rerank) : kdindex_rerank;
 	set_bounds(so);
 	so->started = true;
 	MemoryContextSwitchTo(old);
@@ -523,6 +613,10 @@ kd_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int nor
 	so->have_reach = false;
 	so->pool = NULL;
 	so->batch = NULL;
+	so->refine = NULL;
+	so->refined = NULL;
+	so->nrefined = so->refined_pos = so->refined_cap = 0;
+	so->taken = 0;
 	so->reranked = 0;
 	so->pool_cap = so->npool = 0;
 	so->consumed = 0;

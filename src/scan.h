@@ -17,8 +17,12 @@ typedef struct KdCandidate
 {
 	ItemPointerData tid;
 	int16		rank;			/* its list's place in the order (0: flat) */
+	uint16		off;			/* where the pass saw it: tuple off of block blkno */
+	BlockNumber blkno;
 	double		dist;
 } KdCandidate;
+
+typedef struct KdRefineScan KdRefineScan;
 
 /*
  * Candidate passes over the lists order[first, last): the best cap
@@ -103,6 +107,19 @@ typedef struct KdScanOpaqueData
 	int64		nerr;			/* code minus exact distance of re-ranked rows: */
 	double		err_sum;		/* their count, sum and sum of squares */
 	double		err_sumsq;
+
+	/*
+	 * With refinement (refine.c): candidates taken from the passes a chunk
+	 * at a time, re-scored by their refinement codes, and handed to the
+	 * re-rank in that order; heap_depth of them before the first rows
+	 */
+	KdRefineScan *refine;		/* NULL: none */
+	KdCandidate *refined;
+	int			nrefined;
+	int			refined_pos;
+	int			refined_cap;
+	int64		taken;			/* candidates taken from the passes */
+	int			heap_depth;		/* kdindex.rerank, or kdindex.refine_rerank */
 
 	/* heap access for the re-rank, and its batch of candidates */
 	KdHeapFetch *heapfetch;

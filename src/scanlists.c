@@ -111,9 +111,12 @@ kd_scan_prepare_lists(IndexScanDesc scan, KdPass *p)
 	MemoryContextSwitchTo(old);
 }
 
-/* Keep a candidate if it beats the worst kept one and comes after the cursor */
+/*
+ * Keep a candidate if it beats the worst kept one and comes after the cursor
+ * (with where it is, for refine.c to read its codes back)
+ */
 static inline void
-consider(KdPass *p, int *n, double dist, ItemPointer tid, int rank)
+consider(KdPass *p, int *n, double dist, ItemPointer tid, int rank, BlockNumber blkno, int off)
 {
 	KdCandidate c;
 
@@ -122,6 +125,8 @@ consider(KdPass *p, int *n, double dist, ItemPointer tid, int rank)
 	c.dist = dist;
 	c.tid = *tid;
 	c.rank = rank;
+	c.blkno = blkno;
+	c.off = (uint16) off;
 	if (p->have_cursor && cand_cmp(&c, &p->cursor) <= 0)
 		return;
 	heap_push(p->cands, n, p->cap, &c);
@@ -153,7 +158,7 @@ sum_limit(double worst, float scale, float bias)
  * kept candidate; only those are looked at.
  */
 static void
-scan_blocks(KdScanOpaque so, KdPass *p, Page page, int ntup, int set, int *n)
+scan_blocks(KdScanOpaque so, KdPass *p, Page page, BlockNumber blkno, int ntup, int set, int *n)
 {
 	int			mb = KdFastScanRows(so->layout.m);
 	const uint8 *qlut = p->qluts + (Size) set * KdFastScanLutSize(so->layout.m);
@@ -176,7 +181,8 @@ scan_blocks(KdScanOpaque so, KdPass *p, Page page, int ntup, int set, int *n)
 
 			below &= below - 1;
 			consider(p, n, scale * sums[s] + bias,
-					 kd_tuple_tid(page, &so->layout, b * KDINDEX_BLOCK_ROWS + s), p->first + set);
+					 kd_tuple_tid(page, &so->layout, b * KDINDEX_BLOCK_ROWS + s), p->first + set,
+					 blkno, b * KDINDEX_BLOCK_ROWS + s);
 		}
 	}
 }
@@ -217,7 +223,7 @@ run_pass(IndexScanDesc scan, KdPass *p)
 			page = BufferGetPage(buf);
 			ntup = KdPageGetOpaque(page)->ntuples;
 			if (use_codes && so->layout.blocked)
-				scan_blocks(so, p, page, ntup, set, &n);
+				scan_blocks(so, p, page, blkno, ntup, set, &n);
 			else
 			{
 				if (use_codes)
@@ -226,7 +232,8 @@ run_pass(IndexScanDesc scan, KdPass *p)
 								 (const uint8 *) KdTupleCode(KdPageTuple(page, so->layout.tupsize, 0)),
 								 so->layout.tupsize, ntup, dists);
 				for (int i = 0; i < ntup; i++)
-					consider(p, &n, use_codes ? dists[i] + bias : 0, kd_tuple_tid(page, &so->layout, i), k);
+					consider(p, &n, use_codes ? dists[i] + bias : 0, kd_tuple_tid(page, &so->layout, i), k,
+							 blkno, i);
 			}
 			blkno = KdPageGetOpaque(page)->nextblkno;
 			UnlockReleaseBuffer(buf);

@@ -263,6 +263,8 @@ kd_datum_floats(Datum value, Oid typid, int *dim)
 void
 kd_check_finite(const float *x, int dim)
 {
+	if (kd_all_finite(x, dim))
+		return;
 	for (int i = 0; i < dim; i++)
 	{
 		if (isnan(x[i]))

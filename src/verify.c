@@ -46,6 +46,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -97,6 +99,7 @@ typedef struct KdVerifyBlobHeader
 
 #define KD_VERIFY_BLOB_MAGIC	0x4B44424C	/* "KDBL" */
 #define KD_VERIFY_BLOB_MAGIC_ROWTERM	0x4B444232	/* "KDB2": layout 3, with the row term */
+#define KD_VERIFY_BLOB_MAGIC_REFINE	0x4B444233	/* "KDB3": layout 4, with refinement */
 #define KD_VERIFY_MAX_PRECISION 2
 
 typedef struct VerifyState
@@ -401,9 +404,13 @@ check_meta(VerifyState *vs)
 
 	if (m->magic != KDINDEX_MAGIC)
 		corrupt(vs, "the meta page has magic number 0x%08X, not 0x%08X", m->magic, KDINDEX_MAGIC);
-	if (m->version != KDINDEX_LAYOUT_VERSION && m->version != KDINDEX_LAYOUT_VERSION_NOTERM)
-		corrupt(vs, "the meta page has layout version %u, not %d or %d", m->version,
-				KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION);
+	if (m->version < KDINDEX_LAYOUT_VERSION_NOTERM || m->version > KDINDEX_LAYOUT_VERSION_REFINE)
+		corrupt(vs, "the meta page has layout version %u, not %d to %d", m->version,
+				KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION_REFINE);
+	if (m->version == KDINDEX_LAYOUT_VERSION_REFINE &&
+		(!m->trained || m->refine < 1 || m->refine > KDINDEX_MAX_REFINE || m->refine > m->dim))
+		corrupt(vs, "the meta page of layout %d has %d refinement bytes (trained: %s, dim = %d)",
+				m->version, m->refine, m->trained ? "yes" : "no", m->dim);
 	if (m->metric != kd_index_metric(vs->index))
 		corrupt(vs, "the meta page has metric %d, its operator class %d",
 				m->metric, (int) kd_index_metric(vs->index));
@@ -419,8 +426,10 @@ check_meta(VerifyState *vs)
 				m->nfree, m->nretired, m->nlists);
 
 	code_size = m->trained ? (m->m * m->nbits + 7) / 8 + (m->quantizer == KD_QUANT_AQ ? sizeof(float) : 0) : 0;
-	/* layout 3: PQ and OPQ codes may end in the row term's byte */
-	if (m->trained && m->version == KDINDEX_LAYOUT_VERSION && m->quantizer != KD_QUANT_AQ &&
+	/* layout 3: PQ and OPQ codes may end in the row term's byte; layout 4 may too */
+	if (m->version == KDINDEX_LAYOUT_VERSION_REFINE)
+		code_size += m->refine;
+	if (m->trained && m->version >= KDINDEX_LAYOUT_VERSION && m->quantizer != KD_QUANT_AQ &&
 		m->code_size == code_size + 1)
 		code_size++;
 	if (m->code_size != code_size)
@@ -454,6 +463,45 @@ check_meta(VerifyState *vs)
 		corrupt(vs, "codes of %d bytes do not fit on a page", m->code_size);
 }
 
+/* The blob's magic number at each layout */
+static uint32
+blob_magic(uint32 version)
+{
+	if (version == KDINDEX_LAYOUT_VERSION_REFINE)
+		return KD_VERIFY_BLOB_MAGIC_REFINE;
+	return version == KDINDEX_LAYOUT_VERSION ? KD_VERIFY_BLOB_MAGIC_ROWTERM : KD_VERIFY_BLOB_MAGIC;
+}
+
+/*
+ * Layout 4: the blob's refinement codes the rows' last refine bytes, and
+ * every code decodes to finite values (each codeword of each sub-quantizer:
+ * an 8-bit refinement code may hold any byte)
+ */
+static void
+check_refinement(VerifyState *vs, const KdQuantizer *q)
+{
+	const KdQuantizer *r = q->refine;
+	uint8	   *code;
+	float	   *x;
+
+	if (r == NULL || r->code_size != vs->meta.refine || r->dim != q->dim)
+		corrupt(vs, "the codebook blob has a refinement of %d bytes, the meta page says %d",
+				r ? r->code_size : 0, vs->meta.refine);
+	code = palloc(r->code_size);
+	x = palloc(sizeof(float) * r->dim);
+	for (int c = 0; c < r->ksub; c++)
+	{
+		memset(code, c, r->code_size);
+		r->ops->decode(r, code, 1, x);
+		for (int j = 0; j < r->dim; j++)
+			if (!isfinite(x[j]))
+				corrupt(vs, "refinement codeword %d of sub-quantizer %d is not finite",
+						c, j / (r->dim / r->m));
+	}
+	pfree(code);
+	pfree(x);
+}
+
 /*
  * Decode the codebook blob.  The header must describe what the meta page
  * does; an error the decoder still raises (the blob is shorter than its
@@ -468,9 +516,9 @@ check_quantizer(VerifyState *vs, const char *blob)
 	KdQuantizer *q = NULL;
 
 	memcpy(&hdr, blob, sizeof(hdr));
-	if (hdr.magic != (m->version == KDINDEX_LAYOUT_VERSION ? KD_VERIFY_BLOB_MAGIC_ROWTERM : KD_VERIFY_BLOB_MAGIC))
+	if (hdr.magic != blob_magic(m->version))
 		corrupt(vs, "the codebook blob has magic number 0x%08X, not 0x%08X", hdr.magic,
-				m->version == KDINDEX_LAYOUT_VERSION ? KD_VERIFY_BLOB_MAGIC_ROWTERM : KD_VERIFY_BLOB_MAGIC);
+				blob_magic(m->version));
 	if (hdr.kind != m->quantizer || hdr.dim != m->dim || hdr.m != m->m || hdr.nbits != m->nbits ||
 		hdr.nlists != m->nlists || hdr.precision < 0 || hdr.precision > KD_VERIFY_MAX_PRECISION)
 		corrupt(vs, "the codebook blob describes quantizer %d, dim = %d, m = %d, nbits = %d, %d lists "
@@ -496,9 +544,12 @@ check_quantizer(VerifyState *vs, const char *blob)
 	}
 	PG_END_TRY();
 
-	if (q->code_size != m->code_size || q->nlists != m->nlists)
+	if (kd_row_code_size(q) != m->code_size || q->nlists != m->nlists)
 		corrupt(vs, "the codebook blob decodes to codes of %d bytes in %d lists, "
-				"the meta page says %d bytes in %d lists", q->code_size, q->nlists, m->code_size, m->nlists);
+				"the meta page says %d bytes in %d lists", kd_row_code_size(q), q->nlists,
+				m->code_size, m->nlists);
+	if (m->version == KDINDEX_LAYOUT_VERSION_REFINE)
+		check_refinement(vs, q);
 	kd_quantizer_free(q);
 }
 

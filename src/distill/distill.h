@@ -41,6 +41,9 @@ typedef struct KdDistillParams
 	int			epochs;
 	int			batch;			/* queries per Adam step */
 	int			topn;			/* ranks whose order is learnt (the recall@n target) */
+	int			depth;			/* > topn: recall@n is of the codes' first depth, as a
+								 * re-rank of that many finds it (held-out recall, the
+								 * row term's weight); 0 = codes only */
 	double		lr;				/* Adam step, relative to the data's scale */
 	double		rec_weight;		/* weight of the reconstruction loss */
 	double		holdout;		/* fraction of queries held out: measured, and a guard */
@@ -56,7 +59,7 @@ typedef struct KdDistillResult
 {
 	double		loss_before;	/* ranking loss on the held-out queries */
 	double		loss_after;
-	double		recall_before;	/* held-out: teacher top-n among the codes' top-n */
+	double		recall_before;	/* held-out: teacher top-n among the codes' top-n (or depth) */
 	double		recall_after;
 	int			epochs;			/* epochs run */
 	int			best_epoch;		/* the last epoch averaged; 0 = the starting codebooks kept */

@@ -346,7 +346,8 @@ kd_mine_negatives(Student *st, const KdDistillParams *p, const int32 *qs, int nq
 
 /*
  * Codes-only recall@n of queries qs over all the documents: how many of the
- * teacher's top n are among the n documents the codes rank first.  A
+ * teacher's top n are among the n (p->depth, when larger: what a re-rank of
+ * that many candidates finds) documents the codes rank first.  A
  * document off the list and nearer than the teacher's first is the query's
  * own row (a sampled-row teacher leaves it off) and is passed over.
  */
@@ -355,7 +356,8 @@ kd_code_recall(Student *st, const KdDistillParams *p, const int32 *qs, int nq)
 {
 	const KdDistillSet *set = st->set;
 	int			n = Min(p->topn, set->k);
-	int			r = n + 4;
+	int			depth = Max(n, p->depth);
+	int			r = depth + 4;
 	double		hits = 0,
 				total = 0;
 	ScanScratch sc;
@@ -375,7 +377,7 @@ kd_code_recall(Student *st, const KdDistillParams *p, const int32 *qs, int nq)
 		memcpy(sc.ids, sc.cand, sizeof(int32) * nc);
 		sc.ids[nc] = list[0];
 		exact_dists(st, sc.qv, sc.ids, nc + 1, sc.x, sc.exact);
-		for (int c = 0; c < nc && taken < n; c++)
+		for (int c = 0; c < nc && taken < depth; c++)
 		{
 			if (in_list(list, n, sc.cand[c]))
 				hits++;

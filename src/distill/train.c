@@ -63,6 +63,7 @@ kd_distill_defaults(KdDistillParams *p)
 	p->epochs = 5;
 	p->batch = 32;
 	p->topn = 10;
+	p->depth = 0;
 	p->lr = 5e-3;
 	p->rec_weight = 1e-3;
 	p->holdout = 0.1;
@@ -453,7 +454,7 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	q->ops->prepare(q);
 	/* the row term's weight, for the codebooks kept (epochs = 0 changes nothing) */
 	if (res->epochs > 0)
-		kd_rowterm_fit_teacher(q, metric, set, res->held, res->nheld);
+		kd_rowterm_fit_teacher(q, metric, set, res->held, res->nheld, p->depth);
 }
 
 /*

@@ -377,16 +377,24 @@ typedef struct ListDist
 	int32		list;
 } ListDist;
 
-static int
-list_dist_cmp(const void *a, const void *b)
+static inline int
+list_dist_cmp(const ListDist *x, const ListDist *y)
 {
-	const ListDist *x = a;
-	const ListDist *y = b;
-
 	if (x->dist != y->dist)
 		return x->dist < y->dist ? -1 : 1;
 	return x->list - y->list;
 }
+
+/*
+ * sort_list_dists(): the comparison inlined (qsort's calls through a pointer
+ * were a third of ranking 245 lists for a query)
+ */
+#define ST_SORT sort_list_dists
+#define ST_ELEMENT_TYPE ListDist
+#define ST_COMPARE(a, b) list_dist_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * All lists, nearest to the query first (query already normalised under
@@ -414,7 +422,7 @@ kd_ivf_rank_lists(const KdQuantizer *q, const float *query, KdMetric metric, int
 			ld[l].dist = (metric == KD_METRIC_IP ? -dots[l] : q->centroid_norms[l] - 2 * dots[l]) +
 				q->list_offsets[l];
 	}
-	qsort(ld, q->nlists, sizeof(ListDist), list_dist_cmp);
+	sort_list_dists(ld, q->nlists);
 	for (int l = 0; l < q->nlists; l++)
 	{
 		order[l] = ld[l].list;

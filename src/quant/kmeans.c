@@ -53,21 +53,9 @@ kd_nearest(const float *x, int64 n, int d, int ldx, const float *centroids, int 
 					1.0f, x + start * ldx, ldx, centroids, d, 0.0f, dots, k);
 		for (int64 i = 0; i < nb; i++)
 		{
-			const float *row = dots + i * k;
-			float		best = cnorms[0] - 2 * row[0];
-			int			bestj = 0;
+			float		best;
 
-			for (int j = 1; j < k; j++)
-			{
-				float		v = cnorms[j] - 2 * row[j];
-
-				if (v < best)
-				{
-					best = v;
-					bestj = j;
-				}
-			}
-			assign[start + i] = bestj;
+			assign[start + i] = kd_argmin_dist(cnorms, dots + i * k, k, &best);
 			if (dist)
 			{
 				const float *xi = x + (start + i) * ldx;

@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include <cblas.h>
+
 #include "miscadmin.h"
 
 #include "distance.h"
@@ -158,29 +160,42 @@ pq_decode(const KdQuantizer *q, const uint8 *codes, int64 n, float *x)
  * L1: lut[j][w] = |q_j - c_jw|_1, exact because L1 too is a sum over
  * coordinates (the codebooks are still trained by k-means under L2, as
  * Faiss's are).  Smaller is nearer for all metrics.
+ *
+ * The dot products of a sub-space are one sgemv over its codebook, and L2
+ * is ||q_j||^2 - 2 q_j.c_jw + ||c_jw||^2 from them (the codeword norms are
+ * kept): a table is m x 2^nbits dot products of dim / m floats, and one call
+ * per codeword cost more than the products themselves.  The expansion
+ * rounds like the IVF tables' split (ivftables.c), which scans use anyway.
  */
 static void
 pq_compute_lut(const KdQuantizer *q, const float *query, KdMetric metric, float *lut, float *bias)
 {
 	PqState    *s = pq_state(q);
 
+	*bias = 0;
 	for (int j = 0; j < q->m; j++)
 	{
 		const float *qj = query + j * s->dsub;
+		const float *cj = s->centroids + (int64) j * q->ksub * s->dsub;
+		float	   *lj = lut + j * q->ksub;
 
-		for (int w = 0; w < q->ksub; w++)
+		if (metric == KD_METRIC_L1)
 		{
-			const float *c = s->centroids + ((int64) j * q->ksub + w) * s->dsub;
+			for (int w = 0; w < q->ksub; w++)
+				lj[w] = kd_l1(qj, cj + (int64) w * s->dsub, s->dsub);
+			continue;
+		}
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, q->ksub, s->dsub,
+					metric == KD_METRIC_IP ? -1.0f : -2.0f, cj, s->dsub, qj, 1, 0.0f, lj, 1);
+		if (metric != KD_METRIC_IP)
+		{
+			const float *nj = s->cnorms + j * q->ksub;
+			float		qq = kd_dot(qj, qj, s->dsub);
 
-			if (metric == KD_METRIC_IP)
-				lut[j * q->ksub + w] = -kd_dot(qj, c, s->dsub);
-			else if (metric == KD_METRIC_L1)
-				lut[j * q->ksub + w] = kd_l1(qj, c, s->dsub);
-			else
-				lut[j * q->ksub + w] = kd_l2sq(qj, c, s->dsub);
+			for (int w = 0; w < q->ksub; w++)
+				lj[w] = Max(lj[w] + nj[w] + qq, 0.0f);
 		}
 	}
-	*bias = 0;
 }
 
 static int

@@ -23,6 +23,11 @@
 #define KD_BLOB_MAGIC 0x4B44424C	/* "KDBL" */
 /* the same, a KdRowTerm after the header (layout 3: codes carry the row term) */
 #define KD_BLOB_MAGIC_ROWTERM 0x4B444232	/* "KDB2" */
+/*
+ * Layout 4 (refine.c): the KdRowTerm (its mode may be none), then the
+ * refinement's own blob, its length first, then the parameters
+ */
+#define KD_BLOB_MAGIC_REFINE 0x4B444233	/* "KDB3" */
 
 typedef struct KdBlobHeader
 {
@@ -323,13 +328,14 @@ unpack(KdPrecision prec, const char *src, Size n, float *dst)
 #define KD_PRECISION_CHECK_ROWS 4096
 
 static char *
-serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
+serialize_at(KdQuantizer *q, KdPrecision prec, const char *refine, uint32 refine_size, Size *size)
 {
 	StringInfoData buf;
 	KdBlobHeader hdr;
 	int			n = q->ops->nparams(q);
 
-	hdr.magic = q->term.mode != KD_ROWTERM_NONE ? KD_BLOB_MAGIC_ROWTERM : KD_BLOB_MAGIC;
+	hdr.magic = refine ? KD_BLOB_MAGIC_REFINE :
+		q->term.mode != KD_ROWTERM_NONE ? KD_BLOB_MAGIC_ROWTERM : KD_BLOB_MAGIC;
 	hdr.kind = q->kind;
 	hdr.dim = q->dim;
 	hdr.m = q->m;
@@ -339,8 +345,13 @@ serialize_at(KdQuantizer *q, KdPrecision prec, Size *size)
 
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, (char *) &hdr, sizeof(hdr));
-	if (q->term.mode != KD_ROWTERM_NONE)
+	if (q->term.mode != KD_ROWTERM_NONE || refine)
 		appendBinaryStringInfo(&buf, (char *) &q->term, sizeof(KdRowTerm));
+	if (refine)
+	{
+		appendBinaryStringInfo(&buf, (char *) &refine_size, sizeof(refine_size));
+		appendBinaryStringInfo(&buf, refine, refine_size);
+	}
 	for (int i = 0; i < n; i++)
 	{
 		Size		len;
@@ -371,10 +382,12 @@ kd_quantizer_serialize(KdQuantizer *q, const float *x, int64 n, Size *size)
 	static const KdPrecision candidates[] = {KD_PREC_U8, KD_PREC_F16};
 	int64		ncheck = Min(n, KD_PRECISION_CHECK_ROWS);
 	double		exact = kd_quantizer_mse(q, x, ncheck);
+	Size		refine_size = 0;
+	char	   *refine = q->refine ? kd_refine_serialize(q, x, ncheck, &refine_size) : NULL;
 
 	for (int i = 0; i < lengthof(candidates); i++)
 	{
-		char	   *blob = serialize_at(q, candidates[i], size);
+		char	   *blob = serialize_at(q, candidates[i], refine, refine_size, size);
 		KdQuantizer *rounded = kd_quantizer_deserialize(blob, *size);
 		double		mse = kd_quantizer_mse(rounded, x, ncheck);
 
@@ -383,7 +396,7 @@ kd_quantizer_serialize(KdQuantizer *q, const float *x, int64 n, Size *size)
 			return blob;
 		pfree(blob);
 	}
-	return serialize_at(q, KD_PREC_F32, size);
+	return serialize_at(q, KD_PREC_F32, refine, refine_size, size);
 }
 
 KdQuantizer *
@@ -394,31 +407,53 @@ kd_quantizer_deserialize(const char *blob, Size size)
 	const char *p = blob + sizeof(hdr);
 	int			n;
 	KdRowTerm	term = {0};
+	KdQuantizer *refine = NULL;
 
 	if (size < sizeof(hdr))
 		elog(ERROR, "kdindex: codebook blob truncated");
 	memcpy(&hdr, blob, sizeof(hdr));
-	if (hdr.magic != KD_BLOB_MAGIC && hdr.magic != KD_BLOB_MAGIC_ROWTERM)
+	if (hdr.magic != KD_BLOB_MAGIC && hdr.magic != KD_BLOB_MAGIC_ROWTERM &&
+		hdr.magic != KD_BLOB_MAGIC_REFINE)
 		elog(ERROR, "kdindex: codebook blob has a bad magic number");
-	if (hdr.magic == KD_BLOB_MAGIC_ROWTERM)
+	if (hdr.magic != KD_BLOB_MAGIC)
 	{
 		if (p + sizeof(term) > blob + size)
 			elog(ERROR, "kdindex: codebook blob truncated");
 		memcpy(&term, p, sizeof(term));
 		p += sizeof(term);
-		if (term.mode < KD_ROWTERM_CODE || term.mode > KD_ROWTERM_FOLDED ||
+		if ((term.mode == KD_ROWTERM_NONE && hdr.magic == KD_BLOB_MAGIC_ROWTERM) ||
+			term.mode < KD_ROWTERM_NONE || term.mode > KD_ROWTERM_FOLDED ||
 			!isfinite(term.weight) || !isfinite(term.lo) || !isfinite(term.step) ||
 			term.weight < 0 || term.step < 0)
 			elog(ERROR, "kdindex: codebook blob's row term is corrupt");
+	}
+	if (hdr.magic == KD_BLOB_MAGIC_REFINE)
+	{
+		uint32		refine_size;
+
+		if (p + sizeof(refine_size) > blob + size)
+			elog(ERROR, "kdindex: codebook blob truncated");
+		memcpy(&refine_size, p, sizeof(refine_size));
+		p += sizeof(refine_size);
+		if (refine_size > size || p + refine_size > blob + size)
+			elog(ERROR, "kdindex: codebook blob truncated");
+		refine = kd_quantizer_deserialize(p, refine_size);
+		p += refine_size;
+		if (refine->kind != KD_QUANT_PQ || refine->nlists > 0 || refine->refine ||
+			refine->term.mode != KD_ROWTERM_NONE || refine->nbits != 8)
+			elog(ERROR, "kdindex: codebook blob's refinement is corrupt");
 	}
 	if (hdr.kind < KD_QUANT_PQ || hdr.kind > KD_QUANT_AQ ||
 		hdr.dim < 1 || hdr.dim > KDINDEX_MAX_DIM || hdr.m < 1 || hdr.m > KDINDEX_MAX_DIM ||
 		(hdr.nbits != 4 && hdr.nbits != 8) ||
 		hdr.precision < KD_PREC_F32 || hdr.precision > KD_PREC_U8 ||
-		hdr.nlists < 0 || hdr.nlists > KDINDEX_MAX_LISTS)
+		hdr.nlists < 0 || hdr.nlists > KDINDEX_MAX_LISTS ||
+		(refine && refine->dim != hdr.dim))
 		elog(ERROR, "kdindex: codebook blob header is corrupt");
 	q = kd_quantizer_create((KdQuantizerKind) hdr.kind, hdr.dim, hdr.m, hdr.nbits);
 	kd_rowterm_enable(q, &term);
+	if (refine)
+		kd_refine_attach(q, refine);
 	n = q->ops->nparams(q);
 	for (int i = 0; i < n; i++)
 	{

@@ -130,6 +130,11 @@ struct KdQuantizer
 	float	   *list_offsets;	/* balanced lists: added to a row's distance to pick its list */
 	float		balance;		/* training: Sinkhorn temperature factor, 0 = plain k-means */
 	KdRowTerm	term;			/* the per-row error term, KD_ROWTERM_NONE: none */
+	/*
+	 * In-index refinement (refine.c): a PQ of the rows' residuals, whose
+	 * codes follow the code_size bytes of q's in a row; NULL: none
+	 */
+	struct KdQuantizer *refine;
 	MemoryContext cxt;			/* holds the quantizer and its parameters */
 	void	   *state;			/* kind-specific parameters */
 };
@@ -216,10 +221,10 @@ extern void kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int6
 						   int64 table_rows);
 extern void kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
 								  const float *docs, const int64 *rows, int64 nd,
-								  const int32 *truth, int k);
+								  const int32 *truth, int k, int depth);
 struct KdDistillSet;
 extern void kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const struct KdDistillSet *set,
-								   const int32 *held, int nheld);
+								   const int32 *held, int nheld, int depth);
 
 /*
  * kd_rowterm_bound(q, code): an upper bound of ||x - x̂||, the distance of the
@@ -229,6 +234,21 @@ extern void kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const struct
  * the code holds no bound (no term, b = 255, AQ with a = 0).  For the exact
  * re-rank: |d(q, x) - d(q, x̂)| <= bound.
  */
+
+/* refine.c: the refinement codes, after q's own in a row */
+extern void kd_refine_train(KdQuantizer *q, const float *x, int64 n, int bytes);
+extern void kd_refine_drop(KdQuantizer *q);
+extern void kd_refine_attach(KdQuantizer *q, KdQuantizer *refine);
+extern void kd_encode_rows(const KdQuantizer *q, const float *x, int64 n, int32 *lists,
+						   uint8 *rows);
+extern char *kd_refine_serialize(KdQuantizer *q, const float *x, int64 n, Size *size);
+
+/* Bytes of a row's codes: q's, then the refinement's */
+static inline int
+kd_row_code_size(const KdQuantizer *q)
+{
+	return q->code_size + (q->refine ? q->refine->code_size : 0);
+}
 
 /* the lookup-table sum alone, for quantizers with nothing to add */
 extern void kd_adc_lut_only(const float *lut, int m, int nbits, KdMetric metric,

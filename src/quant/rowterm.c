@@ -319,14 +319,17 @@ max_docs(int nq)
 /*
  * Fit the term to queries whose true k nearest among the documents are truth
  * (nq x k numbers into the documents, -1 = none): the levels from the
- * documents' r (or e), and the weight of best recall@k of the codes.  The
+ * documents' r (or e), and the weight of best recall@k of the codes: of the
+ * truth among the depth (>= k) documents the codes rank first, which an
+ * exact re-rank of that many candidates returns in order.  The
  * documents are docs' rows, or the rows rows names; they are coded in
  * batches, so besides them the fit holds nq x nd scores.  L1, and AQ under
  * inner product: a = 0.
  */
 void
 kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int nq,
-					  const float *docs, const int64 *rows, int64 nd, const int32 *truth, int k)
+					  const float *docs, const int64 *rows, int64 nd, const int32 *truth, int k,
+					  int depth)
 {
 	KdRowTerm  *t = &q->term;
 	int			dim = q->dim;
@@ -341,8 +344,8 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 	double		hits[KD_ROWTERM_GRID] = {0};
 	int			best = 0;
 	float	   *cd;
-	float	   *hs = palloc(sizeof(float) * k);
-	int32	   *hid = palloc(sizeof(int32) * k);
+	float	   *hs;
+	int32	   *hid;
 	float	   *qnorm = palloc(sizeof(float) * Max(nq, 1));
 	instr_time	start,
 				duration;
@@ -352,6 +355,9 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 	Assert(t->mode != KD_ROWTERM_NONE);
 	INSTR_TIME_SET_CURRENT(start);
 	t->root = metric == KD_METRIC_IP && q->kind != KD_QUANT_AQ;
+	depth = (int) Min(Max(depth, k), Max(nd - 1, k));
+	hs = palloc(sizeof(float) * depth);
+	hid = palloc(sizeof(int32) * depth);
 	if (nq == 0 || nd <= k)
 		fitted = false;
 	cd = palloc_extended(sizeof(float) * (Size) (fitted ? nq : 0) * nd + 1, MCXT_ALLOC_HUGE);
@@ -410,7 +416,7 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 
 			CHECK_FOR_INTERRUPTS();
 			for (int64 j = 0; j < nd; j++)
-				keep_best(hs, hid, &n, k, row[j] + a * level[j], (int32) j);
+				keep_best(hs, hid, &n, depth, row[j] + a * level[j], (int32) j);
 			for (int h = 0; h < n; h++)
 				for (int w = 0; w < k; w++)
 					if (want[w] == hid[h])
@@ -446,8 +452,8 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 			appendStringInfo(&curve, " %.4f", hits[g] / ((double) nq * k));
 		INSTR_TIME_SET_CURRENT(duration);
 		INSTR_TIME_SUBTRACT(duration, start);
-		elog(DEBUG2, "kdindex rowterm: a = %.2f on %d queries x " INT64_FORMAT " rows in %.2f s; recall@%d at a = 0, %.2f, ...:%s",
-			 t->weight, nq, nd, INSTR_TIME_GET_DOUBLE(duration), k, KD_ROWTERM_GRID_STEP, curve.data);
+		elog(DEBUG2, "kdindex rowterm: a = %.2f on %d queries x " INT64_FORMAT " rows in %.2f s; recall@%d in the top %d at a = 0, %.2f, ...:%s",
+			 t->weight, nq, nd, INSTR_TIME_GET_DOUBLE(duration), k, depth, KD_ROWTERM_GRID_STEP, curve.data);
 		pfree(curve.data);
 	}
 	pfree(cd);
@@ -520,7 +526,7 @@ kd_rowterm_fit(KdQuantizer *q, KdMetric metric, const float *x, int64 n, int64 t
 	pfree(block);
 	pfree(hs);
 	pfree(cnt);
-	kd_rowterm_fit_ranked(q, metric, queries, nq, x, rows, nd, truth, k);
+	kd_rowterm_fit_ranked(q, metric, queries, nq, x, rows, nd, truth, k, k);
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 	elog(DEBUG2, "kdindex rowterm: fitted on the sample in %.2f s", INSTR_TIME_GET_DOUBLE(duration));
@@ -543,11 +549,14 @@ int32_cmp(const void *a, const void *b)
  * queries (its held-out ones when there are enough), the union of their
  * lists as the documents, the first KD_ROWTERM_K of each list as the truth.
  * The lists hold each query's nearest competitors, ranks k + 1 to K, which
- * are what a weight must keep out of its top-k.
+ * are what a weight must keep out of its top-k.  depth > k: the weight of
+ * best recall after an exact re-rank of the codes' first depth (an index
+ * scanned with kdindex.rerank); at most half the lists, the rest of each
+ * list being the competitors.
  */
 void
 kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
-					   const int32 *held, int nheld)
+					   const int32 *held, int nheld, int depth)
 {
 	int			dim = set->dim;
 	int			k = Min(KD_ROWTERM_K, set->k);
@@ -609,7 +618,8 @@ kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 		CHECK_FOR_INTERRUPTS();
 		set->fetch(set->fetch_arg, pool + start, (int) Min(4096, nd - start), docs + (Size) start * dim);
 	}
-	kd_rowterm_fit_ranked(q, metric, queries, nq, docs, NULL, nd, truth, k);
+	kd_rowterm_fit_ranked(q, metric, queries, nq, docs, NULL, nd, truth, k,
+						  Min(Max(depth, k), Max(set->k / 2, k)));
 	pfree(pool);
 	pfree(truth);
 	pfree(queries);

@@ -167,7 +167,7 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=None,
                     help="untimed queries before each point (default 50; --rounds: at most 20)")
     ap.add_argument("--kdindex", default=None,
-                    help="kdindex configs 'quantizer:m[:nbits]', comma-separated "
+                    help="kdindex configs 'quantizer:m[:nbits[:lists[:refine]]]', comma-separated "
                          "(default per suite: pq:8,pq:16)")
     ap.add_argument("--rerank", default=None,
                     help=f"kdindex.rerank sweep (default {','.join(map(str, RERANKS))})")
@@ -190,6 +190,9 @@ def parse_args(argv=None):
     ap.add_argument("--storage", default=None, choices=["plain", "main", "external", "extended"],
                     help="SET STORAGE of the real[] table's column before it is loaded (the "
                          "re-rank reads it; pgvector's indexes hold their own vectors)")
+    ap.add_argument("--refine-rerank", default="10,20,40",
+                    help="kdindex.refine_rerank sweep for configs with refine "
+                         "('quantizer:m:nbits:lists:refine'; --rounds only)")
     ap.add_argument("--kd-margin", default="0",
                     help="kdindex.rerank_margin values of each kdindex point under --rounds "
                          "(0 = off, the default)")

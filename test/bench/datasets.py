@@ -235,11 +235,25 @@ def _fmnist1m_generate(n, nq, dim, seed, block=50_000):
         rng = np.random.default_rng([seed, 0, b])
         m = min(block, n - s)
         train[s:s + m] = (_augment(rng, train_img, train_img, m) - mean) @ comp
-    # queries: nq distinct test images, each augmented once, mixed with test images
+    return train, _fmnist1m_queries(nq, seed, test_img, mean, comp)
+
+
+def _fmnist1m_queries(nq, seed, test_img, mean, comp):
+    """nq distinct test images, each augmented once, mixed with test images; the
+    images are a seeded permutation's first nq, whatever nq is"""
     rng = np.random.default_rng([seed, 1])
     held = test_img[rng.permutation(test_img.shape[0])[:nq]]
     test = (_augment(rng, held, test_img, nq) - mean) @ comp
-    return train, np.ascontiguousarray(test, dtype=np.float32)
+    return np.ascontiguousarray(test, dtype=np.float32)
+
+
+def fmnist1m_more_queries(nq, skip, dim=128, seed=1):
+    """nq queries of fmnist1m made from the test images after the first `skip`
+    of its permutation: none of them is an image the first `skip` queries were
+    made from (distillation trains on these and measures on fmnist1m's own)."""
+    fm = fashion_mnist()
+    mean, comp = _pca(fm.train, dim)
+    return _fmnist1m_queries(skip + nq, seed, fm.test.reshape(-1, 28, 28), mean, comp)[skip:]
 
 
 def fmnist1m(n=1_000_000, nq=2000, dim=128, seed=1):

@@ -2,8 +2,8 @@
 """Distillation benchmark: codes-only recall@10 of each kdindex quantizer before and
 after kdindex_train, on queries the training never saw.
 
-    distill.py [--dataset fashion-mnist|synth-ip-256] [--kdindex pq:16,opq:16,aq:16,...]
-               [--epochs N] [--seeds 3] [--lists 245 --probes 8 --rerank 50]
+    distill.py [--dataset fashion-mnist|synth-ip-256|fmnist1m] [--kdindex pq:16,opq:16,aq:16,...]
+               [--epochs N] [--seeds 3] [--lists 245 --probes 4,8,16 --rerank 50,100]
                [--no-sampled | --sampled-kdindex pq:16,...]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
@@ -22,9 +22,20 @@ query log).
 Each configuration builds its index, measures, trains, measures again and drops it,
 so only one kdindex index exists on the table at a time; it does so --seeds times, with
 kdindex_train's seed 1, 2, ..., and reports the mean and the worst run (the gain moves
-by about a point from seed to seed: README).  With --lists the indexes are IVF and
-recall is measured at --probes lists, codes only and re-ranked at --rerank.  Prints a markdown table and
-writes it to test/bench/results/distill-<dataset>.md (unless --no-commit-results).
+by about a point from seed to seed: README).  Prints a markdown table and writes it to
+test/bench/results/distill-<dataset>.md (unless --no-commit-results).
+
+With --lists the indexes are IVF (run_lists): the undistilled index is built once (the
+build is deterministic) and kept; each seed builds another, trains it, and both are
+measured at every --probes x (codes only, each --rerank): recall@10 of the evaluation
+queries, and QPS in paired rounds (--qps-queries queries, the two indexes alternately,
+the other dropped inside the timed transaction; --qps-rounds rounds, median).  With
+--equal-recall the trained index's re-rank is also lowered, in tenths of each depth,
+to the least that still reaches the undistilled recall, and timed against it there.
+Writes distill-<dataset>-lists<N>.md.  --dataset fmnist1m: the 1M-row set; its teacher
+is the exact top-100 of --queries (2,000) other queries made like fmnist1m's own from
+test images none of its 2,000 evaluation queries came from (datasets.fmnist1m_more_queries),
+and evaluation is on those 2,000 (their exact top-10).
 """
 
 import os
@@ -60,9 +71,15 @@ def parse_args(argv=None):
                     help="extra kdindex_train arguments, e.g. \"negatives => 0\"")
     ap.add_argument("--seeds", type=int, default=3, help="runs per configuration, kdindex_train seed 1..N")
     ap.add_argument("--lists", type=int, default=0, help="IVF lists of the indexes (0 = flat)")
-    ap.add_argument("--probes", type=int, default=8, help="kdindex.probes with --lists")
-    ap.add_argument("--rerank", type=int, default=50, help="kdindex.rerank of the re-ranked recall")
-    ap.add_argument("--queries", type=int, default=5000, help="teacher queries = evaluation queries")
+    ap.add_argument("--probes", default="4,8,16", help="kdindex.probes with --lists (a list)")
+    ap.add_argument("--rerank", default="50,100", help="kdindex.rerank of the re-ranked recall (a list)")
+    ap.add_argument("--queries", type=int, default=5000, help="teacher queries")
+    ap.add_argument("--eval-queries", type=int, default=0,
+                    help="evaluation queries (0 = as many as --queries)")
+    ap.add_argument("--qps-queries", type=int, default=500, help="--lists: queries of a timed pass")
+    ap.add_argument("--qps-rounds", type=int, default=3, help="--lists: paired timed rounds")
+    ap.add_argument("--equal-recall", action="store_true",
+                    help="--lists: also the trained index's least re-rank reaching the undistilled recall")
     ap.add_argument("--no-sampled", action="store_true",
                     help="skip the teacher on sampled rows")
     ap.add_argument("--sampled-kdindex", default="pq:16",
@@ -86,46 +103,35 @@ def load_queries(conn, name, data):
 
 
 def recalls(cur, a, idx, truth):
-    """codes-only recall@10 and, with lists, recall@10 re-ranked at --rerank"""
-    if a.lists:
-        cur.execute(f"SET kdindex.probes = {a.probes}")
+    """codes-only recall@10"""
     cur.execute("SET kdindex.rerank = 0")
     cur.execute("SELECT codes_recall FROM kdindex_recall(%s, %s)", (idx, truth))
     codes = cur.fetchone()[0]
-    reranked = None
-    if a.lists:
-        cur.execute(f"SET kdindex.rerank = {a.rerank}")
-        cur.execute("SELECT reranked_recall FROM kdindex_recall(%s, %s)", (idx, truth))
-        reranked = cur.fetchone()[0]
     cur.execute("RESET kdindex.rerank")
-    cur.execute("RESET kdindex.probes")
-    return codes, reranked
+    return codes
 
 
 def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
     kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
     idx = f"{table}_{kind}{m}_kd"
-    lists = f", lists = {a.lists}" if a.lists else ""
     cur.execute(f"DROP INDEX IF EXISTS {idx}")
     t = time.perf_counter()
     cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
-                f"WITH (quantizer = '{kind}', m = {m}{lists})")
+                f"WITH (quantizer = '{kind}', m = {m})")
     build_s = time.perf_counter() - t
-    before, before_rr = recalls(cur, a, idx, truth)
+    before = recalls(cur, a, idx, truth)
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     if a.train_args:
         extra += f", {a.train_args}"
     cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
                 f"FROM kdindex_train(%s, %s, seed => %s{extra})", (idx, teacher, seed))
     ep, best, spe, secs, hb, ha = cur.fetchone()
-    after, after_rr = recalls(cur, a, idx, truth)
+    after = recalls(cur, a, idx, truth)
     cur.execute(f"DROP INDEX {idx}")
     row = dict(config=cfg, build_s=build_s, before=before, after=after, epochs=ep, best_epoch=best,
-               s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha,
-               before_rr=before_rr, after_rr=after_rr)
-    rr = (f"; re-ranked at {a.rerank}: {before_rr:.4f} -> {after_rr:.4f}" if a.lists else "")
+               s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha)
     say(f"  {cfg:7s} seed {seed} teacher {teacher}: {before:.4f} -> {after:.4f} "
-        f"({100 * (after - before):+.2f} pt){rr}; held-out teacher queries {hb:.4f} -> {ha:.4f}; "
+        f"({100 * (after - before):+.2f} pt); held-out teacher queries {hb:.4f} -> {ha:.4f}; "
         f"best epoch {best}/{ep}, {spe:.1f} s/epoch, train {secs:.0f} s, build {build_s:.0f} s")
     return row
 
@@ -139,20 +145,16 @@ def run_config(cur, a, table, opclass, cfg, teacher, truth):
     row["worst_gain"] = min(gains)
     row["runs"] = len(runs)
     row["best_epochs"] = "/".join(str(r["best_epoch"]) for r in runs)
-    if a.lists:
-        row["rr_gain"] = sum(r["after_rr"] - r["before_rr"] for r in runs) / len(runs)
     return row
 
 
 def table_md(rows, a):
-    rr = f" re-ranked at {a.rerank}, gain (pt) |" if a.lists else ""
-    out = [f"| quantizer | teacher queries | before | after | gain (pt) | worst run (pt) |{rr} "
+    out = ["| quantizer | teacher queries | before | after | gain (pt) | worst run (pt) | "
            "held-out teacher recall | best epochs | s/epoch | kdindex_train s | build s |",
-           "|---|---|---:|---:|---:|---:|" + ("---:|" if a.lists else "") + "---|---|---:|---:|---:|"]
+           "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:
-        rrc = f" {r['after_rr']:.4f} ({100 * r['rr_gain']:+.2f}) |" if a.lists else ""
         out.append(f"| {r['config']} | {r['teacher']} | {r['before']:.4f} | {r['after']:.4f} | "
-                   f"{100 * (r['after'] - r['before']):+.2f} | {100 * r['worst_gain']:+.2f} |{rrc} "
+                   f"{100 * (r['after'] - r['before']):+.2f} | {100 * r['worst_gain']:+.2f} | "
                    f"{r['held_before']:.4f} -> {r['held_after']:.4f} | {r['best_epochs']} of {r['epochs']:.0f} | "
                    f"{r['s_per_epoch']:.1f} | {r['train_s']:.0f} | {r['build_s']:.0f} |")
     return out
@@ -164,7 +166,14 @@ def main(argv=None):
     ds = datasets.load(a.dataset, **kw)
     op, opclass, _ = OPS[ds.metric]
     metric = {"l2": "l2", "ip": "ip", "cosine": "cosine"}[ds.metric]
-    nq = min(a.queries, ds.test.shape[0] // 2)
+    if a.dataset == "fmnist1m":     # teacher queries from other test images than its own
+        nq = a.queries
+        qtrain = datasets.fmnist1m_more_queries(nq, ds.test.shape[0], ds.dim)
+        qeval = ds.test[:a.eval_queries or ds.test.shape[0]]
+    else:
+        nq = min(a.queries, ds.test.shape[0] // 2)
+        qtrain, qeval = ds.test[:nq], ds.test[nq:nq + (a.eval_queries or nq)]
+    neval = qeval.shape[0]
     conn = psycopg2.connect("")
     conn.autocommit = True
     cur = conn.cursor()
@@ -176,8 +185,8 @@ def main(argv=None):
         f"kdindex {commit or '?'}")
     table = f"kd_{slug(ds.name)}"
     ensure_table(conn, table, ds, f"{ds.name}-{datasets._fingerprint(ds)}")
-    load_queries(conn, f"{table}_qtrain", ds.test[:nq])
-    load_queries(conn, f"{table}_qeval", ds.test[nq:2 * nq])
+    load_queries(conn, f"{table}_qtrain", qtrain)
+    load_queries(conn, f"{table}_qeval", qeval)
 
     for suffix in ("teacher", "truth", "rows"):
         cur.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")
@@ -189,8 +198,13 @@ def main(argv=None):
     say(f"teacher: exact top-100 of {nq} queries in {teacher_s:.1f} s")
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 10, "
                 "nqueries => %s, metric => %s)",
-                (table, f"{table}_truth", f"{table}_qeval", nq, metric))
+                (table, f"{table}_truth", f"{table}_qeval", neval, metric))
     cfgs = configs(a.kdindex)
+    if a.lists:
+        import distill_ivf
+        distill_ivf.run_lists(cur, a, ds, table, opclass, op, cfgs, f"{table}_teacher",
+                              f"{table}_truth", qeval, nq, teacher_s, commit)
+        return
     teachers = [(f"{table}_teacher", f"test queries 0-{nq - 1}", cfgs)]
     if not a.no_sampled:
         cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
@@ -220,20 +234,18 @@ def main(argv=None):
             r = run_config(cur, a, table, opclass, cfg, teacher, f"{table}_truth")
             r["teacher"] = label
             rows.append(r)
-    lists_md = (f"; IVF with {a.lists} lists, {a.probes} probed, re-ranked recall@10 at "
-                f"kdindex.rerank = {a.rerank}" if a.lists else "")
     md = [f"# Distillation: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric})", "",
           f"{datetime.date.today()}, kdindex {commit or '?'}. Codes-only recall@10 (kdindex.rerank = 0) "
-          f"of test queries {nq}-{2 * nq - 1} against their exact top-10, before and after "
+          f"of test queries {nq}-{nq + neval - 1} against their exact top-10, before and after "
           f"`kdindex_train` with its defaults, the mean of {a.seeds} runs (seeds 1-{a.seeds}) and the "
-          f"worst run's gain{lists_md}; the teacher is the exact top-100 of the queries "
+          f"worst run's gain; the teacher is the exact top-100 of the queries "
           f"named (teacher: {nq} queries in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]
     md += table_md(rows, a)
     say("")
     say("\n".join(md))
     if not a.no_commit_results:
-        name = f"distill-{slug(ds.name)}" + (f"-lists{a.lists}" if a.lists else "")
+        name = f"distill-{slug(ds.name)}"
         dest = os.path.join(HERE, "results", f"{name}.md")
         with open(dest, "w") as f:
             f.write("\n".join(md) + "\n")

@@ -44,16 +44,18 @@ CPU = {}          # index -> (CPU seconds of the build's backend + workers, (loa
 
 
 def kd_config(cfg):
-    """'quantizer:m[:nbits[:lists]]' -> (label, WITH clause, quantizer, m, nbits, lists)."""
+    """'quantizer:m[:nbits[:lists[:refine]]]' -> (label, WITH clause, quantizer, m, nbits,
+    lists, refine)."""
     parts = cfg.split(":")
     quant, m = parts[0], int(parts[1])
     nbits = int(parts[2]) if len(parts) > 2 and parts[2] else 8
-    lists = int(parts[3]) if len(parts) > 3 else 0
+    lists = int(parts[3]) if len(parts) > 3 and parts[3] else 0
+    refine = int(parts[4]) if len(parts) > 4 and parts[4] else 0
     label = f"{quant.upper()}{m}" + ("" if nbits == 8 else f"x{nbits}") + \
-        (f" IVF{lists}" if lists else " flat")
+        (f" IVF{lists}" if lists else " flat") + (f" refine {refine}" if refine else "")
     with_ = f"quantizer = '{quant}', m = {m}, nbits = {nbits}" + \
-        (f", lists = {lists}" if lists else "")
-    return label, with_, quant, m, nbits, lists
+        (f", lists = {lists}" if lists else "") + (f", refine = {refine}" if refine else "")
+    return label, with_, quant, m, nbits, lists, refine
 
 
 def build(cur, a, idx, sql, tag):
@@ -153,7 +155,7 @@ def build_all(cur, a, ds, table, vtable, kd_cfgs, pgvector_ok):
         else:
             pg = pgvector_builds(a, ds, vtable, cur)
     for i, cfg in enumerate(kd_cfgs):
-        label, with_, quant, m, nbits, lists = kd_config(cfg)
+        label, with_, quant, m, nbits, lists, refine = kd_config(cfg)
         idx = f"{table}_kd{i}"
         sql = f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) WITH ({with_})"
         secs = build(cur, a, idx, sql, f"kdindex {label}")
@@ -176,14 +178,19 @@ def build_all(cur, a, ds, table, vtable, kd_cfgs, pgvector_ok):
                 for margin in [x.strip() for x in a.kd_margin.split(",") if x.strip()]:
                     if rr == 0 and float(margin) != 0:
                         continue    # nothing is re-ranked: the margin changes nothing
-                    sets = [f"SET LOCAL kdindex.rerank = {rr}"] + \
-                        ([f"SET LOCAL kdindex.probes = {pr}"] if pr else []) + \
-                        ([f"SET LOCAL kdindex.rerank_margin = {margin}"] if float(margin) else [])
-                    param = (f"probes={pr} " if pr else "") + f"rerank={rr}" + \
-                        (f" margin={margin}" if float(margin) else "")
-                    points.append(dict(common, idx=idx, table=table, argtype="real[]", sets=sets,
-                                       param=param, rerank=rr, probes=pr, nbits=nbits, m=m,
-                                       lists=lists))
+                    # with refine: each kdindex.refine_rerank below the rerank depth
+                    depths = [d for d in B.ints(a.refine_rerank) if d < rr] if refine else [None]
+                    for depth in depths:
+                        sets = [f"SET LOCAL kdindex.rerank = {rr}"] + \
+                            ([f"SET LOCAL kdindex.probes = {pr}"] if pr else []) + \
+                            ([f"SET LOCAL kdindex.rerank_margin = {margin}"] if float(margin) else []) + \
+                            ([f"SET LOCAL kdindex.refine_rerank = {depth}"] if depth else [])
+                        param = (f"probes={pr} " if pr else "") + f"rerank={rr}" + \
+                            (f" margin={margin}" if float(margin) else "") + \
+                            (f" refine_rerank={depth}" if depth else "")
+                        points.append(dict(common, idx=idx, table=table, argtype="real[]",
+                                           sets=sets, param=param, rerank=rr, probes=pr,
+                                           nbits=nbits, m=m, lists=lists))
     if pgvector_ok:
         if a.concurrent_builds:
             thread.join()

@@ -81,6 +81,12 @@ done
 log "start throwaway cluster in $PGDIR on port $PORT"
 "$SCRIPTS/cluster.sh" start "$PGDIR" "$PORT" || die "could not start the test cluster"
 CLUSTER_STARTED=1
+# Tests that measure what VACUUM frees (churn, vacuum) must not race an
+# autovacuum ANALYZE of an earlier test's table: its snapshot keeps the rows
+# they deleted, which happened on a loaded machine.
+as_pg "$PGBIN/psql" -X -q -h "$PGDIR" -p "$PORT" -U postgres -d postgres \
+  -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null \
+  || die "cannot turn autovacuum off in the test cluster"
 
 # ---------------------------------------------------------------- suites
 # installcheck runs pg_regress, then isolation, then TAP in one recipe and stops

@@ -104,7 +104,11 @@ sub scenarios
 	$train->query_until(qr/done/, "");
 	$train->quit;
 	ok($during > 0, "rows were inserted while the training ran ($during of $inserted)");
-	is(generation(), $gen0 + 1, 'the training switched to a new generation');
+	# one switch, or two when the held-out guard wrote the starting quantizer back
+	# (with lists the guard compares recall after a re-rank, which training on
+	# these rows need not raise)
+	my $gen = generation();
+	ok($gen == $gen0 + 1 || $gen == $gen0 + 2, "the training switched to a new generation ($gen after $gen0)");
 	is($node->safe_psql('postgres', "SELECT rows FROM kdindex_info('t_kd')"),
 		$rows + $inserted, 'the index holds every row, those inserted during training included');
 	all_found('after training with concurrent inserts');

@@ -1,0 +1,159 @@
+"""distill.py --lists: IVF indexes before and after kdindex_train, at several probes and
+re-rank depths, recall@10 and QPS in paired rounds (see distill.py's docstring)."""
+
+import datetime
+import os
+import statistics
+import time
+
+import bench as B
+from bench import slug
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def say(msg=""):
+    print(msg, flush=True)
+
+
+def ints(spec):
+    return [int(x) for x in str(spec).split(",") if x.strip()]
+
+
+def recall_at(cur, idx, truth, probes, rerank):
+    """(codes-only, re-ranked at rerank) recall@10 of idx against truth"""
+    cur.execute(f"SET kdindex.probes = {probes}")
+    cur.execute(f"SET kdindex.rerank = {rerank}")
+    cur.execute("SELECT codes_recall, reranked_recall FROM kdindex_recall(%s, %s)", (idx, truth))
+    codes, rr = cur.fetchone()
+    cur.execute("RESET kdindex.probes")
+    cur.execute("RESET kdindex.rerank")
+    return codes, rr
+
+
+def grid(cur, a, idx, truth):
+    """{(probes, rerank): recall}, rerank 0 = codes only"""
+    out = {}
+    for p in ints(a.probes):
+        for r in ints(a.rerank):
+            out[(p, 0)], out[(p, r)] = recall_at(cur, idx, truth, p, r)
+    return out
+
+
+def timed(cur, table, op, idx, other, probes, rerank, qtexts):
+    """QPS of one pass through idx (other dropped inside the transaction)"""
+    cur.execute("DEALLOCATE ALL")
+    cur.execute("BEGIN")
+    try:
+        cur.execute(f"DROP INDEX {other}")
+        cur.execute(f"SET LOCAL kdindex.probes = {probes}")
+        cur.execute(f"SET LOCAL kdindex.rerank = {rerank}")
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute(f"PREPARE knn(real[]) AS SELECT id FROM {table} ORDER BY embedding {op} $1 LIMIT {B.K}")
+        _, qps, _, _ = B.run_sql_point(cur, qtexts, 1, min(20, len(qtexts)))
+    finally:
+        cur.execute("ROLLBACK")
+        cur.execute("DEALLOCATE ALL")
+    return qps[0]
+
+
+def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qtexts):
+    """median over paired rounds of (trained QPS / base QPS), and the medians"""
+    rb, rt = [], []
+    for _ in range(a.qps_rounds):
+        rb.append(timed(cur, table, op, base, trained, probes, rr_base, qtexts))
+        rt.append(timed(cur, table, op, trained, base, probes, rr_trained, qtexts))
+    ratio = statistics.median(t / b for t, b in zip(rt, rb))
+    return ratio, statistics.median(rb), statistics.median(rt)
+
+
+def least_rerank(cur, idx, truth, probes, depth, target):
+    """the least depth * k / 10 (k = 10, 9, ...) at which idx's re-ranked recall >= target"""
+    best, best_rec = depth, None
+    for k in range(10, 4, -1):
+        r = depth * k // 10
+        rec = recall_at(cur, idx, truth, probes, r)[1]
+        if rec < target:
+            break
+        best, best_rec = r, rec
+    return best, best_rec
+
+
+def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, teacher_s, commit):
+    qtexts = ["{" + ",".join(repr(float(v)) for v in row) + "}" for row in qeval[:a.qps_queries]]
+    md = [f"# Distillation with lists: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric})", "",
+          f"{datetime.date.today()}, kdindex {commit or '?'}. IVF with {a.lists} lists. recall@10 of "
+          f"{qeval.shape[0]} evaluation queries against their exact top-10 (codes only = "
+          f"kdindex.rerank 0), before and after `kdindex_train` with its defaults from the "
+          f"exact top-100 of {nq} other queries ({teacher_s:.0f} s); mean of {a.seeds} seeds with "
+          f"the worst run's gain beside it. QPS ratio = trained / undistilled, the median of "
+          f"{a.qps_rounds} paired rounds of {len(qtexts)} queries each (shared, loaded machine: "
+          f"ratios only).", ""]
+    for cfg in cfgs:
+        kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
+        base = f"{table}_{kind}{m}_l{a.lists}_base"
+        idx = f"{table}_{kind}{m}_l{a.lists}_kd"
+        with_ = f"WITH (quantizer = '{kind}', m = {m}, lists = {a.lists})"
+        cur.execute("SELECT to_regclass(%s)", (base,))
+        build_s = None
+        if cur.fetchone()[0] is None:
+            t = time.perf_counter()
+            cur.execute(f"CREATE INDEX {base} ON {table} USING kdindex (embedding {opclass}) {with_}")
+            build_s = time.perf_counter() - t
+        before = grid(cur, a, base, truth)
+        say(f"{cfg} lists {a.lists}: undistilled " +
+            ", ".join(f"p{p}/r{r} {v:.4f}" for (p, r), v in sorted(before.items())))
+        runs = []
+        for seed in range(1, a.seeds + 1):
+            cur.execute(f"DROP INDEX IF EXISTS {idx}")
+            t = time.perf_counter()
+            cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) {with_}")
+            build_s = build_s or time.perf_counter() - t
+            cur.execute("SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, "
+                        "recall_after FROM kdindex_train(%s, %s, seed => %s)", (idx, teacher, seed))
+            ep, best, spe, secs, hb, ha = cur.fetchone()
+            after = grid(cur, a, idx, truth)
+            qps = {}
+            for (p, r) in sorted(after):
+                if r > 0:
+                    qps[(p, r)] = qps_ratio(cur, a, table, op, base, idx, p, r, r, qtexts)
+            eq = {}
+            if a.equal_recall:
+                for (p, r) in sorted(after):
+                    if r > 0:
+                        r2, rec2 = least_rerank(cur, idx, truth, p, r, before[(p, r)])
+                        if r2 < r:
+                            eq[(p, r)] = (r2, rec2, qps_ratio(cur, a, table, op, base, idx, p, r, r2, qtexts)[0])
+            say(f"  seed {seed}: held-out {hb:.4f} -> {ha:.4f}, best epoch {best}/{ep}, "
+                f"{spe:.1f} s/epoch, train {secs:.0f} s; " +
+                ", ".join(f"p{p}/r{r} {after[(p, r)]:.4f} ({100 * (after[(p, r)] - before[(p, r)]):+.2f})"
+                          + (f" qps x{qps[(p, r)][0]:.2f}" if (p, r) in qps else "")
+                          + (f" [r{eq[(p, r)][0]}: {eq[(p, r)][1]:.4f}, qps x{eq[(p, r)][2]:.2f}]"
+                             if (p, r) in eq else "")
+                          for (p, r) in sorted(after)))
+            runs.append(dict(after=after, qps=qps, eq=eq, spe=spe, secs=secs, hb=hb, ha=ha, best=best))
+        cur.execute(f"DROP INDEX IF EXISTS {idx}")
+        md += [f"## {kind.upper()}{m}, {a.lists} lists (build {build_s or 0:.0f} s; kdindex_train "
+               f"{statistics.mean(r['secs'] for r in runs):.0f} s, "
+               f"{statistics.mean(r['spe'] for r in runs):.1f} s per epoch; held-out recall "
+               + "; ".join(f"{r['hb']:.4f} -> {r['ha']:.4f}" for r in runs) + ")", "",
+               "| probes | re-rank | undistilled | distilled (mean) | gain (pt) | worst gain (pt) | "
+               "QPS ratio (mean) | distilled at a lower re-rank: depth, recall, QPS ratio |",
+               "|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for key in sorted(before):
+            p, r = key
+            gains = [100 * (x["after"][key] - before[key]) for x in runs]
+            mean_after = statistics.mean(x["after"][key] for x in runs)
+            qr = [x["qps"][key][0] for x in runs if key in x["qps"]]
+            eqs = [x["eq"][key] for x in runs if key in x["eq"]]
+            md.append(f"| {p} | {r or 'codes only'} | {before[key]:.4f} | {mean_after:.4f} | "
+                      f"{statistics.mean(gains):+.2f} | {min(gains):+.2f} | "
+                      f"{'x%.2f' % statistics.mean(qr) if qr else ''} | "
+                      + "; ".join(f"{e[0]}: {e[1]:.4f}, x{e[2]:.2f}" for e in eqs) + " |")
+        md.append("")
+    say("\n".join(md))
+    if not a.no_commit_results:
+        dest = os.path.join(HERE, "results", f"distill-ivf-{slug(ds.name)}-lists{a.lists}.md")
+        with open(dest, "w") as f:
+            f.write("\n".join(md) + "\n")
+        say(f"written: {dest}")
