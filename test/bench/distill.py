@@ -74,7 +74,17 @@ def parse_args(argv=None):
     ap.add_argument("--only-augment", action="store_true",
                     help="skip the plain test-query teacher")
     ap.add_argument("--no-commit-results", action="store_true")
+    add_rowterm_args(ap)
     return ap.parse_args(argv)
+
+
+def add_rowterm_args(ap):
+    """options of the row-term comparison (rowterm_baseline, table_md_rowterm)"""
+    ap.add_argument("--rowterm-off", action="store_true",
+                    help="also build each configuration once WITH (rowterm = off) and report its "
+                         "recall, and every index's bytes per row (index size / rows)")
+    ap.add_argument("--results-suffix", default="",
+                    help="appended to the results file name, e.g. \"-8byte\"")
 
 
 def configs(spec):
@@ -111,6 +121,7 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
     cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
                 f"WITH (quantizer = '{kind}', m = {m}{lists})")
     build_s = time.perf_counter() - t
+    bpr = bytes_per_row(cur, idx, table)
     before, before_rr = recalls(cur, a, idx, truth)
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     if a.train_args:
@@ -122,7 +133,7 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
     cur.execute(f"DROP INDEX {idx}")
     row = dict(config=cfg, build_s=build_s, before=before, after=after, epochs=ep, best_epoch=best,
                s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha,
-               before_rr=before_rr, after_rr=after_rr)
+               before_rr=before_rr, after_rr=after_rr, bytes_per_row=bpr)
     rr = (f"; re-ranked at {a.rerank}: {before_rr:.4f} -> {after_rr:.4f}" if a.lists else "")
     say(f"  {cfg:7s} seed {seed} teacher {teacher}: {before:.4f} -> {after:.4f} "
         f"({100 * (after - before):+.2f} pt){rr}; held-out teacher queries {hb:.4f} -> {ha:.4f}; "
@@ -132,6 +143,7 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
 
 def run_config(cur, a, table, opclass, cfg, teacher, truth):
     """--seeds runs: their means, and the worst run's gain"""
+    off = rowterm_baseline(cur, a, table, opclass, cfg, truth) if a.rowterm_off else {}
     runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s) for s in range(1, a.seeds + 1)]
     row = {k: (sum(r[k] for r in runs) / len(runs) if isinstance(runs[0][k], (int, float)) else runs[0][k])
            for k in runs[0] if runs[0][k] is not None}
@@ -141,7 +153,55 @@ def run_config(cur, a, table, opclass, cfg, teacher, truth):
     row["best_epochs"] = "/".join(str(r["best_epoch"]) for r in runs)
     if a.lists:
         row["rr_gain"] = sum(r["after_rr"] - r["before_rr"] for r in runs) / len(runs)
+    row.update(off)
+    row["worst_after"] = min(r["after"] for r in runs)
     return row
+
+
+def bytes_per_row(cur, idx, table):
+    """the index's real size over the table's rows (codes, row term, codebooks, pages)"""
+    cur.execute(f"SELECT pg_relation_size(%s::regclass)::float8 / greatest(count(*), 1) FROM {table}",
+                (idx,))
+    return cur.fetchone()[0]
+
+
+def rowterm_baseline(cur, a, table, opclass, cfg, truth):
+    """the configuration built once WITH (rowterm = off): recall and bytes per row without
+    the per-row error term (the build does not depend on kdindex_train's seed)"""
+    kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
+    idx = f"{table}_{kind}{m}_kdoff"
+    lists = f", lists = {a.lists}" if a.lists else ""
+    cur.execute(f"DROP INDEX IF EXISTS {idx}")
+    t = time.perf_counter()
+    cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
+                f"WITH (quantizer = '{kind}', m = {m}, rowterm = off{lists})")
+    build_s = time.perf_counter() - t
+    bpr = bytes_per_row(cur, idx, table)
+    codes, rr = recalls(cur, a, idx, truth)
+    cur.execute(f"DROP INDEX {idx}")
+    rrs = f", re-ranked at {a.rerank}: {rr:.4f}" if a.lists else ""
+    say(f"  {cfg:7s} rowterm = off: {codes:.4f}{rrs}, {bpr:.1f} B/row, build {build_s:.0f} s")
+    return dict(off=codes, off_rr=rr, off_bytes_per_row=bpr, off_build_s=build_s)
+
+
+def table_md_rowterm(rows, a):
+    """--rowterm-off: recall without the term, with it (the build's fitted weight) and after
+    kdindex_train, with the bytes per row each index really stores"""
+    rr = f" re-ranked at {a.rerank}: off / on / trained |" if a.lists else ""
+    out = [f"| quantizer | teacher queries | term off | term on | after kdindex_train | worst after | "
+           f"gain of the term (pt) | gain of training (pt) | worst training gain (pt) |{rr} "
+           "B/row off / on | best epochs | s/epoch | kdindex_train s | build s |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if a.lists else "") +
+           "---:|---|---:|---:|---:|"]
+    for r in rows:
+        rrc = (f" {r['off_rr']:.4f} / {r['before_rr']:.4f} / {r['after_rr']:.4f} |" if a.lists else "")
+        out.append(f"| {r['config']} | {r['teacher']} | {r['off']:.4f} | {r['before']:.4f} | "
+                   f"{r['after']:.4f} | {r['worst_after']:.4f} | {100 * (r['before'] - r['off']):+.2f} | "
+                   f"{100 * (r['after'] - r['before']):+.2f} | {100 * r['worst_gain']:+.2f} |{rrc} "
+                   f"{r['off_bytes_per_row']:.1f} / {r['bytes_per_row']:.1f} | "
+                   f"{r['best_epochs']} of {r['epochs']:.0f} | {r['s_per_epoch']:.1f} | "
+                   f"{r['train_s']:.0f} | {r['build_s']:.0f} |")
+    return out
 
 
 def table_md(rows, a):
@@ -229,11 +289,11 @@ def main(argv=None):
           f"worst run's gain{lists_md}; the teacher is the exact top-100 of the queries "
           f"named (teacher: {nq} queries in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]
-    md += table_md(rows, a)
+    md += table_md_rowterm(rows, a) if a.rowterm_off else table_md(rows, a)
     say("")
     say("\n".join(md))
     if not a.no_commit_results:
-        name = f"distill-{slug(ds.name)}" + (f"-lists{a.lists}" if a.lists else "")
+        name = f"distill-{slug(ds.name)}" + (f"-lists{a.lists}" if a.lists else "") + a.results_suffix
         dest = os.path.join(HERE, "results", f"{name}.md")
         with open(dest, "w") as f:
             f.write("\n".join(md) + "\n")
