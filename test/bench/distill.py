@@ -83,6 +83,9 @@ def add_rowterm_args(ap):
     ap.add_argument("--rowterm-off", action="store_true",
                     help="also build each configuration once WITH (rowterm = off) and report its "
                          "recall, and every index's bytes per row (index size / rows)")
+    ap.add_argument("--first-seed", type=int, default=1,
+                    help="kdindex_train seeds first-seed .. first-seed + seeds - 1 (to split the "
+                         "seeds of one configuration over clusters)")
     ap.add_argument("--results-suffix", default="",
                     help="appended to the results file name, e.g. \"-8byte\"")
 
@@ -126,25 +129,29 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     if a.train_args:
         extra += f", {a.train_args}"
+    cpu0 = backend_cpu_s(cur)
     cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
                 f"FROM kdindex_train(%s, %s, seed => %s{extra})", (idx, teacher, seed))
     ep, best, spe, secs, hb, ha = cur.fetchone()
+    cpu = backend_cpu_s(cur) - cpu0 if cpu0 is not None else None
     after, after_rr = recalls(cur, a, idx, truth)
     cur.execute(f"DROP INDEX {idx}")
     row = dict(config=cfg, build_s=build_s, before=before, after=after, epochs=ep, best_epoch=best,
                s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha,
-               before_rr=before_rr, after_rr=after_rr, bytes_per_row=bpr)
+               before_rr=before_rr, after_rr=after_rr, bytes_per_row=bpr, train_cpu_s=cpu)
     rr = (f"; re-ranked at {a.rerank}: {before_rr:.4f} -> {after_rr:.4f}" if a.lists else "")
     say(f"  {cfg:7s} seed {seed} teacher {teacher}: {before:.4f} -> {after:.4f} "
         f"({100 * (after - before):+.2f} pt){rr}; held-out teacher queries {hb:.4f} -> {ha:.4f}; "
-        f"best epoch {best}/{ep}, {spe:.1f} s/epoch, train {secs:.0f} s, build {build_s:.0f} s")
+        f"best epoch {best}/{ep}, {spe:.1f} s/epoch, train {secs:.0f} s, build {build_s:.0f} s, "
+        f"{bpr:.1f} B/row" + (f", train CPU {cpu:.0f} s" if cpu is not None else ""))
     return row
 
 
 def run_config(cur, a, table, opclass, cfg, teacher, truth):
     """--seeds runs: their means, and the worst run's gain"""
     off = rowterm_baseline(cur, a, table, opclass, cfg, truth) if a.rowterm_off else {}
-    runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s) for s in range(1, a.seeds + 1)]
+    runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s)
+            for s in range(a.first_seed, a.first_seed + a.seeds)]
     row = {k: (sum(r[k] for r in runs) / len(runs) if isinstance(runs[0][k], (int, float)) else runs[0][k])
            for k in runs[0] if runs[0][k] is not None}
     gains = [r["after"] - r["before"] for r in runs]
@@ -163,6 +170,19 @@ def bytes_per_row(cur, idx, table):
     cur.execute(f"SELECT pg_relation_size(%s::regclass)::float8 / greatest(count(*), 1) FROM {table}",
                 (idx,))
     return cur.fetchone()[0]
+
+
+def backend_cpu_s(cur):
+    """CPU seconds (user + system) of this session's backend so far, from /proc when this
+    script runs on the server's machine with the right to read it; None otherwise.  On a
+    shared, loaded machine the wall-clock seconds per epoch overstate the work, this not."""
+    cur.execute("SELECT pg_backend_pid()")
+    try:
+        with open(f"/proc/{cur.fetchone()[0]}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def rowterm_baseline(cur, a, table, opclass, cfg, truth):
@@ -190,9 +210,9 @@ def table_md_rowterm(rows, a):
     rr = f" re-ranked at {a.rerank}: off / on / trained |" if a.lists else ""
     out = [f"| quantizer | teacher queries | term off | term on | after kdindex_train | worst after | "
            f"gain of the term (pt) | gain of training (pt) | worst training gain (pt) |{rr} "
-           "B/row off / on | best epochs | s/epoch | kdindex_train s | build s |",
+           "B/row off / on | best epochs | s/epoch | CPU s/epoch | kdindex_train s | build s |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if a.lists else "") +
-           "---:|---|---:|---:|---:|"]
+           "---:|---|---:|---:|---:|---:|"]
     for r in rows:
         rrc = (f" {r['off_rr']:.4f} / {r['before_rr']:.4f} / {r['after_rr']:.4f} |" if a.lists else "")
         out.append(f"| {r['config']} | {r['teacher']} | {r['off']:.4f} | {r['before']:.4f} | "
@@ -200,8 +220,14 @@ def table_md_rowterm(rows, a):
                    f"{100 * (r['after'] - r['before']):+.2f} | {100 * r['worst_gain']:+.2f} |{rrc} "
                    f"{r['off_bytes_per_row']:.1f} / {r['bytes_per_row']:.1f} | "
                    f"{r['best_epochs']} of {r['epochs']:.0f} | {r['s_per_epoch']:.1f} | "
-                   f"{r['train_s']:.0f} | {r['build_s']:.0f} |")
+                   f"{cpu_per_epoch(r)} | {r['train_s']:.0f} | {r['build_s']:.0f} |")
     return out
+
+
+def cpu_per_epoch(r):
+    """the backend's CPU seconds of the whole kdindex_train call over its epochs (so also its
+    fixed part: the held-out recall before and after, the final re-encode); ? without /proc"""
+    return f"{r['train_cpu_s'] / r['epochs']:.1f}" if "train_cpu_s" in r and r["epochs"] else "?"
 
 
 def table_md(rows, a):

@@ -70,10 +70,11 @@ def train_encode(kind, m, x):
     elif kind == "opq":
         opq = faiss.OPQMatrix(d, m)
         opq.niter = args.opq_iters
-        pq = faiss.ProductQuantizer(d, m, 8)
-        opq.pq = pq
         opq.train(x)
         xr = opq.apply_py(x)
+        # a PQ of its own, trained as IndexPreTransform(OPQ, IndexPQ) trains it: the one
+        # OPQMatrix alternates with is left at 4 k-means iterations
+        pq = faiss.ProductQuantizer(d, m, 8)
         pq.train(xr)
         t1 = time.perf_counter()
         xh = opq.reverse_transform(pq.decode(pq.compute_codes(xr)))
