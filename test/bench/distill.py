@@ -5,6 +5,7 @@ after kdindex_train, on queries the training never saw.
     distill.py [--dataset fashion-mnist|synth-ip-256] [--kdindex pq:16,opq:16,aq:16,...]
                [--epochs N] [--seeds 3] [--lists 245 --probes 8 --rerank 50]
                [--no-sampled | --sampled-kdindex pq:16,...]
+               [--rowterm-off] [--first-seed N] [--results-suffix=-NAME]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
 asymmetric inner-product set) through test/scripts/bench.sh, which starts the
@@ -23,7 +24,10 @@ Each configuration builds its index, measures, trains, measures again and drops 
 so only one kdindex index exists on the table at a time; it does so --seeds times, with
 kdindex_train's seed 1, 2, ..., and reports the mean and the worst run (the gain moves
 by about a point from seed to seed: README).  With --lists the indexes are IVF and
-recall is measured at --probes lists, codes only and re-ranked at --rerank.  Prints a markdown table and
+recall is measured at --probes lists, codes only and re-ranked at --rerank.  With
+--rowterm-off each configuration is also built once WITH (rowterm = off), and the table
+gives term off / term on / after kdindex_train with every index's bytes per row and the
+backend's CPU seconds per epoch (wall seconds overstate them on a loaded machine).  Prints a markdown table and
 writes it to test/bench/results/distill-<dataset>.md (unless --no-commit-results).
 """
 
