@@ -46,8 +46,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -63,6 +61,7 @@
 
 #include "kdindex.h"
 #include "vector.h"
+#include "verify.h"
 
 PG_FUNCTION_INFO_V1(kdindex_verify);
 
@@ -79,28 +78,6 @@ StaticAssertDecl(OWN_LIST(KDINDEX_MAX_LISTS) <= PG_UINT16_MAX, "page owners fit 
 
 /* Where a page's contents begin */
 #define KD_CONTENTS_OFFSET	((int) MAXALIGN(SizeOfPageHeaderData))
-
-/*
- * The header kd_quantizer_serialize writes first (quant/quantizer.c keeps its
- * definition to itself).  It is checked against the meta page before the blob
- * is decoded: the decoder trusts it, and a corrupt m or nbits would divide by
- * zero or ask for a giant allocation.
- */
-typedef struct KdVerifyBlobHeader
-{
-	uint32		magic;
-	int32		kind;
-	int32		dim;
-	int32		m;
-	int32		nbits;
-	int32		precision;
-	int32		nlists;
-} KdVerifyBlobHeader;
-
-#define KD_VERIFY_BLOB_MAGIC	0x4B44424C	/* "KDBL" */
-#define KD_VERIFY_BLOB_MAGIC_ROWTERM	0x4B444232	/* "KDB2": layout 3, with the row term */
-#define KD_VERIFY_BLOB_MAGIC_REFINE	0x4B444233	/* "KDB3": layout 4, with refinement */
-#define KD_VERIFY_MAX_PRECISION 2
 
 typedef struct VerifyState
 {
@@ -134,31 +111,6 @@ typedef struct ChainWalk
 	BlockNumber last;			/* result: its last page */
 	Size		blob_read;
 } ChainWalk;
-
-static void corrupt(VerifyState *vs, const char *fmt,...) pg_attribute_printf(2, 3) pg_attribute_noreturn();
-
-static void
-corrupt(VerifyState *vs, const char *fmt,...)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_INDEX_CORRUPTED),
-			 errmsg("index \"%s\" is corrupt: %s", RelationGetRelationName(vs->index), buf.data)));
-}
 
 static char *
 owner_name(VerifyState *vs, uint16 owner)
@@ -395,34 +347,34 @@ check_meta(VerifyState *vs)
 	int			code_size;
 
 	if (vs->nblocks == 0)
-		corrupt(vs, "it has no meta page");
+		kd_corrupt(vs->index, "it has no meta page");
 	vs->owner[KDINDEX_METAPAGE_BLKNO] = OWN_META;
 	read_page(vs, KDINDEX_METAPAGE_BLKNO, page.data);
 	if ((problem = check_header(vs, page.data, KDINDEX_METAPAGE_BLKNO, OWN_META, KDINDEX_PAGE_META)))
-		corrupt(vs, "%s", problem);
+		kd_corrupt(vs->index, "%s", problem);
 	memcpy(m, KdPageGetMeta(page.data), sizeof(KdMetaPageData));
 
 	if (m->magic != KDINDEX_MAGIC)
-		corrupt(vs, "the meta page has magic number 0x%08X, not 0x%08X", m->magic, KDINDEX_MAGIC);
+		kd_corrupt(vs->index, "the meta page has magic number 0x%08X, not 0x%08X", m->magic, KDINDEX_MAGIC);
 	if (m->version < KDINDEX_LAYOUT_VERSION_NOTERM || m->version > KDINDEX_LAYOUT_VERSION_REFINE)
-		corrupt(vs, "the meta page has layout version %u, not %d to %d", m->version,
+		kd_corrupt(vs->index, "the meta page has layout version %u, not %d to %d", m->version,
 				KDINDEX_LAYOUT_VERSION_NOTERM, KDINDEX_LAYOUT_VERSION_REFINE);
 	if (m->version == KDINDEX_LAYOUT_VERSION_REFINE &&
 		(!m->trained || m->refine < 1 || m->refine > KDINDEX_MAX_REFINE || m->refine > m->dim))
-		corrupt(vs, "the meta page of layout %d has %d refinement bytes (trained: %s, dim = %d)",
+		kd_corrupt(vs->index, "the meta page of layout %d has %d refinement bytes (trained: %s, dim = %d)",
 				m->version, m->refine, m->trained ? "yes" : "no", m->dim);
 	if (m->metric != kd_index_metric(vs->index))
-		corrupt(vs, "the meta page has metric %d, its operator class %d",
+		kd_corrupt(vs->index, "the meta page has metric %d, its operator class %d",
 				m->metric, (int) kd_index_metric(vs->index));
 	if (m->quantizer < KD_QUANT_PQ || m->quantizer > KD_QUANT_AQ)
-		corrupt(vs, "the meta page names quantizer %d", m->quantizer);
+		kd_corrupt(vs->index, "the meta page names quantizer %d", m->quantizer);
 	if (m->nbits != 4 && m->nbits != 8)
-		corrupt(vs, "the meta page has nbits = %d", m->nbits);
+		kd_corrupt(vs->index, "the meta page has nbits = %d", m->nbits);
 	if (m->dim < 0 || m->dim > KDINDEX_MAX_DIM || m->m < 0 || m->m > KDINDEX_MAX_DIM)
-		corrupt(vs, "the meta page has dim = %d and m = %d", m->dim, m->m);
+		kd_corrupt(vs->index, "the meta page has dim = %d and m = %d", m->dim, m->m);
 	if (m->nfree > KDINDEX_MAX_FREE_PAGES || m->nretired > KDINDEX_MAX_RETIRED ||
 		m->nlists < 0 || m->nlists > KDINDEX_MAX_LISTS)
-		corrupt(vs, "the meta page lists %u free pages, %u retired chains and %d lists",
+		kd_corrupt(vs->index, "the meta page lists %u free pages, %u retired chains and %d lists",
 				m->nfree, m->nretired, m->nlists);
 
 	code_size = m->trained ? (m->m * m->nbits + 7) / 8 + (m->quantizer == KD_QUANT_AQ ? sizeof(float) : 0) : 0;
@@ -433,124 +385,34 @@ check_meta(VerifyState *vs)
 		m->code_size == code_size + 1)
 		code_size++;
 	if (m->code_size != code_size)
-		corrupt(vs, "the meta page has codes of %d bytes, not %d", m->code_size, code_size);
+		kd_corrupt(vs->index, "the meta page has codes of %d bytes, not %d", m->code_size, code_size);
 	if (m->trained)
 	{
 		if (m->dim == 0 || m->m == 0 || (m->quantizer != KD_QUANT_AQ && m->dim % m->m != 0))
-			corrupt(vs, "the meta page of a trained index has dim = %d and m = %d", m->dim, m->m);
+			kd_corrupt(vs->index, "the meta page of a trained index has dim = %d and m = %d", m->dim, m->m);
 		/* (bounded before it is allocated) */
 		if (!BlockNumberIsValid(m->blob_head) || m->blob_size < sizeof(KdVerifyBlobHeader) ||
 			m->blob_size > (uint64) vs->nblocks * KdBlobPageCapacity)
-			corrupt(vs, "the meta page of a trained index has a codebook of %u bytes at block %u",
+			kd_corrupt(vs->index, "the meta page of a trained index has a codebook of %u bytes at block %u",
 					m->blob_size, m->blob_head);
 	}
 	else if (BlockNumberIsValid(m->blob_head) || m->nlists > 0)
-		corrupt(vs, "the meta page of an untrained index has a codebook at block %u and %d lists",
+		kd_corrupt(vs->index, "the meta page of an untrained index has a codebook at block %u and %d lists",
 				m->blob_head, m->nlists);
 	if (m->nlists > 0 &&
 		(BlockNumberIsValid(m->data_head) || BlockNumberIsValid(m->data_tail) || m->nfree > 0))
-		corrupt(vs, "the meta page of an index with lists has a flat chain from block %u to %u",
+		kd_corrupt(vs->index, "the meta page of an index with lists has a flat chain from block %u to %u",
 				m->data_head, m->data_tail);
 	if (BlockNumberIsValid(m->data_head) != BlockNumberIsValid(m->data_tail))
-		corrupt(vs, "the meta page has a data chain from block %u to block %u", m->data_head, m->data_tail);
+		kd_corrupt(vs->index, "the meta page has a data chain from block %u to block %u", m->data_head, m->data_tail);
 	if (!BlockNumberIsValid(m->data_head) && m->nfree > 0)
-		corrupt(vs, "the meta page lists free pages but no data chain");
+		kd_corrupt(vs->index, "the meta page lists free pages but no data chain");
 	if (m->dim == 0 && BlockNumberIsValid(m->data_head))
-		corrupt(vs, "the meta page has no dimension but a data chain");
+		kd_corrupt(vs->index, "the meta page has no dimension but a data chain");
 
 	kd_layout(&vs->layout, m);
 	if (m->trained && vs->layout.capacity < 1)
-		corrupt(vs, "codes of %d bytes do not fit on a page", m->code_size);
-}
-
-/* The blob's magic number at each layout */
-static uint32
-blob_magic(uint32 version)
-{
-	if (version == KDINDEX_LAYOUT_VERSION_REFINE)
-		return KD_VERIFY_BLOB_MAGIC_REFINE;
-	return version == KDINDEX_LAYOUT_VERSION ? KD_VERIFY_BLOB_MAGIC_ROWTERM : KD_VERIFY_BLOB_MAGIC;
-}
-
-/*
- * Layout 4: the blob's refinement codes the rows' last refine bytes, and
- * every code decodes to finite values (each codeword of each sub-quantizer:
- * an 8-bit refinement code may hold any byte)
- */
-static void
-check_refinement(VerifyState *vs, const KdQuantizer *q)
-{
-	const KdQuantizer *r = q->refine;
-	uint8	   *code;
-	float	   *x;
-
-	if (r == NULL || r->code_size != vs->meta.refine || r->dim != q->dim)
-		corrupt(vs, "the codebook blob has a refinement of %d bytes, the meta page says %d",
-				r ? r->code_size : 0, vs->meta.refine);
-	code = palloc(r->code_size);
-	x = palloc(sizeof(float) * r->dim);
-	for (int c = 0; c < r->ksub; c++)
-	{
-		memset(code, c, r->code_size);
-		r->ops->decode(r, code, 1, x);
-		for (int j = 0; j < r->dim; j++)
-			if (!isfinite(x[j]))
-				corrupt(vs, "refinement codeword %d of sub-quantizer %d is not finite",
-						c, j / (r->dim / r->m));
-	}
-	pfree(code);
-	pfree(x);
-}
-
-/*
- * Decode the codebook blob.  The header must describe what the meta page
- * does; an error the decoder still raises (the blob is shorter than its
- * parameters) becomes a corruption report.
- */
-static void
-check_quantizer(VerifyState *vs, const char *blob)
-{
-	KdMetaPageData *m = &vs->meta;
-	KdVerifyBlobHeader hdr;
-	MemoryContext cxt = CurrentMemoryContext;
-	KdQuantizer *q = NULL;
-
-	memcpy(&hdr, blob, sizeof(hdr));
-	if (hdr.magic != blob_magic(m->version))
-		corrupt(vs, "the codebook blob has magic number 0x%08X, not 0x%08X", hdr.magic,
-				blob_magic(m->version));
-	if (hdr.kind != m->quantizer || hdr.dim != m->dim || hdr.m != m->m || hdr.nbits != m->nbits ||
-		hdr.nlists != m->nlists || hdr.precision < 0 || hdr.precision > KD_VERIFY_MAX_PRECISION)
-		corrupt(vs, "the codebook blob describes quantizer %d, dim = %d, m = %d, nbits = %d, %d lists "
-				"(precision %d), the meta page quantizer %d, dim = %d, m = %d, nbits = %d, %d lists",
-				hdr.kind, hdr.dim, hdr.m, hdr.nbits, hdr.nlists, hdr.precision,
-				m->quantizer, m->dim, m->m, m->nbits, m->nlists);
-
-	PG_TRY();
-	{
-		q = kd_quantizer_deserialize(blob, m->blob_size);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_INTERNAL_ERROR)
-			PG_RE_THROW();		/* a cancel, out of memory: not ours to rename */
-		/* nothing more is done here: the new error aborts at once */
-		FlushErrorState();
-		corrupt(vs, "the codebook blob does not decode: %s", edata->message);
-	}
-	PG_END_TRY();
-
-	if (kd_row_code_size(q) != m->code_size || q->nlists != m->nlists)
-		corrupt(vs, "the codebook blob decodes to codes of %d bytes in %d lists, "
-				"the meta page says %d bytes in %d lists", kd_row_code_size(q), q->nlists,
-				m->code_size, m->nlists);
-	if (m->version == KDINDEX_LAYOUT_VERSION_REFINE)
-		check_refinement(vs, q);
-	kd_quantizer_free(q);
+		kd_corrupt(vs->index, "codes of %d bytes do not fit on a page", m->code_size);
 }
 
 static void
@@ -566,8 +428,8 @@ check_codebook(VerifyState *vs)
 	w.blob_size = vs->meta.blob_size;
 	w.blob = palloc_extended(w.blob_size, MCXT_ALLOC_HUGE);
 	if ((problem = walk_chain(vs, vs->meta.blob_head, &w)) != NULL)
-		corrupt(vs, "%s", problem);
-	check_quantizer(vs, w.blob);
+		kd_corrupt(vs->index, "%s", problem);
+	kd_verify_blob(vs->index, &vs->meta, w.blob);
 	pfree(w.blob);
 }
 
@@ -583,10 +445,10 @@ check_tail(VerifyState *vs, const ChainWalk *w, BlockNumber tail,
 	if (w->last == tail)
 		return;
 	if (tail >= vs->nblocks || vs->owner[tail] != w->owner)
-		corrupt(vs, "%s ends at block %u, but its tail is block %u",
+		kd_corrupt(vs->index, "%s ends at block %u, but its tail is block %u",
 				owner_name(vs, w->owner), w->last, tail);
 	if (vs->stable || current_tail(vs, list) == tail)
-		corrupt(vs, "%s goes on past its tail, block %u, to block %u",
+		kd_corrupt(vs->index, "%s goes on past its tail, block %u, to block %u",
 				owner_name(vs, w->owner), tail, w->last);
 }
 
@@ -623,7 +485,7 @@ check_data_chain(VerifyState *vs, int list, BlockNumber head, BlockNumber tail,
 	w.layout = &vs->layout;
 	w.live = true;
 	if ((problem = walk_chain(vs, head, &w)) != NULL)
-		corrupt(vs, "%s", problem);
+		kd_corrupt(vs->index, "%s", problem);
 	check_tail(vs, &w, tail, current_tail, list);
 }
 
@@ -632,7 +494,7 @@ static void
 check_free_page(VerifyState *vs, BlockNumber blkno, int list, const char *who)
 {
 	if (blkno >= vs->nblocks || vs->owner[blkno] != OWN_LIST(list))
-		corrupt(vs, "%s names block %u as a page with room, but it is not on %s",
+		kd_corrupt(vs->index, "%s names block %u as a page with room, but it is not on %s",
 				who, blkno, owner_name(vs, OWN_LIST(list)));
 }
 
@@ -665,16 +527,16 @@ check_lists(VerifyState *vs)
 
 		CHECK_FOR_INTERRUPTS();
 		if (!in_index(vs, blkno))
-			corrupt(vs, "list directory page %d is block %u, past the end of the index (%u blocks)",
+			kd_corrupt(vs->index, "list directory page %d is block %u, past the end of the index (%u blocks)",
 					d, blkno, vs->nblocks);
 		if ((problem = claim(vs, blkno, OWN_DIR)) != NULL)
-			corrupt(vs, "%s", problem);
+			kd_corrupt(vs->index, "%s", problem);
 		read_page(vs, blkno, page.data);
 		if ((problem = check_header(vs, page.data, blkno, OWN_DIR, KDINDEX_PAGE_LISTS)) != NULL)
-			corrupt(vs, "%s", problem);
+			kd_corrupt(vs->index, "%s", problem);
 		if (KdPageGetOpaque(page.data)->ntuples != n ||
 			((PageHeader) page.data)->pd_lower < KD_CONTENTS_OFFSET + sizeof(KdListEntry) * n)
-			corrupt(vs, "block %u of the list directory holds %d entries (pd_lower %u), not %d",
+			kd_corrupt(vs->index, "block %u of the list directory holds %d entries (pd_lower %u), not %d",
 					blkno, KdPageGetOpaque(page.data)->ntuples, ((PageHeader) page.data)->pd_lower, n);
 		memcpy(entries + d * KDINDEX_LISTS_PER_PAGE, PageGetContents(page.data), sizeof(KdListEntry) * n);
 	}
@@ -685,7 +547,7 @@ check_lists(VerifyState *vs)
 
 		if (BlockNumberIsValid(e->head) != BlockNumberIsValid(e->tail) ||
 			(!BlockNumberIsValid(e->head) && BlockNumberIsValid(e->free)))
-			corrupt(vs, "list %d has head block %u, tail block %u and free block %u",
+			kd_corrupt(vs->index, "list %d has head block %u, tail block %u and free block %u",
 					l, e->head, e->tail, e->free);
 		if (!BlockNumberIsValid(e->head))
 			continue;
@@ -780,7 +642,7 @@ check_retired(VerifyState *vs)
 			problem = !blob && is_directory(vs, head) ? walk_retired_lists(vs, head, i) :
 				walk_chain(vs, head, &w);
 			if (problem != NULL && (vs->stable || still_retired(vs, r)))
-				corrupt(vs, "%s", problem);
+				kd_corrupt(vs->index, "%s", problem);
 		}
 	}
 }
@@ -841,7 +703,7 @@ heap_row_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 									 kd_index_metric(index)))
 		return;					/* NULLs, zero vectors under cosine are not indexed */
 	if (bsearch(&key, vs->tids, vs->ntids, sizeof(uint64), cmp_tid) == NULL)
-		corrupt(vs, "row (%u,%u) of table \"%s\" is not in the index",
+		kd_corrupt(vs->index, "row (%u,%u) of table \"%s\" is not in the index",
 				ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),
 				RelationGetRelationName(vs->heap));
 }
@@ -863,7 +725,7 @@ check_heap(VerifyState *vs, Snapshot snapshot, bool check_duplicates)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (vs->tids[i] == vs->tids[i - 1])
-			corrupt(vs, "row (%u,%u) of table \"%s\" is indexed twice",
+			kd_corrupt(vs->index, "row (%u,%u) of table \"%s\" is indexed twice",
 					(BlockNumber) (vs->tids[i] >> 16), (OffsetNumber) (vs->tids[i] & 0xFFFF),
 					RelationGetRelationName(vs->heap));
 	}

@@ -5,6 +5,7 @@ after kdindex_train, on queries the training never saw.
     distill.py [--dataset fashion-mnist|synth-ip-256|fmnist1m] [--kdindex pq:16,opq:16,aq:16,...]
                [--epochs N] [--seeds 3] [--lists 245 --probes 4,8,16 --rerank 50,100]
                [--no-sampled | --sampled-kdindex pq:16,...]
+               [--rowterm-off] [--first-seed N] [--results-suffix=-NAME]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
 asymmetric inner-product set) through test/scripts/bench.sh, which starts the
@@ -23,7 +24,10 @@ Each configuration builds its index, measures, trains, measures again and drops 
 so only one kdindex index exists on the table at a time; it does so --seeds times, with
 kdindex_train's seed 1, 2, ..., and reports the mean and the worst run (the gain moves
 by about a point from seed to seed: README).  Prints a markdown table and writes it to
-test/bench/results/distill-<dataset>.md (unless --no-commit-results).
+test/bench/results/distill-<dataset>.md (unless --no-commit-results).  With --rowterm-off each
+configuration is also built once WITH (rowterm = off), and the table gives term off / term
+on / after kdindex_train with every index's bytes per row and the backend's CPU seconds per
+epoch (wall seconds overstate them on a loaded machine).
 
 With --lists the indexes are IVF (run_lists): the undistilled index is built once (the
 build is deterministic) and kept; each seed builds another, trains it, and both are
@@ -91,7 +95,20 @@ def parse_args(argv=None):
     ap.add_argument("--only-augment", action="store_true",
                     help="skip the plain test-query teacher")
     ap.add_argument("--no-commit-results", action="store_true")
+    add_rowterm_args(ap)
     return ap.parse_args(argv)
+
+
+def add_rowterm_args(ap):
+    """options of the row-term comparison (rowterm_baseline, table_md_rowterm)"""
+    ap.add_argument("--rowterm-off", action="store_true",
+                    help="also build each configuration once WITH (rowterm = off) and report its "
+                         "recall, and every index's bytes per row (index size / rows)")
+    ap.add_argument("--first-seed", type=int, default=1,
+                    help="kdindex_train seeds first-seed .. first-seed + seeds - 1 (to split the "
+                         "seeds of one configuration over clusters)")
+    ap.add_argument("--results-suffix", default="",
+                    help="appended to the results file name, e.g. \"-8byte\"")
 
 
 def configs(spec):
@@ -119,33 +136,102 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
     cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
                 f"WITH (quantizer = '{kind}', m = {m})")
     build_s = time.perf_counter() - t
+    bpr = bytes_per_row(cur, idx, table)
     before = recalls(cur, a, idx, truth)
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     if a.train_args:
         extra += f", {a.train_args}"
+    cpu0 = backend_cpu_s(cur)
     cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
                 f"FROM kdindex_train(%s, %s, seed => %s{extra})", (idx, teacher, seed))
     ep, best, spe, secs, hb, ha = cur.fetchone()
+    cpu = backend_cpu_s(cur) - cpu0 if cpu0 is not None else None
     after = recalls(cur, a, idx, truth)
     cur.execute(f"DROP INDEX {idx}")
     row = dict(config=cfg, build_s=build_s, before=before, after=after, epochs=ep, best_epoch=best,
-               s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha)
+               s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha,
+               bytes_per_row=bpr, train_cpu_s=cpu)
     say(f"  {cfg:7s} seed {seed} teacher {teacher}: {before:.4f} -> {after:.4f} "
         f"({100 * (after - before):+.2f} pt); held-out teacher queries {hb:.4f} -> {ha:.4f}; "
-        f"best epoch {best}/{ep}, {spe:.1f} s/epoch, train {secs:.0f} s, build {build_s:.0f} s")
+        f"best epoch {best}/{ep}, {spe:.1f} s/epoch, train {secs:.0f} s, build {build_s:.0f} s, "
+        f"{bpr:.1f} B/row" + (f", train CPU {cpu:.0f} s" if cpu is not None else ""))
     return row
 
 
 def run_config(cur, a, table, opclass, cfg, teacher, truth):
     """--seeds runs: their means, and the worst run's gain"""
-    runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s) for s in range(1, a.seeds + 1)]
+    off = rowterm_baseline(cur, a, table, opclass, cfg, truth) if a.rowterm_off else {}
+    runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s)
+            for s in range(a.first_seed, a.first_seed + a.seeds)]
     row = {k: (sum(r[k] for r in runs) / len(runs) if isinstance(runs[0][k], (int, float)) else runs[0][k])
            for k in runs[0] if runs[0][k] is not None}
     gains = [r["after"] - r["before"] for r in runs]
     row["worst_gain"] = min(gains)
     row["runs"] = len(runs)
     row["best_epochs"] = "/".join(str(r["best_epoch"]) for r in runs)
+    row.update(off)
+    row["worst_after"] = min(r["after"] for r in runs)
     return row
+
+
+def bytes_per_row(cur, idx, table):
+    """the index's real size over the table's rows (codes, row term, codebooks, pages)"""
+    cur.execute(f"SELECT pg_relation_size(%s::regclass)::float8 / greatest(count(*), 1) FROM {table}",
+                (idx,))
+    return cur.fetchone()[0]
+
+
+def backend_cpu_s(cur):
+    """CPU seconds (user + system) of this session's backend so far, from /proc when this
+    script runs on the server's machine with the right to read it; None otherwise.  On a
+    shared, loaded machine the wall-clock seconds per epoch overstate the work, this not."""
+    cur.execute("SELECT pg_backend_pid()")
+    try:
+        with open(f"/proc/{cur.fetchone()[0]}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def rowterm_baseline(cur, a, table, opclass, cfg, truth):
+    """the configuration built once WITH (rowterm = off): recall and bytes per row without
+    the per-row error term (the build does not depend on kdindex_train's seed)"""
+    kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
+    idx = f"{table}_{kind}{m}_kdoff"
+    cur.execute(f"DROP INDEX IF EXISTS {idx}")
+    t = time.perf_counter()
+    cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
+                f"WITH (quantizer = '{kind}', m = {m}, rowterm = off)")
+    build_s = time.perf_counter() - t
+    bpr = bytes_per_row(cur, idx, table)
+    codes = recalls(cur, a, idx, truth)
+    cur.execute(f"DROP INDEX {idx}")
+    say(f"  {cfg:7s} rowterm = off: {codes:.4f}, {bpr:.1f} B/row, build {build_s:.0f} s")
+    return dict(off=codes, off_bytes_per_row=bpr, off_build_s=build_s)
+
+
+def table_md_rowterm(rows, a):
+    """--rowterm-off: recall without the term, with it (the build's fitted weight) and after
+    kdindex_train, with the bytes per row each index really stores"""
+    out = ["| quantizer | teacher queries | term off | term on | after kdindex_train | worst after | "
+           "gain of the term (pt) | gain of training (pt) | worst training gain (pt) | "
+           "B/row off / on | best epochs | s/epoch | CPU s/epoch | kdindex_train s | build s |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['config']} | {r['teacher']} | {r['off']:.4f} | {r['before']:.4f} | "
+                   f"{r['after']:.4f} | {r['worst_after']:.4f} | {100 * (r['before'] - r['off']):+.2f} | "
+                   f"{100 * (r['after'] - r['before']):+.2f} | {100 * r['worst_gain']:+.2f} | "
+                   f"{r['off_bytes_per_row']:.1f} / {r['bytes_per_row']:.1f} | "
+                   f"{r['best_epochs']} of {r['epochs']:.0f} | {r['s_per_epoch']:.1f} | "
+                   f"{cpu_per_epoch(r)} | {r['train_s']:.0f} | {r['build_s']:.0f} |")
+    return out
+
+
+def cpu_per_epoch(r):
+    """the backend's CPU seconds of the whole kdindex_train call over its epochs (so also its
+    fixed part: the held-out recall before and after, the final re-encode); ? without /proc"""
+    return f"{r['train_cpu_s'] / r['epochs']:.1f}" if "train_cpu_s" in r and r["epochs"] else "?"
 
 
 def table_md(rows, a):
@@ -241,11 +327,11 @@ def main(argv=None):
           f"worst run's gain; the teacher is the exact top-100 of the queries "
           f"named (teacher: {nq} queries in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]
-    md += table_md(rows, a)
+    md += table_md_rowterm(rows, a) if a.rowterm_off else table_md(rows, a)
     say("")
     say("\n".join(md))
     if not a.no_commit_results:
-        name = f"distill-{slug(ds.name)}"
+        name = f"distill-{slug(ds.name)}" + a.results_suffix
         dest = os.path.join(HERE, "results", f"{name}.md")
         with open(dest, "w") as f:
             f.write("\n".join(md) + "\n")
