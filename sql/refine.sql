@@ -1,16 +1,10 @@
 -- In-index refinement (refine = N): N bytes per row of an 8-bit PQ of the
 -- rows' residuals re-score the candidates before the heap; only the best
 -- kdindex.refine_rerank of them are re-ranked on the heap before the first
--- rows.  Rows: 20 clusters with per-row noise (as rowterm.sql's).
-CREATE FUNCTION rf_vec(seed int, dim int DEFAULT 32) RETURNS real[] LANGUAGE sql IMMUTABLE AS $$
-	SELECT array_agg(round(((((seed % 20) * 7 + j * 3) % 11) / 2.0 +
-		(1 + seed % 4) * (sin(seed * 12.9898 + j * 78.233) * 43758.5453 -
-		 floor(sin(seed * 12.9898 + j * 78.233) * 43758.5453) - 0.5))::numeric, 3)::real ORDER BY j)
-	  FROM generate_series(1, dim) j
-$$;
+-- rows.  Rows: setup.sql's noisy_vec (20 clusters with per-row noise).
 CREATE TABLE rf (id int PRIMARY KEY, v real[]);
-INSERT INTO rf SELECT i, rf_vec(i) FROM generate_series(1, 4000) i;
-CREATE TABLE rf_queries AS SELECT q AS id, rf_vec(100000 + q) AS v FROM generate_series(1, 100) q;
+INSERT INTO rf SELECT i, noisy_vec(i) FROM generate_series(1, 4000) i;
+CREATE TABLE rf_queries AS SELECT q AS id, noisy_vec(100000 + q) AS v FROM generate_series(1, 100) q;
 
 -- recall@k over rf_queries through the index on rf (the only one) at
 -- kdindex.rerank = rerank and kdindex.refine_rerank = depth
@@ -77,9 +71,9 @@ SELECT count(*) AS same_answers FROM rf_serial JOIN
 SET client_min_messages = debug1;
 SET kdindex.rerank = 100;
 SET kdindex.refine_rerank = 10;
-SELECT count(*) FROM (SELECT id FROM rf ORDER BY v <-> rf_vec(100001) LIMIT 10) s;
+SELECT count(*) FROM (SELECT id FROM rf ORDER BY v <-> noisy_vec(100001) LIMIT 10) s;
 SET kdindex.refine_rerank = 30;
-SELECT count(*) FROM (SELECT id FROM rf ORDER BY v <-> rf_vec(100001) LIMIT 10) s;
+SELECT count(*) FROM (SELECT id FROM rf ORDER BY v <-> noisy_vec(100001) LIMIT 10) s;
 RESET client_min_messages;
 
 -- 4. Nothing is lost: LIMIT past kdindex.refine_rerank returns the rows a
@@ -88,33 +82,33 @@ RESET client_min_messages;
 -- with and without refinement); relaxed, every row once.
 SET kdindex.refine_rerank = 10;
 SET kdindex.iterative_scan = off;
-CREATE TEMP TABLE rf_off AS SELECT id FROM rf ORDER BY v <-> rf_vec(100002) LIMIT 200;
+CREATE TEMP TABLE rf_off AS SELECT id FROM rf ORDER BY v <-> noisy_vec(100002) LIMIT 200;
 SELECT count(*) AS off_rows FROM rf_off;
 RESET kdindex.iterative_scan;
 SELECT count(*) AS relaxed_rows, count(DISTINCT id) AS distinct_rows
-  FROM (SELECT id FROM rf ORDER BY v <-> rf_vec(100002) LIMIT 300) s;
+  FROM (SELECT id FROM rf ORDER BY v <-> noisy_vec(100002) LIMIT 300) s;
 -- rows come out in exact order among those re-ranked: the first 10
 SELECT bool_and(d >= prev) AS ordered FROM
 	(SELECT d, lag(d, 1, 0) OVER (ORDER BY n) AS prev FROM
-		(SELECT row_number() OVER () AS n, v <-> rf_vec(100002) AS d
-		   FROM (SELECT v FROM rf ORDER BY v <-> rf_vec(100002) LIMIT 10) s) t) u;
+		(SELECT row_number() OVER () AS n, v <-> noisy_vec(100002) AS d
+		   FROM (SELECT v FROM rf ORDER BY v <-> noisy_vec(100002) LIMIT 10) s) t) u;
 DROP INDEX rf_kd;
 CREATE INDEX rf_kd ON rf USING kdindex (v) WITH (m = 4);
 SET kdindex.iterative_scan = off;
 SELECT count(*) AS same_rows_as_plain FROM rf_off
-  JOIN (SELECT id FROM rf ORDER BY v <-> rf_vec(100002) LIMIT 200) p USING (id);
+  JOIN (SELECT id FROM rf ORDER BY v <-> noisy_vec(100002) LIMIT 200) p USING (id);
 RESET kdindex.iterative_scan;
 DROP INDEX rf_kd;
 
 -- 5. Inserts, VACUUM, kdindex_train and REINDEX keep refinement codes: rows
 -- inserted as copies of existing ones are found at distance 0
 CREATE INDEX rf_kd ON rf USING kdindex (v) WITH (m = 4, refine = 8);
-INSERT INTO rf SELECT 10000 + i, rf_vec(i) FROM generate_series(1, 300) i;
+INSERT INTO rf SELECT 10000 + i, noisy_vec(i) FROM generate_series(1, 300) i;
 SELECT kdindex_verify('rf_kd', true);
 SET kdindex.rerank = 400;
 SET kdindex.refine_rerank = 20;
 SELECT count(*) AS twins_found FROM generate_series(1, 300) i
- WHERE (SELECT count(*) FROM (SELECT v <-> rf_vec(i) AS d FROM rf ORDER BY v <-> rf_vec(i) LIMIT 2) s
+ WHERE (SELECT count(*) FROM (SELECT v <-> noisy_vec(i) AS d FROM rf ORDER BY v <-> noisy_vec(i) LIMIT 2) s
 		 WHERE d = 0) = 2;
 DELETE FROM rf WHERE id % 3 = 0;
 VACUUM rf;
@@ -169,11 +163,11 @@ SELECT r.opts, r.at10 > p.at10 AS refine_gains
 -- enough rows arrive (39 per codeword)
 CREATE TABLE rf_small (id int, v real[]);
 CREATE INDEX rf_small_kd ON rf_small USING kdindex (v) WITH (m = 2, refine = 4);
-INSERT INTO rf_small SELECT i, rf_vec(i, 8) FROM generate_series(1, 10000) i;
+INSERT INTO rf_small SELECT i, noisy_vec(i, 8) FROM generate_series(1, 10000) i;
 SELECT trained, refine, code_bytes FROM kdindex_info('rf_small_kd');
 SELECT kdindex_verify('rf_small_kd', true);
 SET enable_seqscan = off;
-SELECT id FROM rf_small ORDER BY v <-> rf_vec(77, 8) LIMIT 1;
+SELECT id FROM rf_small ORDER BY v <-> noisy_vec(77, 8) LIMIT 1;
 RESET enable_seqscan;
 RESET kdindex.rerank;
 RESET kdindex.refine_rerank;
@@ -184,4 +178,3 @@ DROP TABLE rf_queries;
 DROP TABLE rf_plain;
 DROP FUNCTION rf_compare(text, text, text);
 DROP FUNCTION rf_recall(int, int, text, int);
-DROP FUNCTION rf_vec(int, int);

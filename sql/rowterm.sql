@@ -2,15 +2,9 @@
 -- own reconstruction error (one more byte for PQ and OPQ, folded into AQ's
 -- norm).  Rows: 20 clusters, each row with its own noise amplitude, so rows
 -- differ in how much detail their codes lose.
-CREATE FUNCTION rt_vec(seed int, dim int DEFAULT 32) RETURNS real[] LANGUAGE sql IMMUTABLE AS $$
-	SELECT array_agg(round(((((seed % 20) * 7 + j * 3) % 11) / 2.0 +
-		(1 + seed % 4) * (sin(seed * 12.9898 + j * 78.233) * 43758.5453 -
-		 floor(sin(seed * 12.9898 + j * 78.233) * 43758.5453) - 0.5))::numeric, 3)::real ORDER BY j)
-	  FROM generate_series(1, dim) j
-$$;
 CREATE TABLE rt (id int PRIMARY KEY, v real[]);
-INSERT INTO rt SELECT i, rt_vec(i) FROM generate_series(1, 4000) i;
-CREATE TABLE rt_queries AS SELECT q AS id, rt_vec(100000 + q) AS v FROM generate_series(1, 100) q;
+INSERT INTO rt SELECT i, noisy_vec(i) FROM generate_series(1, 4000) i;
+CREATE TABLE rt_queries AS SELECT q AS id, noisy_vec(100000 + q) AS v FROM generate_series(1, 100) q;
 
 -- codes-only recall@10 over rt_queries through the index on rt (the only one)
 CREATE FUNCTION rt_recall(op text DEFAULT '<->') RETURNS numeric LANGUAGE plpgsql AS $$
@@ -82,7 +76,7 @@ SELECT kdindex_teacher('rt', 'v', 'rt_teacher', queries => 'rt_queries', k => 20
 -- move it; the 4-bit one's rounded sums tie too often to tell); VACUUM
 -- moves block rows with their term nibbles
 CREATE INDEX rt_kd8 ON rt USING kdindex (v) WITH (m = 4);
-INSERT INTO rt SELECT 10000 + i, rt_vec(i) FROM generate_series(1, 30) i;
+INSERT INTO rt SELECT 10000 + i, noisy_vec(i) FROM generate_series(1, 30) i;
 DELETE FROM rt WHERE id % 7 = 0 AND id > 30 AND id < 10000;
 VACUUM rt;
 SELECT kdindex_verify('rt_kd', true), kdindex_verify('rt_kd8', true);
@@ -94,7 +88,7 @@ CREATE FUNCTION rt_position(q real[], want int) RETURNS bigint LANGUAGE sql AS $
 					 FROM (SELECT id FROM rt ORDER BY v <-> q LIMIT 5000) s) t WHERE id = want
 $$;
 SELECT count(*) AS pairs, count(*) FILTER (WHERE abs(a - b) = 1) >= 27 AS twins_adjacent
-  FROM (SELECT rt_position(rt_vec(50000 + i), i) AS a, rt_position(rt_vec(50000 + i), 10000 + i) AS b
+  FROM (SELECT rt_position(noisy_vec(50000 + i), i) AS a, rt_position(noisy_vec(50000 + i), 10000 + i) AS b
 		  FROM generate_series(1, 30) i) p;
 RESET kdindex.rerank;
 RESET enable_seqscan;
@@ -119,4 +113,3 @@ DROP TABLE rt, rt_queries, rt_result, rt_teacher;
 DROP FUNCTION rt_measure(text, text, text);
 DROP FUNCTION rt_recall(text);
 DROP FUNCTION rt_position(real[], int);
-DROP FUNCTION rt_vec(int, int);

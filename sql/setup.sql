@@ -51,3 +51,12 @@ BEGIN
 	RETURN r;
 END
 $$;
+
+-- 20 clusters, each row with its own noise amplitude (1 to 4 by seed % 4), so
+-- rows differ in how much detail their codes lose (rowterm, refine)
+CREATE FUNCTION noisy_vec(seed int, dim int DEFAULT 32) RETURNS real[] LANGUAGE sql IMMUTABLE AS $$
+	SELECT array_agg(round(((((seed % 20) * 7 + j * 3) % 11) / 2.0 +
+		(1 + seed % 4) * (sin(seed * 12.9898 + j * 78.233) * 43758.5453 -
+		 floor(sin(seed * 12.9898 + j * 78.233) * 43758.5453) - 0.5))::numeric, 3)::real ORDER BY j)
+	  FROM generate_series(1, dim) j
+$$;

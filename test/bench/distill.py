@@ -128,15 +128,21 @@ def recalls(cur, a, idx, truth):
     return codes
 
 
-def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
+def build_index(cur, table, opclass, cfg, suffix, options=""):
+    """CREATE INDEX of configuration cfg (quantizer:m) named after it and suffix: the
+    index's name, build seconds and bytes per row"""
     kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
-    idx = f"{table}_{kind}{m}_kd"
+    idx = f"{table}_{kind}{m}_{suffix}"
     cur.execute(f"DROP INDEX IF EXISTS {idx}")
     t = time.perf_counter()
     cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
-                f"WITH (quantizer = '{kind}', m = {m})")
+                f"WITH (quantizer = '{kind}', m = {m}{options})")
     build_s = time.perf_counter() - t
-    bpr = bytes_per_row(cur, idx, table)
+    return idx, build_s, bytes_per_row(cur, idx, table)
+
+
+def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
+    idx, build_s, bpr = build_index(cur, table, opclass, cfg, "kd")
     before = recalls(cur, a, idx, truth)
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     if a.train_args:
@@ -197,14 +203,7 @@ def backend_cpu_s(cur):
 def rowterm_baseline(cur, a, table, opclass, cfg, truth):
     """the configuration built once WITH (rowterm = off): recall and bytes per row without
     the per-row error term (the build does not depend on kdindex_train's seed)"""
-    kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
-    idx = f"{table}_{kind}{m}_kdoff"
-    cur.execute(f"DROP INDEX IF EXISTS {idx}")
-    t = time.perf_counter()
-    cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
-                f"WITH (quantizer = '{kind}', m = {m}, rowterm = off)")
-    build_s = time.perf_counter() - t
-    bpr = bytes_per_row(cur, idx, table)
+    idx, build_s, bpr = build_index(cur, table, opclass, cfg, "kdoff", ", rowterm = off")
     codes = recalls(cur, a, idx, truth)
     cur.execute(f"DROP INDEX {idx}")
     say(f"  {cfg:7s} rowterm = off: {codes:.4f}, {bpr:.1f} B/row, build {build_s:.0f} s")

@@ -59,8 +59,9 @@ log_min_messages = warning
 log_line_prefix = '%m [%p] %q%a '
 CONF
   else
-    # re-used data directory: make sure it listens where we were asked to
-    as_pg sed -i -e "s/^port = .*/port = $port/" "$data/postgresql.conf"
+    # re-used (or moved) data directory: make sure it listens where we were asked to
+    as_pg sed -i -e "s/^port = .*/port = $port/" \
+      -e "s|^unix_socket_directories = .*|unix_socket_directories = '$dir'|" "$data/postgresql.conf"
   fi
   if ! as_pg "$PGBIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -s start; then
     echo "cluster.sh: server did not start; log tail:" >&2
