@@ -324,6 +324,34 @@ like($err, qr/permission denied/, 'kdindex_shards: each worker checks the role t
 is($coord->safe_psql('postgres', "SET ROLE kd_reader; SELECT rows FROM kdindex_info('items_kd')"), $N,
 	'kdindex_info with SELECT');
 
+# the other functions, and the kdindex_citus_* helpers called directly, as a
+# role with no privileges: each query, command and node checks the caller
+for my $case (
+	[ "SELECT kdindex_teacher('items', 'v', 'nobody_teacher', nqueries => 10)",
+	  qr/permission denied for table items/, 'kdindex_teacher' ],
+	[ "SELECT * FROM kdindex_recall('items_kd', 'items_teacher', 10)",
+	  qr/permission denied for table items/, 'kdindex_recall' ],
+	[ "SELECT kdindex_citus_teacher('items', 'v', 'nobody_teacher', NULL, 10, 10, 'exact', 'l2')",
+	  qr/permission denied/, 'kdindex_citus_teacher called directly' ],
+	[ "SELECT * FROM kdindex_citus_train('items_kd', 'items_teacher', 1, 5e-3, 1e-3, 'listmle', 0.1, 0, 0, 20, 0)",
+	  qr/must be owner|permission denied/, 'kdindex_citus_train called directly' ],
+	[ "SET kdindex.rerank = 50; SELECT * FROM kdindex_citus_recall('items_kd', 'items_teacher', 10)",
+	  qr/permission denied/, 'kdindex_citus_recall called directly' ])
+{
+	my ($sql, $want, $what) = @$case;
+	($ret, $out, $err) = $coord->psql('postgres', "SET ROLE kd_nobody; $sql");
+	isnt($ret, 0, "$what as a role with no privileges fails");
+	like($err, $want, "$what as a role with no privileges: refused");
+}
+# kdindex_citus_exec runs a command as the caller on each node: it grants nothing
+is($coord->safe_psql('postgres', qq{SET ROLE kd_nobody;
+	SELECT bool_or(success) FROM kdindex_citus_exec(
+		ARRAY(SELECT shardid FROM kdindex_citus_placements('items')),
+		ARRAY(SELECT nodename FROM kdindex_citus_placements('items')),
+		ARRAY(SELECT nodeport FROM kdindex_citus_placements('items')),
+		ARRAY(SELECT format('SELECT count(*) FROM %s', shard_table) FROM kdindex_citus_placements('items')))}),
+	'f', 'kdindex_citus_exec as a role with no privileges: every shard refuses it');
+
 # ---- kdindex_recall as a fresh session's first statement, on a worker's shard
 my ($shard, $port) = split /\|/, $coord->safe_psql('postgres',
 	"SELECT shardid, nodeport FROM kdindex_shards('items_kd') ORDER BY shardid LIMIT 1");
