@@ -94,9 +94,10 @@ RESET kdindex.rerank;
 RESET enable_seqscan;
 DROP INDEX rt_kd8;
 
--- 4. kdindex_train refits the weight from the teacher (an epoch runs)
+-- 4. kdindex_train refits the weight from the teacher (an epoch runs; half
+-- the held-out queries refit it, half judge)
 CREATE INDEX rt_kd ON rt USING kdindex (v) WITH (m = 4);
-SELECT epochs FROM kdindex_train('rt_kd', 'rt_teacher', epochs => 1);
+SELECT epochs FROM kdindex_train('rt_kd', 'rt_teacher', epochs => 1, holdout => 0.5);
 SELECT rowterm BETWEEN 0.05 AND 1 AS refitted, code_bytes FROM kdindex_info('rt_kd');
 SELECT kdindex_verify('rt_kd', true);
 DROP INDEX rt_kd;

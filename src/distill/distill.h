@@ -65,7 +65,9 @@ typedef struct KdDistillResult
 	int			best_epoch;		/* the last epoch averaged; 0 = the starting codebooks kept */
 	double		seconds_per_epoch;
 	int			nheld;
-	int32	   *held;			/* held-out query numbers */
+	int32	   *held;			/* held-out query numbers that judge the result */
+	int			nfit;
+	int32	   *fit;			/* held-out query numbers that refit the row term */
 } KdDistillResult;
 
 extern void kd_distill_defaults(KdDistillParams *p);
@@ -77,7 +79,7 @@ extern void kd_teacher_in_memory(const float *x, int64 n, int dim, KdMetric metr
 								 const int32 *qrows, int nq, int k, int32 *lists);
 
 extern double kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss,
-										bool soft, bool lists);
+										bool soft, bool lists, bool term);
 extern void kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 					   const KdDistillParams *p, KdDistillResult *res);
 

@@ -135,7 +135,10 @@ kd_student_decode(const Student *st, const uint8 *codes, const int32 *lists, int
 	}
 }
 
-/* Encode every document with the current codebooks */
+/*
+ * Encode every document with the current codebooks; with lists under L2
+ * also each one's ||r||^2 + 2 c.r, with the row term each one's t
+ */
 void
 kd_refresh_codes(Student *st)
 {
@@ -143,27 +146,37 @@ kd_refresh_codes(Student *st)
 	int32	   *ids = palloc(sizeof(int32) * block);
 	float	   *x = palloc_extended(sizeof(float) * block * st->dim, MCXT_ALLOC_HUGE);
 	float	   *xhat = palloc_extended(sizeof(float) * block * st->dim, MCXT_ALLOC_HUGE);
+	bool		lists_l2 = st->nlists > 0 && st->metric != KD_METRIC_IP;
 
 	for (int32 start = 0; start < st->set->ndocs; start += block)
 	{
 		int			n = Min(block, st->set->ndocs - start);
+		const int32 *lists = st->doclist ? st->doclist + start : NULL;
+		uint8	   *codes = st->codes + (Size) start * st->sq->code_size;
 
 		CHECK_FOR_INTERRUPTS();
 		for (int i = 0; i < n; i++)
 			ids[i] = start + i;
 		kd_student_docs(st, ids, n, x);
-		kd_student_encode(st, x, st->doclist ? st->doclist + start : NULL, n, xhat,
-						  st->codes + (Size) start * st->sq->code_size);
-		if (st->nlists == 0 || st->metric == KD_METRIC_IP)
-			continue;
-		/* L2 with lists: ||r||^2 + 2 c.r of every document */
-		st->sq->ops->decode(st->sq, st->codes + (Size) start * st->sq->code_size, n, xhat);
-		for (int i = 0; i < n; i++)
+		kd_student_encode(st, x, lists, n, xhat, codes);
+		if (lists_l2)
 		{
-			const float *r = xhat + (Size) i * st->dim;
+			/* the residuals' reconstructions first */
+			st->sq->ops->decode(st->sq, codes, n, xhat);
+			for (int i = 0; i < n; i++)
+			{
+				const float *r = xhat + (Size) i * st->dim;
 
-			st->extra[start + i] = kd_dot(r, r, st->dim) +
-				2 * kd_dot(student_centroid(st, st->doclist[start + i]), r, st->dim);
+				st->extra[start + i] = kd_dot(r, r, st->dim) +
+					2 * kd_dot(student_centroid(st, lists[i]), r, st->dim);
+			}
+		}
+		if (st->a > 0)
+		{
+			kd_student_decode(st, codes, lists, n, xhat);
+			for (int i = 0; i < n; i++)
+				st->term[start + i] = (float) term_value_of(st, x + (Size) i * st->dim,
+															xhat + (Size) i * st->dim);
 		}
 	}
 	pfree(ids);
@@ -212,6 +225,14 @@ code_nearest(const Student *st, const float *qv, int r, float *lut, float *qc, f
 		for (int d = 0; d < ndocs; d++)
 			dist[d] = st->metric == KD_METRIC_IP ? qc[st->doclist[d]] + dist[d] + bias :
 				qc[st->doclist[d]] + st->extra[d] + 2 * (dist[d] + bias);
+	}
+	/* the row term, but for flat AQ under L2: its stored norms hold a r already */
+	if (st->a > 0 && !(st->additive && st->nlists == 0 && st->metric != KD_METRIC_IP))
+	{
+		double		coef = term_coef(st, qv);
+
+		for (int d = 0; d < ndocs; d++)
+			dist[d] += (float) (coef * st->term[d]);
 	}
 	for (int d = 0; d < ndocs; d++)
 	{
@@ -406,6 +427,12 @@ kd_student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet
 	st->cb = st->sq->ops->param(st->sq, 0, &st->ncb);
 	st->set = set;
 	st->u = 1.0;
+	/* the term as the index scores it: rowterm.c fits a = 0 where it does not help */
+	if (q->term.mode != KD_ROWTERM_NONE && metric != KD_METRIC_L1)
+	{
+		st->a = q->term.weight;
+		st->root = q->term.root;
+	}
 
 	/* documents in memory when they fit, else fetched batch by batch */
 	if ((Size) set->ndocs * set->dim * sizeof(float) <= budget)
@@ -427,6 +454,8 @@ kd_student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet
 	if (q->nlists > 0)
 		student_lists(st);
 	st->codes = palloc_extended((Size) Max(set->ndocs, 1) * st->sq->code_size, MCXT_ALLOC_HUGE);
+	if (st->a > 0)
+		st->term = palloc_extended(sizeof(float) * Max(set->ndocs, 1), MCXT_ALLOC_HUGE);
 	kd_refresh_codes(st);
 	st->nneg = negatives;
 	if (negatives > 0)

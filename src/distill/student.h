@@ -6,6 +6,8 @@
 #ifndef KDINDEX_STUDENT_H
 #define KDINDEX_STUDENT_H
 
+#include <math.h>
+
 #include "distill/distill.h"
 #include "distance.h"
 
@@ -21,6 +23,13 @@ typedef struct Student
 	float	   *cb;				/* sq's codebooks: m x ksub x dsub */
 	Size		ncb;
 	double		u;				/* score scale */
+	/*
+	 * The row term the index adds to a code's distance (quantizer.h), which
+	 * the student scores too: a t under L2 and cosine, -a ||q|| t under inner
+	 * product, with t = ||x - x̂||^2, or its root (root); a = 0: none
+	 */
+	double		a;
+	bool		root;
 
 	const KdDistillSet *set;
 	float	   *docs;			/* ndocs x dim in the student's space, or NULL */
@@ -33,6 +42,7 @@ typedef struct Student
 	const float *cents;			/* nlists x dim, in the student's space */
 	int32	   *doclist;		/* ndocs: each document's list */
 	float	   *extra;			/* ndocs, L2: ||r||^2 + 2 c.r of the current codes */
+	float	   *term;			/* ndocs: t of the current codes (a > 0) */
 } Student;
 
 /* One batch: queries, and each query's documents laid out one after another */
@@ -55,6 +65,24 @@ static inline double
 metric_dist(KdMetric metric, const float *q, const float *x, int dim)
 {
 	return metric == KD_METRIC_IP ? -kd_dot(q, x, dim) : kd_l2sq(q, x, dim);
+}
+
+/* The row term's coefficient of t for query vector qv */
+static inline double
+term_coef(const Student *st, const float *qv)
+{
+	if (st->metric == KD_METRIC_IP)
+		return -st->a * sqrt(kd_dot(qv, qv, st->dim));
+	return st->a;
+}
+
+/* t of a document x coded as x̂ */
+static inline double
+term_value_of(const Student *st, const float *x, const float *xhat)
+{
+	double		r = kd_l2sq(x, xhat, st->dim);
+
+	return st->root ? sqrt(r) : r;
 }
 
 /* student.c */

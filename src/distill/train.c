@@ -15,6 +15,11 @@
  *   over the query's list plus the other batch queries' top-n (in-batch
  *   negatives); teacher scores are the exact ones, -dist(q, x) / u.
  *
+ * With the row term (quantizer.h) the score is the index's: s = -(dist(q,
+ * x̂) + c_q t) / u, t = ||x - x̂||^2 (its root under inner product) and c_q
+ * the weight a the build fitted (-a ||q|| under inner product), so that the
+ * codebooks learn to rank as the scan will; the weight is refitted after.
+ *
  * plus rec_weight * mean ||x - x̂||^2 / u, which keeps codewords near data.
  * Codes are the quantizer's own encoding of the current codebooks (forward
  * hard); the loss is differentiated with respect to the codewords the codes
@@ -55,6 +60,8 @@
 #define KD_DISTILL_SEED 0x4B44
 /* u relative to the median top-n distance gap (measured: see score_scale) */
 #define KD_SCORE_SCALE 0.227
+/* Held-out queries that refit the row term by themselves, without training queries */
+#define KD_FIT_QUERIES 128
 
 void
 kd_distill_defaults(KdDistillParams *p)
@@ -139,14 +146,25 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 	double	   *t = palloc(sizeof(double) * maxn);
 	double	   *gs = palloc(sizeof(double) * maxn);
 	int		   *who = palloc(sizeof(int) * maxn);
+	double	   *term = NULL;
+	double	   *termw = NULL;
 	double		rank = 0,
 				rec = 0;
 
 	if (grad)
 		memset(b->g, 0, sizeof(float) * b->nd * dim);
+	/* each document's t, and the weight its gradient gathers over the queries */
+	if (st->a > 0)
+	{
+		term = palloc(sizeof(double) * maxn);
+		termw = palloc0(sizeof(double) * maxn);
+		for (int d = 0; d < b->nd; d++)
+			term[d] = term_value_of(st, b->x + (Size) d * dim, b->xhat + (Size) d * dim);
+	}
 	for (int qi = 0; qi < b->nb; qi++)
 	{
 		const float *q = b->q + (Size) qi * dim;
+		double		coef = term ? term_coef(st, q) : 0;
 		int			n = 0;
 
 		/* candidates: the query's list, then (ListNet) others' top-n */
@@ -161,6 +179,8 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 		for (int j = 0; j < n; j++)
 		{
 			s[j] = -metric_dist(st->metric, q, b->xhat + (Size) who[j] * dim, dim) / st->u;
+			if (term)
+				s[j] -= coef * term[who[j]] / st->u;
 			/* ListNet's teacher scores: the exact ones */
 			if (p->loss == KD_LOSS_LISTNET)
 				t[j] = -metric_dist(st->metric, q, b->x + (Size) who[j] * dim, dim) / st->u;
@@ -172,8 +192,23 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 			rank += kd_listmle(s, n, p->topn, gs);
 		if (grad)
 			for (int j = 0; j < n; j++)
+			{
 				add_score_grad(st, q, b->xhat + (Size) who[j] * dim, gs[j] / b->nb,
 							   b->g + (Size) who[j] * dim);
+				if (term)
+					termw[who[j]] -= coef * gs[j] / (b->nb * st->u);
+			}
+	}
+	/* d t / d x̂ = -2 (x - x̂), or -(x - x̂) / t for the root */
+	for (int d = 0; grad && term && d < b->nd; d++)
+	{
+		const float *x = b->x + (Size) d * dim;
+		const float *xh = b->xhat + (Size) d * dim;
+		float	   *g = b->g + (Size) d * dim;
+		double		w = st->root ? (term[d] > 0 ? -termw[d] / term[d] : 0) : -2 * termw[d];
+
+		for (int i = 0; i < dim; i++)
+			g[i] += (float) (w * (x[i] - xh[i]));
 	}
 	for (int d = 0; d < b->nd; d++)
 	{
@@ -194,6 +229,11 @@ batch_loss(const Student *st, const KdDistillParams *p, Batch *b, bool grad, dou
 	pfree(t);
 	pfree(gs);
 	pfree(who);
+	if (term)
+	{
+		pfree(term);
+		pfree(termw);
+	}
 	rank /= Max(b->nb, 1);
 	if (rank_loss)
 		*rank_loss = rank;
@@ -361,8 +401,17 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	if (p->holdout > 0 && set->nq >= 2)
 		nheld = Max(nheld, 1);
 	ntrain = set->nq - nheld;
-	res->nheld = nheld;
-	res->held = order + ntrain;
+
+	/*
+	 * With the row term the first half of the held-out queries refits its
+	 * weight and the second judges the result (here and in kdindex_train's
+	 * guard): a guard on the queries the weight was fitted to passed a refit
+	 * that lost 0.5 point on unseen queries (1M rows, README).
+	 */
+	res->nfit = q->term.mode != KD_ROWTERM_NONE && nheld >= 2 ? nheld / 2 : 0;
+	res->fit = order + ntrain;
+	res->held = order + ntrain + res->nfit;
+	res->nheld = nheld = nheld - res->nfit;
 
 	kd_student_init(&st, q, metric, set, p->mem_budget, p->negatives);
 	/* a query brings k documents: vectors, reconstructions and gradients */
@@ -453,8 +502,17 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	st.sq->ops->prepare(st.sq);
 	q->ops->prepare(q);
 	/* the row term's weight, for the codebooks kept (epochs = 0 changes nothing) */
-	if (res->epochs > 0)
-		kd_rowterm_fit_teacher(q, metric, set, res->held, res->nheld, p->depth);
+	if (res->epochs > 0 && q->term.mode != KD_ROWTERM_NONE)
+	{
+		/* the fitting half; training queries too when it is small */
+		int			nfitq = res->nfit >= KD_FIT_QUERIES ? res->nfit : res->nfit + ntrain;
+		int32	   *fitq = palloc(sizeof(int32) * Max(nfitq, 1));
+
+		memcpy(fitq, res->fit, sizeof(int32) * res->nfit);
+		memcpy(fitq + res->nfit, order, sizeof(int32) * (nfitq - res->nfit));
+		kd_rowterm_fit_teacher(q, metric, set, fitq, nfitq, p->depth);
+		pfree(fitq);
+	}
 }
 
 /*
@@ -465,7 +523,7 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
  */
 double
 kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss loss, bool soft,
-						  bool lists)
+						  bool lists, bool term)
 {
 	const int	dim = 8,
 				m = 2,
@@ -493,6 +551,9 @@ kd_distill_gradient_check(KdQuantizerKind kind, KdMetric metric, KdDistillLoss l
 	st.dsub = st.additive ? dim : dim / m;
 	st.cb = q->ops->param(q, 0, &st.ncb);
 	st.u = 2.0;
+	/* term: the row term's t (its root under inner product, as the index has it) */
+	st.a = term ? 0.5 : 0;
+	st.root = term && metric == KD_METRIC_IP;
 	pg_prng_seed(&rng, KD_DISTILL_SEED);
 	for (Size i = 0; i < st.ncb; i++)
 		st.cb[i] = (float) (pg_prng_double(&rng) * 2 - 1);

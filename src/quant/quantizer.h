@@ -224,7 +224,7 @@ extern void kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *
 								  const int32 *truth, int k, int depth);
 struct KdDistillSet;
 extern void kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const struct KdDistillSet *set,
-								   const int32 *held, int nheld, int depth);
+								   const int32 *qs, int nqs, int depth);
 
 /*
  * kd_rowterm_bound(q, code): an upper bound of ||x - x̂||, the distance of the

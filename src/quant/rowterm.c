@@ -545,27 +545,32 @@ int32_cmp(const void *a, const void *b)
 }
 
 /*
- * kdindex_train's fit, after the codebooks are trained: the teacher's
- * queries (its held-out ones when there are enough), the union of their
- * lists as the documents, the first KD_ROWTERM_K of each list as the truth.
- * The lists hold each query's nearest competitors, ranks k + 1 to K, which
- * are what a weight must keep out of its top-k.  depth > k: the weight of
- * best recall after an exact re-rank of the codes' first depth (an index
- * scanned with kdindex.rerank); at most half the lists, the rest of each
- * list being the competitors.
+ * kdindex_train's fit, after the codebooks are trained: up to
+ * KD_ROWTERM_QUERIES of the teacher's queries qs (in that order: ones it
+ * did not train on first), the
+ * first KD_ROWTERM_K of each one's list as the truth, and as the documents
+ * their lists, then as many of the teacher's other documents as memory
+ * allows.  The lists hold each query's nearest competitors, ranks k + 1 to
+ * K; the other documents stand for the rest of the table, whose rows a
+ * codes-only scan also meets (fitted on the lists alone, the weight was
+ * too large for 1M rows).  depth > k: the weight of best recall after an
+ * exact re-rank of the codes' first depth (an index scanned with
+ * kdindex.rerank); at most half the lists, the rest of each list being the
+ * competitors.
  */
 void
 kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
-					   const int32 *held, int nheld, int depth)
+					   const int32 *qs, int nqs, int depth)
 {
+	/* AQ's encoder is slow: fewer others (see KD_ROWTERM_DOCS_AQ) */
+	int64		others = q->kind == KD_QUANT_AQ ? KD_ROWTERM_DOCS_AQ : set->ndocs;
 	int			dim = set->dim;
 	int			k = Min(KD_ROWTERM_K, set->k);
-	bool		use_held = nheld >= KD_ROWTERM_QUERIES / 4;
-	/* the lists' documents within half of maintenance_work_mem, and the scores */
-	int64		budget = (int64) maintenance_work_mem * 1024 / 2 / ((int64) sizeof(float) * dim);
-	int			nq = (int) Min(Min(KD_ROWTERM_QUERIES, use_held ? nheld : set->nq),
-							   Max(budget / Max(set->k, 1), 1));
-
+	/* the documents within half of maintenance_work_mem, the scores within the other */
+	int64		budget = Max((int64) maintenance_work_mem * 1024 / 2 / ((int64) sizeof(float) * dim),
+							 set->k);
+	int			nq = (int) Min(Min(KD_ROWTERM_QUERIES, nqs), Max(budget / Max(set->k, 1), 1));
+	int64		ndocs;
 	int32	   *pool;
 	int32	   *truth;
 	float	   *queries;
@@ -574,22 +579,26 @@ kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 
 	if (q->term.mode == KD_ROWTERM_NONE)
 		return;
-	/* and nq x (up to nq k) scores within the other half */
 	while (nq > 1 && (double) nq * nq * set->k * sizeof(float) > (double) maintenance_work_mem * 1024 / 2)
 		nq /= 2;
-	pool = palloc(sizeof(int32) * Max((Size) nq * set->k, 1));
+	/* as many documents as the scores' half allows, with at least the lists */
+	ndocs = Min(Min(budget, others + (int64) nq * set->k), max_docs(nq));
+	ndocs = Max(ndocs, (int64) nq * set->k);
+	pool = palloc_extended(sizeof(int32) * Max(ndocs, 1), MCXT_ALLOC_HUGE);
 	truth = palloc(sizeof(int32) * Max(nq, 1) * k);
 	queries = palloc(sizeof(float) * Max(nq, 1) * dim);
 	for (int i = 0; i < nq; i++)
 	{
-		int32		qi = use_held ? held[i] : i;
-		const int32 *list = set->lists + (Size) qi * set->k;
+		const int32 *list = set->lists + (Size) qs[i] * set->k;
 
-		memcpy(queries + (Size) i * dim, set->queries + (Size) qi * dim, sizeof(float) * dim);
+		memcpy(queries + (Size) i * dim, set->queries + (Size) qs[i] * dim, sizeof(float) * dim);
 		for (int j = 0; j < set->k; j++)
 			if (list[j] >= 0)
 				pool[nd++] = list[j];
 	}
+	/* the others evenly spread over the documents */
+	for (int64 j = 0, n = ndocs - nd; j < n; j++)
+		pool[nd++] = (int32) (j * set->ndocs / n);
 	if (nd > 0)
 	{
 		int64		u = 1;
@@ -602,7 +611,7 @@ kd_rowterm_fit_teacher(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	}
 	for (int i = 0; i < nq; i++)
 	{
-		const int32 *list = set->lists + (Size) (use_held ? held[i] : i) * set->k;
+		const int32 *list = set->lists + (Size) qs[i] * set->k;
 
 		for (int j = 0; j < k; j++)
 		{
