@@ -1,10 +1,11 @@
 /*
  * generation.h — writing an index generation (codebooks and data chains):
- * what CREATE INDEX (build.c) shares with the switches of generation.c.
+ * what CREATE INDEX (build.c) shares with the switches of switch.c.
  */
 #ifndef KDINDEX_GENERATION_H
 #define KDINDEX_GENERATION_H
 
+#include "access/tableam.h"
 #include "storage/shm_mq.h"
 #include "utils/sampling.h"
 
@@ -92,5 +93,9 @@ extern void kd_flush_batch(KdBuildState *bs);
 extern void kd_encode_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 							   bool tupleIsAlive, void *state);
 extern void kd_append_encoded(KdBuildState *bs, int list, ItemPointer tid, const uint8 *code);
+/* what the switches of switch.c share with the build */
+extern void kd_index_rows(KdBuildState *bs, IndexBuildCallback callback);
+extern void kd_encode_start(KdBuildState *bs, const KdMetaPageData *meta, int code_size, int refine);
+extern void kd_encode_finish(KdBuildState *bs, KdMetaPageData *meta);
 
 #endif							/* KDINDEX_GENERATION_H */
