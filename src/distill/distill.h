@@ -33,6 +33,10 @@ typedef struct KdDistillSet
 	int32		ndocs;			/* documents are numbered 0..ndocs-1 */
 	KdDocFetch	fetch;
 	void	   *fetch_arg;
+	/* kdindex_train: rows sampled from the whole table, each standing for table_weight */
+	const float *table;			/* ntable x dim, or NULL */
+	int32		ntable;
+	double		table_weight;
 } KdDistillSet;
 
 typedef struct KdDistillParams

@@ -35,11 +35,15 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
+#include "distill/chains.h"
 #include "distill/distill.h"
 #include "kdindex.h"
 #include "vector.h"
 
 PG_FUNCTION_INFO_V1(kdindex_train);
+
+/* Table rows the row term's refit ranks besides the teacher's lists */
+#define KD_TABLE_SAMPLE 16384
 
 /* A teacher table in memory; documents are the distinct TIDs of its lists */
 typedef struct KdTeacherSet
@@ -263,140 +267,6 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt, KdSecurityState *
 	pfree(scratch);
 }
 
-/* The held-out queries and the teacher's top-n of each */
-typedef struct KdHeldOut
-{
-	int			n;
-	int			topn;
-	int			depth;			/* recall of the top n among the codes' first depth */
-	const float *queries;		/* n x dim */
-	ItemPointerData *sources;	/* rows to skip: the query's own */
-	ItemPointerData *truth;		/* n x topn; invalid = none */
-} KdHeldOut;
-
-typedef struct KdHit
-{
-	float		dist;
-	ItemPointerData tid;
-} KdHit;
-
-/*
- * Merge the ntup codes of rows (row form, tupsize apart) into one held-out
- * query's sorted top n (hb, *nb of them), skipping the query's own row
- */
-static void
-top_codes(KdQuantizer *q, KdMetric metric, const float *lut, float bias, const char *rows,
-		  int tupsize, int ntup, ItemPointer source, KdHit *hb, int *nb, int n, float *dists)
-{
-	q->ops->adc_scan(lut, kd_lut_rows(q), q->nbits, metric, (const uint8 *) KdTupleCode(rows), tupsize, ntup, dists);
-	for (int i = 0; i < ntup; i++)
-	{
-		ItemPointer tid = (ItemPointer) (rows + (Size) i * tupsize);
-		float		d = dists[i] + bias;
-		int			pos;
-
-		if (*nb == n && d >= hb[n - 1].dist)
-			continue;
-		if (ItemPointerEquals(tid, source))
-			continue;
-		/* insertion into the sorted top n */
-		pos = *nb < n ? (*nb)++ : n - 1;
-		while (pos > 0 && hb[pos - 1].dist > d)
-		{
-			hb[pos] = hb[pos - 1];
-			pos--;
-		}
-		hb[pos].dist = d;
-		hb[pos].tid = *tid;
-	}
-}
-
-/*
- * Codes-only recall@topn (among the codes' first depth) of the held-out
- * queries over every code of the data
- * chains that meta describes (the flat one, or every list's), decoded with q.
- */
-static double
-chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
-			 const KdHeldOut *ho, int dim)
-{
-	int			lutsize = kd_lut_rows(q) * q->ksub;
-	int			tupsize = KdTupleSize(meta->code_size);
-	int			nchains = Max(meta->nlists, 1);
-	KdLayout	layout;
-	char	   *rows;
-	float	   *luts = palloc_extended(sizeof(float) * ho->n * lutsize, MCXT_ALLOC_HUGE);
-	float	   *bias = palloc(sizeof(float) * ho->n);
-	KdHit	   *best = palloc(sizeof(KdHit) * ho->n * ho->depth);
-	int		   *nbest = palloc0(sizeof(int) * ho->n);
-	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
-	float	   *dists;
-	int64		hits = 0,
-				total = 0;
-
-	/* each page's tuples in row form, whatever the page layout */
-	kd_layout(&layout, meta);
-	rows = palloc((Size) layout.capacity * tupsize);
-	dists = palloc(sizeof(float) * layout.capacity);
-	kd_read_list_heads(index, meta, heads);
-
-	for (int c = 0; c < nchains; c++)
-	{
-		BlockNumber blkno = heads[c];
-
-		/* a list's codes are scored with the table of the query less its centroid */
-		for (int h = 0; BlockNumberIsValid(blkno) && h < ho->n; h++)
-		{
-			kd_ivf_list_lut(q, ho->queries + (Size) h * dim, metric, c, luts + (Size) h * lutsize, &bias[h]);
-			kd_rowterm_lut(q, metric, ho->queries + (Size) h * dim, luts + (Size) h * lutsize);
-		}
-		while (blkno != InvalidBlockNumber)
-		{
-			Buffer		buf = ReadBuffer(index, blkno);
-			Page		page;
-			int			ntup;
-
-			CHECK_FOR_INTERRUPTS();
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
-			page = BufferGetPage(buf);
-			ntup = KdPageGetOpaque(page)->ntuples;
-			for (int i = 0; i < ntup; i++)
-			{
-				memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
-				kd_tuple_code(page, &layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
-			}
-			blkno = KdPageGetOpaque(page)->nextblkno;
-			UnlockReleaseBuffer(buf);
-			for (int h = 0; h < ho->n; h++)
-				top_codes(q, metric, luts + (Size) h * lutsize, bias[h], rows, tupsize, ntup,
-						  &ho->sources[h], best + (Size) h * ho->depth, &nbest[h], ho->depth, dists);
-		}
-	}
-	for (int h = 0; h < ho->n; h++)
-		for (int r = 0; r < ho->topn; r++)
-		{
-			ItemPointer truth = &ho->truth[(Size) h * ho->topn + r];
-
-			if (!ItemPointerIsValid(truth))
-				continue;
-			total++;
-			for (int i = 0; i < nbest[h]; i++)
-				if (ItemPointerEquals(&best[(Size) h * ho->depth + i].tid, truth))
-				{
-					hits++;
-					break;
-				}
-		}
-	pfree(luts);
-	pfree(bias);
-	pfree(best);
-	pfree(nbest);
-	pfree(heads);
-	pfree(dists);
-	pfree(rows);
-	return total > 0 ? (double) hits / total : 0;
-}
-
 static KdDistillLoss
 parse_loss(const char *name)
 {
@@ -534,6 +404,34 @@ kd_check_teacher_table(Oid teacher, Oid vectype)
 	relation_close(rel, NoLock);
 }
 
+/*
+ * Rows drawn from the whole table, for the row term's refit (rowterm.c): up
+ * to KD_TABLE_SAMPLE, their vectors within an eighth of maintenance_work_mem
+ */
+static void
+table_sample(KdTeacherSet *ts, const KdMetaPageData *meta)
+{
+	KdDistillSet *set = &ts->set;
+	int			n = (int) Min(KD_TABLE_SAMPLE,
+							  (int64) maintenance_work_mem * 1024 / 8 / ((int64) sizeof(float) * set->dim));
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * Max(n, 1));
+	int64		rows;
+	int			got = kd_chain_sample(ts->index, meta, n, tids, &rows);
+	float	   *x = palloc_extended(sizeof(float) * Max(got, 1) * set->dim, MCXT_ALLOC_HUGE);
+	int			kept = 0;
+
+	for (int i = 0; i < got; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (doc_vector(ts, &tids[i], GetActiveSnapshot(), x + (Size) kept * set->dim))
+			kept++;
+	}
+	pfree(tids);
+	set->table = x;
+	set->ntable = kept;
+	set->table_weight = kept > 0 ? (double) rows / got : 0;
+}
+
 /* A few thousand document vectors, for the blob's precision and the MSE */
 static float *
 sample_docs(KdTeacherSet *ts, int64 *n)
@@ -651,6 +549,7 @@ kdindex_train(PG_FUNCTION_ARGS)
 	nestlevel = kd_pin_search_path();
 	load_teacher(&ts, teacher, outer, &sec);
 	SPI_finish();
+	table_sample(&ts, &meta);
 
 	/*
 	 * An index with lists is scanned with a re-rank (kdindex.rerank; a probe
@@ -667,7 +566,7 @@ kdindex_train(PG_FUNCTION_ARGS)
 	p.batch_budget = (Size) maintenance_work_mem * 1024 / 4;
 	kd_distill(q, ts.metric, &ts.set, &p, &res);
 	held_out(&ts, &res, p.topn, p.depth, &ho);
-	values[2] = Float8GetDatum(chain_recall(index, &meta, oldq, ts.metric, &ho, meta.dim));
+	values[2] = Float8GetDatum(kd_chain_recall(index, &meta, oldq, ts.metric, &ho, meta.dim));
 
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
@@ -676,7 +575,7 @@ kdindex_train(PG_FUNCTION_ARGS)
 	kd_retrain_switch(index, heap, q, sample, nsample, seconds, &newmeta);
 	blob = kd_read_blob(index, newmeta.blob_head, newmeta.blob_size);
 	newq = kd_quantizer_deserialize(blob, newmeta.blob_size);
-	values[3] = Float8GetDatum(chain_recall(index, &newmeta, newq, ts.metric, &ho, meta.dim));
+	values[3] = Float8GetDatum(kd_chain_recall(index, &newmeta, newq, ts.metric, &ho, meta.dim));
 
 	/*
 	 * Training refits the row term's weight after the codebooks: the index

@@ -1,0 +1,189 @@
+/*
+ * chains.c — what kdindex_train (retrain.c) reads from the index's own
+ * chains, every list's with lists: the held-out queries' recall over every
+ * code, before and after the switch, and a sample of the table's rows (their
+ * TIDs), which stand for the table beside the teacher's documents when the
+ * row term's weight is refitted.
+ */
+#include "postgres.h"
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+
+#include "distill/chains.h"
+
+typedef struct KdHit
+{
+	float		dist;
+	ItemPointerData tid;
+} KdHit;
+
+/*
+ * Merge the ntup codes of rows (row form, tupsize apart) into one held-out
+ * query's sorted top n (hb, *nb of them), skipping the query's own row
+ */
+static void
+top_codes(KdQuantizer *q, KdMetric metric, const float *lut, float bias, const char *rows,
+		  int tupsize, int ntup, ItemPointer source, KdHit *hb, int *nb, int n, float *dists)
+{
+	q->ops->adc_scan(lut, kd_lut_rows(q), q->nbits, metric, (const uint8 *) KdTupleCode(rows), tupsize, ntup, dists);
+	for (int i = 0; i < ntup; i++)
+	{
+		ItemPointer tid = (ItemPointer) (rows + (Size) i * tupsize);
+		float		d = dists[i] + bias;
+		int			pos;
+
+		if (*nb == n && d >= hb[n - 1].dist)
+			continue;
+		if (ItemPointerEquals(tid, source))
+			continue;
+		/* insertion into the sorted top n */
+		pos = *nb < n ? (*nb)++ : n - 1;
+		while (pos > 0 && hb[pos - 1].dist > d)
+		{
+			hb[pos] = hb[pos - 1];
+			pos--;
+		}
+		hb[pos].dist = d;
+		hb[pos].tid = *tid;
+	}
+}
+
+/*
+ * Codes-only recall@topn (among the codes' first depth) of the held-out
+ * queries over every code of the data
+ * chains that meta describes (the flat one, or every list's), decoded with q.
+ */
+double
+kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
+			 const KdHeldOut *ho, int dim)
+{
+	int			lutsize = kd_lut_rows(q) * q->ksub;
+	int			tupsize = KdTupleSize(meta->code_size);
+	int			nchains = Max(meta->nlists, 1);
+	KdLayout	layout;
+	char	   *rows;
+	float	   *luts = palloc_extended(sizeof(float) * ho->n * lutsize, MCXT_ALLOC_HUGE);
+	float	   *bias = palloc(sizeof(float) * ho->n);
+	KdHit	   *best = palloc(sizeof(KdHit) * ho->n * ho->depth);
+	int		   *nbest = palloc0(sizeof(int) * ho->n);
+	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
+	float	   *dists;
+	int64		hits = 0,
+				total = 0;
+
+	/* each page's tuples in row form, whatever the page layout */
+	kd_layout(&layout, meta);
+	rows = palloc((Size) layout.capacity * tupsize);
+	dists = palloc(sizeof(float) * layout.capacity);
+	kd_read_list_heads(index, meta, heads);
+
+	for (int c = 0; c < nchains; c++)
+	{
+		BlockNumber blkno = heads[c];
+
+		/* a list's codes are scored with the table of the query less its centroid */
+		for (int h = 0; BlockNumberIsValid(blkno) && h < ho->n; h++)
+		{
+			kd_ivf_list_lut(q, ho->queries + (Size) h * dim, metric, c, luts + (Size) h * lutsize, &bias[h]);
+			kd_rowterm_lut(q, metric, ho->queries + (Size) h * dim, luts + (Size) h * lutsize);
+		}
+		while (blkno != InvalidBlockNumber)
+		{
+			Buffer		buf = ReadBuffer(index, blkno);
+			Page		page;
+			int			ntup;
+
+			CHECK_FOR_INTERRUPTS();
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			ntup = KdPageGetOpaque(page)->ntuples;
+			for (int i = 0; i < ntup; i++)
+			{
+				memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
+				kd_tuple_code(page, &layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
+			}
+			blkno = KdPageGetOpaque(page)->nextblkno;
+			UnlockReleaseBuffer(buf);
+			for (int h = 0; h < ho->n; h++)
+				top_codes(q, metric, luts + (Size) h * lutsize, bias[h], rows, tupsize, ntup,
+						  &ho->sources[h], best + (Size) h * ho->depth, &nbest[h], ho->depth, dists);
+		}
+	}
+	for (int h = 0; h < ho->n; h++)
+		for (int r = 0; r < ho->topn; r++)
+		{
+			ItemPointer truth = &ho->truth[(Size) h * ho->topn + r];
+
+			if (!ItemPointerIsValid(truth))
+				continue;
+			total++;
+			for (int i = 0; i < nbest[h]; i++)
+				if (ItemPointerEquals(&best[(Size) h * ho->depth + i].tid, truth))
+				{
+					hits++;
+					break;
+				}
+		}
+	pfree(luts);
+	pfree(bias);
+	pfree(best);
+	pfree(nbest);
+	pfree(heads);
+	pfree(dists);
+	pfree(rows);
+	return total > 0 ? (double) hits / total : 0;
+}
+
+
+/* Fixed seed: the same index gives the same sample */
+#define KD_CHAIN_SAMPLE_SEED 0x6B6463
+
+/*
+ * Up to n TIDs of the rows the chains meta describes, drawn uniformly
+ * (reservoir sampling, seeded) into tids; returns how many, and in rows how
+ * many the chains hold (dead ones too).  Rows inserted meanwhile may or may
+ * not be seen; either is a fair sample.
+ */
+int
+kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerData *tids,
+				int64 *rows)
+{
+	int			nchains = Max(meta->nlists, 1);
+	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
+	KdLayout	layout;
+	pg_prng_state rng;
+	int64		seen = 0;
+
+	kd_layout(&layout, meta);
+	kd_read_list_heads(index, meta, heads);
+	pg_prng_seed(&rng, KD_CHAIN_SAMPLE_SEED);
+	for (int c = 0; c < nchains && n > 0; c++)
+	{
+		BlockNumber blkno = heads[c];
+
+		while (blkno != InvalidBlockNumber)
+		{
+			Buffer		buf = ReadBuffer(index, blkno);
+			Page		page;
+			int			ntup;
+
+			CHECK_FOR_INTERRUPTS();
+			LockBuffer(buf, BUFFER_LOCK_SHARE);
+			page = BufferGetPage(buf);
+			ntup = KdPageGetOpaque(page)->ntuples;
+			for (int i = 0; i < ntup; i++, seen++)
+			{
+				int64		slot = seen < n ? seen : (int64) pg_prng_uint64_range(&rng, 0, seen);
+
+				if (slot < n)
+					memcpy(&tids[slot], kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
+			}
+			blkno = KdPageGetOpaque(page)->nextblkno;
+			UnlockReleaseBuffer(buf);
+		}
+	}
+	pfree(heads);
+	*rows = seen;
+	return (int) Min(seen, n);
+}
