@@ -95,6 +95,9 @@ def parse_args(argv=None):
     ap.add_argument("--only-augment", action="store_true",
                     help="skip the plain test-query teacher")
     ap.add_argument("--no-commit-results", action="store_true")
+    ap.add_argument("--keep-extension", action="store_true",
+                    help="use the installed extension as it is (same SQL) instead of re-creating it, "
+                         "which would drop every other kdindex index of a kept cluster")
     add_rowterm_args(ap)
     return ap.parse_args(argv)
 
@@ -263,8 +266,9 @@ def main(argv=None):
     conn.autocommit = True
     cur = conn.cursor()
     # a fresh extension: the cluster may be reused across builds whose SQL differs
-    cur.execute("DROP EXTENSION IF EXISTS kdindex CASCADE")
-    cur.execute("CREATE EXTENSION kdindex")
+    if not a.keep_extension:
+        cur.execute("DROP EXTENSION IF EXISTS kdindex CASCADE")
+    cur.execute("CREATE EXTENSION IF NOT EXISTS kdindex")
     commit, so = build_identity()
     say(f"# kdindex distillation benchmark: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric}), "
         f"kdindex {commit or '?'}")

@@ -58,13 +58,23 @@ def timed(cur, table, op, idx, other, probes, rerank, qtexts):
 
 
 def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qtexts):
-    """median over paired rounds of (trained QPS / base QPS), and the medians"""
+    """median over paired rounds of (trained QPS / base QPS), and the medians; None with
+    --qps-rounds 0 (recall only)"""
+    if a.qps_rounds <= 0:
+        return None
     rb, rt = [], []
     for _ in range(a.qps_rounds):
         rb.append(timed(cur, table, op, base, trained, probes, rr_base, qtexts))
         rt.append(timed(cur, table, op, trained, base, probes, rr_trained, qtexts))
     ratio = statistics.median(t / b for t, b in zip(rt, rb))
     return ratio, statistics.median(rb), statistics.median(rt)
+
+
+def rowterm_weight(cur, idx):
+    """kdindex_info(idx).rowterm rounded (None without a term)"""
+    cur.execute("SELECT round(rowterm::numeric, 3) FROM kdindex_info(%s)", (idx,))
+    w = cur.fetchone()[0]
+    return None if w is None else float(w)
 
 
 def least_rerank(cur, idx, truth, probes, depth, target):
@@ -86,9 +96,10 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
           f"{qeval.shape[0]} evaluation queries against their exact top-10 (codes only = "
           f"kdindex.rerank 0), before and after `kdindex_train` with its defaults from the "
           f"exact top-100 of {nq} other queries ({teacher_s:.0f} s); mean of {a.seeds} seeds with "
-          f"the worst run's gain beside it. QPS ratio = trained / undistilled, the median of "
-          f"{a.qps_rounds} paired rounds of {len(qtexts)} queries each (shared, loaded machine: "
-          f"ratios only).", ""]
+          f"the worst run's gain beside it. "
+          + (f"QPS ratio = trained / undistilled, the median of {a.qps_rounds} paired rounds of "
+             f"{len(qtexts)} queries each (shared, loaded machine: ratios only)." if a.qps_rounds > 0
+             else "QPS not timed (--qps-rounds 0): recall only."), ""]
     for cfg in cfgs:
         kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
         base = f"{table}_{kind}{m}_l{a.lists}_base"
@@ -101,7 +112,7 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
             cur.execute(f"CREATE INDEX {base} ON {table} USING kdindex (embedding {opclass}) {with_}")
             build_s = time.perf_counter() - t
         before = grid(cur, a, base, truth)
-        say(f"{cfg} lists {a.lists}: undistilled " +
+        say(f"{cfg} lists {a.lists}: undistilled (row-term weight {rowterm_weight(cur, base)}) " +
             ", ".join(f"p{p}/r{r} {v:.4f}" for (p, r), v in sorted(before.items())))
         runs = []
         for seed in range(1, a.seeds + 1):
@@ -109,13 +120,22 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
             t = time.perf_counter()
             cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) {with_}")
             build_s = build_s or time.perf_counter() - t
+            w0 = rowterm_weight(cur, idx)
+            del cur.connection.notices[:]
+            cur.execute("SET client_min_messages = debug2")   # the refit's curve, the guard
             cur.execute("SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, "
                         "recall_after FROM kdindex_train(%s, %s, seed => %s)", (idx, teacher, seed))
             ep, best, spe, secs, hb, ha = cur.fetchone()
+            cur.execute("RESET client_min_messages")
+            notes = [n.strip() for n in cur.connection.notices if "kdindex" in n]
+            w1 = rowterm_weight(cur, idx)
+            say(f"  seed {seed}: row-term weight {w0} -> {w1}")
+            for n in notes:
+                say(f"    {n}")
             after = grid(cur, a, idx, truth)
             qps = {}
             for (p, r) in sorted(after):
-                if r > 0:
+                if r > 0 and a.qps_rounds > 0:
                     qps[(p, r)] = qps_ratio(cur, a, table, op, base, idx, p, r, r, qtexts)
             eq = {}
             if a.equal_recall:
@@ -123,7 +143,8 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
                     if r > 0:
                         r2, rec2 = least_rerank(cur, idx, truth, p, r, before[(p, r)])
                         if r2 < r:
-                            eq[(p, r)] = (r2, rec2, qps_ratio(cur, a, table, op, base, idx, p, r, r2, qtexts)[0])
+                            qr = qps_ratio(cur, a, table, op, base, idx, p, r, r2, qtexts)
+                            eq[(p, r)] = (r2, rec2, qr[0] if qr else float("nan"))
             say(f"  seed {seed}: held-out {hb:.4f} -> {ha:.4f}, best epoch {best}/{ep}, "
                 f"{spe:.1f} s/epoch, train {secs:.0f} s; " +
                 ", ".join(f"p{p}/r{r} {after[(p, r)]:.4f} ({100 * (after[(p, r)] - before[(p, r)]):+.2f})"
@@ -131,12 +152,14 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
                           + (f" [r{eq[(p, r)][0]}: {eq[(p, r)][1]:.4f}, qps x{eq[(p, r)][2]:.2f}]"
                              if (p, r) in eq else "")
                           for (p, r) in sorted(after)))
-            runs.append(dict(after=after, qps=qps, eq=eq, spe=spe, secs=secs, hb=hb, ha=ha, best=best))
+            runs.append(dict(after=after, qps=qps, eq=eq, spe=spe, secs=secs, hb=hb, ha=ha, best=best,
+                             w0=w0, w1=w1, notes=notes))
         cur.execute(f"DROP INDEX IF EXISTS {idx}")
         md += [f"## {kind.upper()}{m}, {a.lists} lists (build {build_s or 0:.0f} s; kdindex_train "
                f"{statistics.mean(r['secs'] for r in runs):.0f} s, "
                f"{statistics.mean(r['spe'] for r in runs):.1f} s per epoch; held-out recall "
-               + "; ".join(f"{r['hb']:.4f} -> {r['ha']:.4f}" for r in runs) + ")", "",
+               + "; ".join(f"{r['hb']:.4f} -> {r['ha']:.4f}" for r in runs) + "; row-term weight "
+               + "; ".join(f"{r['w0']} -> {r['w1']}" for r in runs) + ")", "",
                "| probes | re-rank | undistilled | distilled (mean) | gain (pt) | worst gain (pt) | "
                "QPS ratio (mean) | distilled at a lower re-rank: depth, recall, QPS ratio |",
                "|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -153,7 +176,8 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
         md.append("")
     say("\n".join(md))
     if not a.no_commit_results:
-        dest = os.path.join(HERE, "results", f"distill-ivf-{slug(ds.name)}-lists{a.lists}.md")
+        dest = os.path.join(HERE, "results",
+                            f"distill-ivf-{slug(ds.name)}-lists{a.lists}{a.results_suffix}.md")
         with open(dest, "w") as f:
             f.write("\n".join(md) + "\n")
         say(f"written: {dest}")
