@@ -32,7 +32,8 @@ def parse_args():
     ap.add_argument("--lsq-train", type=int, default=10000,
                     help="LSQ training sample (rows); needs several times m * 256: its codebook "
                          "solve has m * 256 unknowns per dimension and, with about as many rows, "
-                         "fits the random start codes exactly (LSQ16 on 5,000 rows: recall 0.05)")
+                         "fits the random start codes almost exactly, so local search never finds "
+                         "a better code (LSQ16 on 2,000 rows: MSE 14; on 5,000: recall 0.05)")
     ap.add_argument("--lsq-iters", default="10",
                     help="LSQ training iterations (Faiss default 25); a list such as 5,10,25 trains "
                          "once per value (Faiss's LSQ cannot resume)")
