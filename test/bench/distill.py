@@ -5,7 +5,7 @@ after kdindex_train, on queries the training never saw.
     distill.py [--dataset fashion-mnist|synth-ip-256|fmnist1m] [--kdindex pq:16,opq:16,aq:16,...]
                [--epochs N] [--seeds 3] [--lists 245 --probes 4,8,16 --rerank 50,100]
                [--no-sampled | --sampled-kdindex pq:16,...]
-               [--rowterm-off] [--first-seed N] [--results-suffix=-NAME]
+               [--rowterm-off] [--first-seed N] [--results-suffix=-NAME] [--reuse-build]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
 asymmetric inner-product set) through test/scripts/bench.sh, which starts the
@@ -23,14 +23,21 @@ query log).
 Each configuration builds its index, measures, trains, measures again and drops it,
 so only one kdindex index exists on the table at a time; it does so --seeds times, with
 kdindex_train's seed 1, 2, ..., and reports the mean and the worst run (the gain moves
-by about a point from seed to seed: README).  Prints a markdown table and writes it to
-test/bench/results/distill-<dataset>.md (unless --no-commit-results).  With --rowterm-off each
-configuration is also built once WITH (rowterm = off), and the table gives term off / term
-on / after kdindex_train with every index's bytes per row and the backend's CPU seconds per
-epoch (wall seconds overstate them on a loaded machine).
+by about a point from seed to seed: README).  With --reuse-build the index is built once
+per configuration (the build does not depend on the seed) and each seed trains a copy of
+it: ALTER INDEX ... SET TABLESPACE into an in-place scratch tablespace copies its file
+under a new relfilenode inside a transaction that trains and measures the copy and is
+then rolled back, which leaves the built index as it was (checked once per configuration).
+Prints a markdown table and writes it to test/bench/results/distill-<dataset>.md (unless
+--no-commit-results).  With --rowterm-off each configuration is also built once WITH
+(rowterm = off), and the table gives term off / term on / after kdindex_train with every
+index's bytes per row and the backend's CPU seconds per epoch (wall seconds overstate them
+on a loaded machine).
 
 With --lists the indexes are IVF (run_lists): the undistilled index is built once (the
-build is deterministic) and kept; each seed builds another, trains it, and both are
+build is deterministic) and kept; each seed builds another (with --reuse-build: trains a
+rolled-back copy of one built once, of the undistilled index itself when --qps-rounds is 0;
+with --rowterm-off the table gets a term off column), trains it, and both are
 measured at every --probes x (codes only, each --rerank): recall@10 of the evaluation
 queries, and QPS in paired rounds (--qps-queries queries, the two indexes alternately,
 the other dropped inside the timed transaction; --qps-rounds rounds, median).  With
@@ -81,7 +88,7 @@ def parse_args(argv=None):
     ap.add_argument("--eval-queries", type=int, default=0,
                     help="evaluation queries (0 = as many as --queries)")
     ap.add_argument("--qps-queries", type=int, default=500, help="--lists: queries of a timed pass")
-    ap.add_argument("--qps-rounds", type=int, default=3, help="--lists: paired timed rounds")
+    ap.add_argument("--qps-rounds", type=int, default=3, help="--lists: paired timed rounds (0 = no QPS)")
     ap.add_argument("--equal-recall", action="store_true",
                     help="--lists: also the trained index's least re-rank reaching the undistilled recall")
     ap.add_argument("--no-sampled", action="store_true",
@@ -112,6 +119,8 @@ def add_rowterm_args(ap):
                          "seeds of one configuration over clusters)")
     ap.add_argument("--results-suffix", default="",
                     help="appended to the results file name, e.g. \"-8byte\"")
+    ap.add_argument("--reuse-build", action="store_true",
+                    help="build each index once and train a rolled-back copy of it per seed")
 
 
 def configs(spec):
@@ -144,19 +153,46 @@ def build_index(cur, table, opclass, cfg, suffix, options=""):
     return idx, build_s, bytes_per_row(cur, idx, table)
 
 
-def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
-    idx, build_s, bpr = build_index(cur, table, opclass, cfg, "kd")
-    before = recalls(cur, a, idx, truth)
+SCRATCH_TABLESPACE = "kdindex_scratch"
+
+
+def ensure_scratch_tablespace(cur):
+    """--reuse-build: an in-place tablespace (a directory under pg_tblspc) to copy into"""
+    cur.execute("SELECT 1 FROM pg_tablespace WHERE spcname = %s", (SCRATCH_TABLESPACE,))
+    if cur.fetchone() is None:
+        cur.execute("SET allow_in_place_tablespaces = on")
+        cur.execute(f"CREATE TABLESPACE {SCRATCH_TABLESPACE} LOCATION ''")
+        cur.execute("RESET allow_in_place_tablespaces")
+
+
+def begin_copy(cur, idx):
+    """open a transaction in which idx is a fresh copy of itself (a new relfilenode in the
+    scratch tablespace); ROLLBACK drops the copy and leaves the original untouched"""
+    cur.execute("BEGIN")
+    cur.execute(f"ALTER INDEX {idx} SET TABLESPACE {SCRATCH_TABLESPACE}")
+
+
+def run_once(cur, a, table, opclass, cfg, teacher, truth, seed, built=None):
+    """one seed; built = (index, build s, bytes per row, recall) of an index built once
+    (--reuse-build), of which this run trains a copy that is rolled back"""
+    if built:
+        idx, build_s, bpr, before = built
+        begin_copy(cur, idx)
+    else:
+        idx, build_s, bpr = build_index(cur, table, opclass, cfg, "kd")
+        before = recalls(cur, a, idx, truth)
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     if a.train_args:
         extra += f", {a.train_args}"
     cpu0 = backend_cpu_s(cur)
+    del cur.connection.notices[:]
     cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
                 f"FROM kdindex_train(%s, %s, seed => %s{extra})", (idx, teacher, seed))
     ep, best, spe, secs, hb, ha = cur.fetchone()
+    say_notices(cur)
     cpu = backend_cpu_s(cur) - cpu0 if cpu0 is not None else None
     after = recalls(cur, a, idx, truth)
-    cur.execute(f"DROP INDEX {idx}")
+    cur.execute("ROLLBACK" if built else f"DROP INDEX {idx}")
     row = dict(config=cfg, build_s=build_s, before=before, after=after, epochs=ep, best_epoch=best,
                s_per_epoch=spe, train_s=secs, held_before=hb, held_after=ha,
                bytes_per_row=bpr, train_cpu_s=cpu)
@@ -170,8 +206,17 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed):
 def run_config(cur, a, table, opclass, cfg, teacher, truth):
     """--seeds runs: their means, and the worst run's gain"""
     off = rowterm_baseline(cur, a, table, opclass, cfg, truth) if a.rowterm_off else {}
-    runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s)
+    built = None
+    if a.reuse_build:
+        idx, build_s, bpr = build_index(cur, table, opclass, cfg, "kd")
+        built = (idx, build_s, bpr, recalls(cur, a, idx, truth))
+    runs = [run_once(cur, a, table, opclass, cfg, teacher, truth, s, built)
             for s in range(a.first_seed, a.first_seed + a.seeds)]
+    if built:
+        check = recalls(cur, a, built[0], truth)
+        say(f"  {cfg:7s} the built index after {a.seeds} rolled-back copies: {check:.4f} "
+            f"({'unchanged' if check == built[3] else 'CHANGED from %.4f' % built[3]})")
+        cur.execute(f"DROP INDEX {built[0]}")
     row = {k: (sum(r[k] for r in runs) / len(runs) if isinstance(runs[0][k], (int, float)) else runs[0][k])
            for k in runs[0] if runs[0][k] is not None}
     gains = [r["after"] - r["before"] for r in runs]
@@ -181,6 +226,14 @@ def run_config(cur, a, table, opclass, cfg, teacher, truth):
     row.update(off)
     row["worst_after"] = min(r["after"] for r in runs)
     return row
+
+
+def say_notices(cur):
+    """print kdindex's notices since the last clearing (kdindex_train's guard keeping the
+    starting codebooks says so in one)"""
+    for n in cur.connection.notices:
+        if "kdindex" in n:
+            say("  " + n.strip())
 
 
 def bytes_per_row(cur, idx, table):
@@ -269,6 +322,8 @@ def main(argv=None):
     if not a.keep_extension:
         cur.execute("DROP EXTENSION IF EXISTS kdindex CASCADE")
     cur.execute("CREATE EXTENSION IF NOT EXISTS kdindex")
+    if a.reuse_build:
+        ensure_scratch_tablespace(cur)
     commit, so = build_identity()
     say(f"# kdindex distillation benchmark: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric}), "
         f"kdindex {commit or '?'}")

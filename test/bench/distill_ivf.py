@@ -40,10 +40,11 @@ def grid(cur, a, idx, truth):
     return out
 
 
-def timed(cur, table, op, idx, other, probes, rerank, qtexts):
-    """QPS of one pass through idx (other dropped inside the transaction)"""
+def timed(cur, table, op, idx, other, probes, rerank, qtexts, nested=False):
+    """QPS of one pass through idx (other dropped inside the transaction, or inside a
+    savepoint when nested in one: --reuse-build's copy)"""
     cur.execute("DEALLOCATE ALL")
-    cur.execute("BEGIN")
+    cur.execute("SAVEPOINT timed" if nested else "BEGIN")
     try:
         cur.execute(f"DROP INDEX {other}")
         cur.execute(f"SET LOCAL kdindex.probes = {probes}")
@@ -52,7 +53,7 @@ def timed(cur, table, op, idx, other, probes, rerank, qtexts):
         cur.execute(f"PREPARE knn(real[]) AS SELECT id FROM {table} ORDER BY embedding {op} $1 LIMIT {B.K}")
         _, qps, _, _ = B.run_sql_point(cur, qtexts, 1, min(20, len(qtexts)))
     finally:
-        cur.execute("ROLLBACK")
+        cur.execute("ROLLBACK TO SAVEPOINT timed" if nested else "ROLLBACK")
         cur.execute("DEALLOCATE ALL")
     return qps[0]
 
@@ -64,8 +65,8 @@ def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qte
         return None
     rb, rt = [], []
     for _ in range(a.qps_rounds):
-        rb.append(timed(cur, table, op, base, trained, probes, rr_base, qtexts))
-        rt.append(timed(cur, table, op, trained, base, probes, rr_trained, qtexts))
+        rb.append(timed(cur, table, op, base, trained, probes, rr_base, qtexts, a.reuse_build))
+        rt.append(timed(cur, table, op, trained, base, probes, rr_trained, qtexts, a.reuse_build))
     ratio = statistics.median(t / b for t, b in zip(rt, rb))
     return ratio, statistics.median(rb), statistics.median(rt)
 
@@ -87,6 +88,20 @@ def least_rerank(cur, idx, truth, probes, depth, target):
             break
         best, best_rec = r, rec
     return best, best_rec
+
+
+def rowterm_off(cur, a, table, opclass, cfg, truth):
+    """--rowterm-off: the grid of the configuration built WITH (rowterm = off)"""
+    kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
+    idx = f"{table}_{kind}{m}_l{a.lists}_off"
+    cur.execute(f"DROP INDEX IF EXISTS {idx}")
+    cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) "
+                f"WITH (quantizer = '{kind}', m = {m}, lists = {a.lists}, rowterm = off)")
+    out = grid(cur, a, idx, truth)
+    cur.execute(f"DROP INDEX {idx}")
+    say(f"{cfg} lists {a.lists} rowterm = off: " +
+        ", ".join(f"p{p}/r{r} {v:.4f}" for (p, r), v in sorted(out.items())))
+    return out
 
 
 def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, teacher_s, commit):
@@ -114,12 +129,22 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
         before = grid(cur, a, base, truth)
         say(f"{cfg} lists {a.lists}: undistilled (row-term weight {rowterm_weight(cur, base)}) " +
             ", ".join(f"p{p}/r{r} {v:.4f}" for (p, r), v in sorted(before.items())))
+        off = rowterm_off(cur, a, table, opclass, cfg, truth) if a.rowterm_off else None
         runs = []
-        for seed in range(1, a.seeds + 1):
+        if a.reuse_build and a.qps_rounds <= 0:   # each seed trains a rolled-back copy of base
+            idx = base
+        elif a.reuse_build:     # timed beside base: one more build, copied for each seed
             cur.execute(f"DROP INDEX IF EXISTS {idx}")
-            t = time.perf_counter()
             cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) {with_}")
-            build_s = build_s or time.perf_counter() - t
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
+            if a.reuse_build:
+                cur.execute("BEGIN")
+                cur.execute(f"ALTER INDEX {idx} SET TABLESPACE kdindex_scratch")
+            else:
+                cur.execute(f"DROP INDEX IF EXISTS {idx}")
+                t = time.perf_counter()
+                cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) {with_}")
+                build_s = build_s or time.perf_counter() - t
             w0 = rowterm_weight(cur, idx)
             del cur.connection.notices[:]
             cur.execute("SET client_min_messages = debug2")   # the refit's curve, the guard
@@ -154,22 +179,31 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
                           for (p, r) in sorted(after)))
             runs.append(dict(after=after, qps=qps, eq=eq, spe=spe, secs=secs, hb=hb, ha=ha, best=best,
                              w0=w0, w1=w1, notes=notes))
-        cur.execute(f"DROP INDEX IF EXISTS {idx}")
+            if a.reuse_build:
+                cur.execute("ROLLBACK")
+        if a.reuse_build:
+            check = grid(cur, a, idx, truth)
+            say(f"  {idx} after {len(runs)} rolled-back trainings of copies: "
+                + ("as undistilled" if check == before else f"DIFFERS from the undistilled index: {check}"))
+        if idx != base:
+            cur.execute(f"DROP INDEX IF EXISTS {idx}")
         md += [f"## {kind.upper()}{m}, {a.lists} lists (build {build_s or 0:.0f} s; kdindex_train "
                f"{statistics.mean(r['secs'] for r in runs):.0f} s, "
                f"{statistics.mean(r['spe'] for r in runs):.1f} s per epoch; held-out recall "
                + "; ".join(f"{r['hb']:.4f} -> {r['ha']:.4f}" for r in runs) + "; row-term weight "
                + "; ".join(f"{r['w0']} -> {r['w1']}" for r in runs) + ")", "",
-               "| probes | re-rank | undistilled | distilled (mean) | gain (pt) | worst gain (pt) | "
+               "| probes | re-rank | " + ("term off | " if off else "") +
+               "undistilled | distilled (mean) | worst distilled | gain (pt) | worst gain (pt) | "
                "QPS ratio (mean) | distilled at a lower re-rank: depth, recall, QPS ratio |",
-               "|---:|---:|---:|---:|---:|---:|---:|---|"]
+               "|---:|---:|" + ("---:|" if off else "") + "---:|---:|---:|---:|---:|---:|---|"]
         for key in sorted(before):
             p, r = key
             gains = [100 * (x["after"][key] - before[key]) for x in runs]
             mean_after = statistics.mean(x["after"][key] for x in runs)
             qr = [x["qps"][key][0] for x in runs if key in x["qps"]]
             eqs = [x["eq"][key] for x in runs if key in x["eq"]]
-            md.append(f"| {p} | {r or 'codes only'} | {before[key]:.4f} | {mean_after:.4f} | "
+            md.append(f"| {p} | {r or 'codes only'} | " + (f"{off[key]:.4f} | " if off else "") +
+                      f"{before[key]:.4f} | {mean_after:.4f} | {min(x['after'][key] for x in runs):.4f} | "
                       f"{statistics.mean(gains):+.2f} | {min(gains):+.2f} | "
                       f"{'x%.2f' % statistics.mean(qr) if qr else ''} | "
                       + "; ".join(f"{e[0]}: {e[1]:.4f}, x{e[2]:.2f}" for e in eqs) + " |")
