@@ -19,6 +19,32 @@ typedef struct KdHit
 } KdHit;
 
 /*
+ * The tuples of chain page *blkno in row form (TID, code; tupsize apart,
+ * whatever the page layout) into rows; returns how many, and moves *blkno
+ * to the chain's next page
+ */
+static int
+read_rows(Relation index, const KdLayout *layout, int tupsize, char *rows, BlockNumber *blkno)
+{
+	Buffer		buf = ReadBuffer(index, *blkno);
+	Page		page;
+	int			ntup;
+
+	CHECK_FOR_INTERRUPTS();
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	ntup = KdPageGetOpaque(page)->ntuples;
+	for (int i = 0; i < ntup; i++)
+	{
+		memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, layout, i), sizeof(ItemPointerData));
+		kd_tuple_code(page, layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
+	}
+	*blkno = KdPageGetOpaque(page)->nextblkno;
+	UnlockReleaseBuffer(buf);
+	return ntup;
+}
+
+/*
  * Merge the ntup codes of rows (row form, tupsize apart) into one held-out
  * query's sorted top n (hb, *nb of them), skipping the query's own row
  */
@@ -72,7 +98,6 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 	int64		hits = 0,
 				total = 0;
 
-	/* each page's tuples in row form, whatever the page layout */
 	kd_layout(&layout, meta);
 	rows = palloc((Size) layout.capacity * tupsize);
 	dists = palloc(sizeof(float) * layout.capacity);
@@ -90,21 +115,8 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 		}
 		while (blkno != InvalidBlockNumber)
 		{
-			Buffer		buf = ReadBuffer(index, blkno);
-			Page		page;
-			int			ntup;
+			int			ntup = read_rows(index, &layout, tupsize, rows, &blkno);
 
-			CHECK_FOR_INTERRUPTS();
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
-			page = BufferGetPage(buf);
-			ntup = KdPageGetOpaque(page)->ntuples;
-			for (int i = 0; i < ntup; i++)
-			{
-				memcpy(rows + (Size) i * tupsize, kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
-				kd_tuple_code(page, &layout, i, (uint8 *) KdTupleCode(rows + (Size) i * tupsize));
-			}
-			blkno = KdPageGetOpaque(page)->nextblkno;
-			UnlockReleaseBuffer(buf);
 			for (int h = 0; h < ho->n; h++)
 				top_codes(q, metric, luts + (Size) h * lutsize, bias[h], rows, tupsize, ntup,
 						  &ho->sources[h], best + (Size) h * ho->depth, &nbest[h], ho->depth, dists);
@@ -151,11 +163,14 @@ kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerDa
 {
 	int			nchains = Max(meta->nlists, 1);
 	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
+	int			tupsize = KdTupleSize(meta->code_size);
 	KdLayout	layout;
+	char	   *rowbuf;
 	pg_prng_state rng;
 	int64		seen = 0;
 
 	kd_layout(&layout, meta);
+	rowbuf = palloc((Size) layout.capacity * tupsize);
 	kd_read_list_heads(index, meta, heads);
 	pg_prng_seed(&rng, KD_CHAIN_SAMPLE_SEED);
 	for (int c = 0; c < nchains && n > 0; c++)
@@ -164,26 +179,19 @@ kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerDa
 
 		while (blkno != InvalidBlockNumber)
 		{
-			Buffer		buf = ReadBuffer(index, blkno);
-			Page		page;
-			int			ntup;
+			int			ntup = read_rows(index, &layout, tupsize, rowbuf, &blkno);
 
-			CHECK_FOR_INTERRUPTS();
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
-			page = BufferGetPage(buf);
-			ntup = KdPageGetOpaque(page)->ntuples;
 			for (int i = 0; i < ntup; i++, seen++)
 			{
 				int64		slot = seen < n ? seen : (int64) pg_prng_uint64_range(&rng, 0, seen);
 
 				if (slot < n)
-					memcpy(&tids[slot], kd_tuple_tid(page, &layout, i), sizeof(ItemPointerData));
+					memcpy(&tids[slot], rowbuf + (Size) i * tupsize, sizeof(ItemPointerData));
 			}
-			blkno = KdPageGetOpaque(page)->nextblkno;
-			UnlockReleaseBuffer(buf);
 		}
 	}
 	pfree(heads);
+	pfree(rowbuf);
 	*rows = seen;
 	return (int) Min(seen, n);
 }
