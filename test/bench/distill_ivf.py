@@ -95,7 +95,7 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
           f"{datetime.date.today()}, kdindex {commit or '?'}. IVF with {a.lists} lists. recall@10 of "
           f"{qeval.shape[0]} evaluation queries against their exact top-10 (codes only = "
           f"kdindex.rerank 0), before and after `kdindex_train` with its defaults from the "
-          f"exact top-100 of {nq} other queries ({teacher_s:.0f} s); mean of {a.seeds} seeds with "
+          f"exact top-100 of {nq} other queries ({teacher_s:.0f} s); mean of {a.seeds} seeds ({a.first_seed}-{a.first_seed + a.seeds - 1}) with "
           f"the worst run's gain beside it. "
           + (f"QPS ratio = trained / undistilled, the median of {a.qps_rounds} paired rounds of "
              f"{len(qtexts)} queries each (shared, loaded machine: ratios only)." if a.qps_rounds > 0
@@ -115,7 +115,7 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
         say(f"{cfg} lists {a.lists}: undistilled (row-term weight {rowterm_weight(cur, base)}) " +
             ", ".join(f"p{p}/r{r} {v:.4f}" for (p, r), v in sorted(before.items())))
         runs = []
-        for seed in range(1, a.seeds + 1):
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             cur.execute(f"DROP INDEX IF EXISTS {idx}")
             t = time.perf_counter()
             cur.execute(f"CREATE INDEX {idx} ON {table} USING kdindex (embedding {opclass}) {with_}")
