@@ -7,7 +7,7 @@
  */
 #include "postgres.h"
 
-#include "common/pg_prng.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 
 #include "distill/chains.h"
@@ -148,14 +148,67 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 }
 
 
-/* Fixed seed: the same index gives the same sample */
-#define KD_CHAIN_SAMPLE_SEED 0x6B6463
+/*
+ * A row's place in the sample: a hash of its TID, so that the same table
+ * gives the same sample whatever order its index's chains hold the rows in
+ * (a parallel build's workers append in the order they finish)
+ */
+static inline uint64
+tid_rank(const ItemPointerData *tid)
+{
+	return hash_bytes_uint32_extended(ItemPointerGetBlockNumber(tid), 0) ^
+		hash_bytes_uint32_extended(ItemPointerGetOffsetNumber(tid), 0x6B64);
+}
+
+/* Keep tid among the n of least rank (a max-heap of ranks, TIDs beside) */
+static void
+keep_least(uint64 *hr, ItemPointerData *ht, int *k, int n, uint64 r, const ItemPointerData *tid)
+{
+	int			i;
+
+	if (*k < n)
+	{
+		for (i = (*k)++; i > 0 && hr[(i - 1) / 2] < r; i = (i - 1) / 2)
+		{
+			hr[i] = hr[(i - 1) / 2];
+			ht[i] = ht[(i - 1) / 2];
+		}
+	}
+	else
+	{
+		if (r >= hr[0])
+			return;
+		for (i = 0;;)
+		{
+			int			c = 2 * i + 1;
+
+			if (c >= n)
+				break;
+			if (c + 1 < n && hr[c + 1] > hr[c])
+				c++;
+			if (hr[c] <= r)
+				break;
+			hr[i] = hr[c];
+			ht[i] = ht[c];
+			i = c;
+		}
+	}
+	hr[i] = r;
+	ht[i] = *tid;
+}
+
+static int
+tid_cmp(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) a, (ItemPointer) b);
+}
 
 /*
- * Up to n TIDs of the rows the chains meta describes, drawn uniformly
- * (reservoir sampling, seeded) into tids; returns how many, and in rows how
- * many the chains hold (dead ones too).  Rows inserted meanwhile may or may
- * not be seen; either is a fair sample.
+ * Up to n TIDs of the rows the chains meta describes into tids, the n of
+ * least tid_rank (a uniform sample, the same for the same rows), in TID
+ * order; returns how many, and in rows how many the chains hold (dead ones
+ * too).  Rows inserted meanwhile may or may not be seen; either is a fair
+ * sample.
  */
 int
 kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerData *tids,
@@ -166,13 +219,13 @@ kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerDa
 	int			tupsize = KdTupleSize(meta->code_size);
 	KdLayout	layout;
 	char	   *rowbuf;
-	pg_prng_state rng;
+	uint64	   *ranks = palloc(sizeof(uint64) * Max(n, 1));
+	int			kept = 0;
 	int64		seen = 0;
 
 	kd_layout(&layout, meta);
 	rowbuf = palloc((Size) layout.capacity * tupsize);
 	kd_read_list_heads(index, meta, heads);
-	pg_prng_seed(&rng, KD_CHAIN_SAMPLE_SEED);
 	for (int c = 0; c < nchains && n > 0; c++)
 	{
 		BlockNumber blkno = heads[c];
@@ -183,15 +236,16 @@ kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerDa
 
 			for (int i = 0; i < ntup; i++, seen++)
 			{
-				int64		slot = seen < n ? seen : (int64) pg_prng_uint64_range(&rng, 0, seen);
+				ItemPointer tid = (ItemPointer) (rowbuf + (Size) i * tupsize);
 
-				if (slot < n)
-					memcpy(&tids[slot], rowbuf + (Size) i * tupsize, sizeof(ItemPointerData));
+				keep_least(ranks, tids, &kept, n, tid_rank(tid), tid);
 			}
 		}
 	}
+	qsort(tids, kept, sizeof(ItemPointerData), tid_cmp);
 	pfree(heads);
 	pfree(rowbuf);
+	pfree(ranks);
 	*rows = seen;
-	return (int) Min(seen, n);
+	return kept;
 }
