@@ -7,27 +7,13 @@ INSERT INTO rf SELECT i, noisy_vec(i) FROM generate_series(1, 4000) i;
 CREATE TABLE rf_queries AS SELECT q AS id, noisy_vec(100000 + q) AS v FROM generate_series(1, 100) q;
 
 -- recall@k over rf_queries through the index on rf (the only one) at
--- kdindex.rerank = rerank and kdindex.refine_rerank = depth
+-- kdindex.rerank = rerank and kdindex.refine_rerank = depth (setup.sql's knn_recall)
+CREATE VIEW rf_q AS SELECT id AS qid, v FROM rf_queries;
 CREATE FUNCTION rf_recall(rerank int, depth int, op text DEFAULT '<->', k int DEFAULT 10)
 RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE
-	knn text := format('SELECT q.id AS qid, f.id FROM rf_queries q CROSS JOIN LATERAL '
-					   '(SELECT id FROM rf ORDER BY rf.v %s q.v LIMIT %s) f', op, k);
-	r numeric;
 BEGIN
-	PERFORM set_config('enable_indexscan', 'off', true);
-	PERFORM set_config('enable_seqscan', 'on', true);
-	EXECUTE 'CREATE TEMP TABLE rf_exact AS ' || knn;
-	PERFORM set_config('enable_indexscan', 'on', true);
-	PERFORM set_config('enable_seqscan', 'off', true);
-	PERFORM set_config('kdindex.rerank', rerank::text, true);
 	PERFORM set_config('kdindex.refine_rerank', depth::text, true);
-	PERFORM uses_index(knn);
-	EXECUTE 'SELECT count(*) / (100.0 * ' || k || ') FROM (' || knn ||
-			') f JOIN rf_exact e USING (qid, id)' INTO r;
-	DROP TABLE rf_exact;
-	PERFORM set_config('enable_seqscan', 'on', true);
-	RETURN r;
+	RETURN knn_recall('rf', op, rerank, 'rf_q', k);
 END
 $$;
 
@@ -174,6 +160,7 @@ RESET kdindex.refine_rerank;
 DROP TABLE rf_small;
 DROP TABLE rf_cmp;
 DROP TABLE rf;
+DROP VIEW rf_q;
 DROP TABLE rf_queries;
 DROP TABLE rf_plain;
 DROP FUNCTION rf_compare(text, text, text);

@@ -27,12 +27,14 @@ BEGIN
 END
 $$;
 
--- recall@10 of tbl's kdindex against an exact scan over the 20 queries; fails
--- unless the plan really uses the index (and the exact one does not)
-CREATE FUNCTION knn_recall(tbl regclass, op text, rerank int) RETURNS numeric LANGUAGE plpgsql AS $$
+-- recall@k of tbl's kdindex against an exact scan over the queries (qid, v) of
+-- qtbl (the 20 queries); fails unless the plan really uses the index (and the
+-- exact one does not)
+CREATE FUNCTION knn_recall(tbl regclass, op text, rerank int, qtbl regclass DEFAULT 'queries',
+						   k int DEFAULT 10) RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
-	knn text := format('SELECT q.qid, f.id FROM queries q CROSS JOIN LATERAL '
-					   '(SELECT id FROM %s i ORDER BY i.v %s q.v LIMIT 10) f', tbl, op);
+	knn text := format('SELECT q.qid, f.id FROM %s q CROSS JOIN LATERAL '
+					   '(SELECT id FROM %s i ORDER BY i.v %s q.v LIMIT %s) f', qtbl, tbl, op, k);
 	r numeric;
 BEGIN
 	-- the exact answer by a sequential scan (with both off, the planner would
@@ -44,7 +46,7 @@ BEGIN
 	PERFORM set_config('enable_seqscan', 'off', true);
 	PERFORM set_config('kdindex.rerank', rerank::text, true);
 	PERFORM uses_index(knn);
-	EXECUTE 'SELECT count(*) / (SELECT 10.0 * count(*) FROM queries) FROM (' || knn ||
+	EXECUTE format('SELECT count(*) / (SELECT %s.0 * count(*) FROM %s) FROM (', k, qtbl) || knn ||
 			') f JOIN exact_knn e USING (qid, id)' INTO r;
 	DROP TABLE exact_knn;
 	PERFORM set_config('enable_seqscan', 'on', true);
