@@ -41,8 +41,9 @@ with --rowterm-off the table gets a term off column), trains it, and both are
 measured at every --probes x (codes only, each --rerank): recall@10 of the evaluation
 queries, and QPS in paired rounds (--qps-queries queries, the two indexes alternately,
 the other dropped inside the timed transaction; --qps-rounds rounds, median).  With
---equal-recall the trained index's re-rank is also lowered, in tenths of each depth,
-to the least that still reaches the undistilled recall, and timed against it there.
+--equal-recall the trained index is also run at each smaller --probes value and its
+re-rank lowered, in twentieths of each depth, to the least that still reaches the
+undistilled recall, and timed there against the undistilled index at the full setting.
 Writes distill-<dataset>-lists<N>.md.  --dataset fmnist1m: the 1M-row set; its teacher
 is the exact top-100 of --queries (2,000) other queries made like fmnist1m's own from
 test images none of its 2,000 evaluation queries came from (datasets.fmnist1m_more_queries),
@@ -90,7 +91,8 @@ def parse_args(argv=None):
     ap.add_argument("--qps-queries", type=int, default=500, help="--lists: queries of a timed pass")
     ap.add_argument("--qps-rounds", type=int, default=3, help="--lists: paired timed rounds (0 = no QPS)")
     ap.add_argument("--equal-recall", action="store_true",
-                    help="--lists: also the trained index's least re-rank reaching the undistilled recall")
+                    help="--lists: also the trained index's cheapest probes / re-rank reaching the "
+                         "undistilled recall, timed")
     ap.add_argument("--no-sampled", action="store_true",
                     help="skip the teacher on sampled rows")
     ap.add_argument("--sampled-kdindex", default="pq:16",

@@ -58,15 +58,17 @@ def timed(cur, table, op, idx, other, probes, rerank, qtexts, nested=False):
     return qps[0]
 
 
-def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qtexts):
+def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qtexts,
+              probes_trained=None):
     """median over paired rounds of (trained QPS / base QPS), and the medians; None with
-    --qps-rounds 0 (recall only)"""
+    --qps-rounds 0 (recall only).  The trained index is timed at probes_trained when given."""
     if a.qps_rounds <= 0:
         return None
     rb, rt = [], []
     for _ in range(a.qps_rounds):
         rb.append(timed(cur, table, op, base, trained, probes, rr_base, qtexts, a.reuse_build))
-        rt.append(timed(cur, table, op, trained, base, probes, rr_trained, qtexts, a.reuse_build))
+        rt.append(timed(cur, table, op, trained, base, probes_trained or probes, rr_trained,
+                        qtexts, a.reuse_build))
     ratio = statistics.median(t / b for t, b in zip(rt, rb))
     return ratio, statistics.median(rb), statistics.median(rt)
 
@@ -79,15 +81,29 @@ def rowterm_weight(cur, idx):
 
 
 def least_rerank(cur, idx, truth, probes, depth, target):
-    """the least depth * k / 10 (k = 10, 9, ...) at which idx's re-ranked recall >= target"""
-    best, best_rec = depth, None
-    for k in range(10, 4, -1):
-        r = depth * k // 10
+    """the least re-rank depth, in steps of a twentieth down to half of depth, at which
+    idx's re-ranked recall at these probes is still >= target (None if not even depth)"""
+    best = None
+    for k in range(20, 9, -1):
+        r = depth * k // 20
         rec = recall_at(cur, idx, truth, probes, r)[1]
         if rec < target:
             break
-        best, best_rec = r, rec
-    return best, best_rec
+        best = (probes, r, rec)
+    return best
+
+
+def cheaper_settings(cur, a, idx, truth, probes, depth, target):
+    """for these probes and every smaller --probes value, the least re-rank at which idx
+    still reaches target: the settings at which the trained index may be faster at equal
+    recall (the same probes and re-rank excluded)"""
+    out = []
+    for p in ints(a.probes):
+        if p <= probes:
+            s = least_rerank(cur, idx, truth, p, depth, target)
+            if s and (s[0], s[1]) != (probes, depth):
+                out.append(s)
+    return out
 
 
 def rowterm_off(cur, a, table, opclass, cfg, truth):
@@ -166,16 +182,16 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
             if a.equal_recall:
                 for (p, r) in sorted(after):
                     if r > 0:
-                        r2, rec2 = least_rerank(cur, idx, truth, p, r, before[(p, r)])
-                        if r2 < r:
-                            qr = qps_ratio(cur, a, table, op, base, idx, p, r, r2, qtexts)
-                            eq[(p, r)] = (r2, rec2, qr[0] if qr else float("nan"))
+                        eq[(p, r)] = []
+                        for p2, r2, rec2 in cheaper_settings(cur, a, idx, truth, p, r, before[(p, r)]):
+                            qr = qps_ratio(cur, a, table, op, base, idx, p, r, r2, qtexts, p2)
+                            eq[(p, r)].append((p2, r2, rec2, qr[0] if qr else float("nan")))
             say(f"  seed {seed}: held-out {hb:.4f} -> {ha:.4f}, best epoch {best}/{ep}, "
                 f"{spe:.1f} s/epoch, train {secs:.0f} s; " +
                 ", ".join(f"p{p}/r{r} {after[(p, r)]:.4f} ({100 * (after[(p, r)] - before[(p, r)]):+.2f})"
                           + (f" qps x{qps[(p, r)][0]:.2f}" if (p, r) in qps else "")
-                          + (f" [r{eq[(p, r)][0]}: {eq[(p, r)][1]:.4f}, qps x{eq[(p, r)][2]:.2f}]"
-                             if (p, r) in eq else "")
+                          + "".join(f" [p{e[0]}/r{e[1]}: {e[2]:.4f}, qps x{e[3]:.2f}]"
+                                    for e in eq.get((p, r), []))
                           for (p, r) in sorted(after)))
             runs.append(dict(after=after, qps=qps, eq=eq, spe=spe, secs=secs, hb=hb, ha=ha, best=best,
                              w0=w0, w1=w1, notes=notes))
@@ -194,19 +210,19 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
                + "; ".join(f"{r['w0']} -> {r['w1']}" for r in runs) + ")", "",
                "| probes | re-rank | " + ("term off | " if off else "") +
                "undistilled | distilled (mean) | worst distilled | gain (pt) | worst gain (pt) | "
-               "QPS ratio (mean) | distilled at a lower re-rank: depth, recall, QPS ratio |",
+               "QPS ratio (mean) | distilled at fewer probes or a lower re-rank: setting, recall, QPS ratio |",
                "|---:|---:|" + ("---:|" if off else "") + "---:|---:|---:|---:|---:|---:|---|"]
         for key in sorted(before):
             p, r = key
             gains = [100 * (x["after"][key] - before[key]) for x in runs]
             mean_after = statistics.mean(x["after"][key] for x in runs)
             qr = [x["qps"][key][0] for x in runs if key in x["qps"]]
-            eqs = [x["eq"][key] for x in runs if key in x["eq"]]
+            eqs = [e for x in runs for e in x["eq"].get(key, [])]
             md.append(f"| {p} | {r or 'codes only'} | " + (f"{off[key]:.4f} | " if off else "") +
                       f"{before[key]:.4f} | {mean_after:.4f} | {min(x['after'][key] for x in runs):.4f} | "
                       f"{statistics.mean(gains):+.2f} | {min(gains):+.2f} | "
                       f"{'x%.2f' % statistics.mean(qr) if qr else ''} | "
-                      + "; ".join(f"{e[0]}: {e[1]:.4f}, x{e[2]:.2f}" for e in eqs) + " |")
+                      + "; ".join(f"p{e[0]}/r{e[1]}: {e[2]:.4f}, x{e[3]:.2f}" for e in eqs) + " |")
         md.append("")
     say("\n".join(md))
     if not a.no_commit_results:
