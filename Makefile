@@ -9,7 +9,7 @@ DATA = sql/kdindex--0.1.0.sql sql/kdindex--0.1.0--0.2.0.sql sql/kdindex--$(EXTVE
 
 OBJS = src/kdindex.o src/build.o src/insert.o src/scan.o src/vacuum.o \
        src/pages.o src/generation.o src/switch.o src/heap.o src/vector.o src/distance.o src/info.o \
-       src/fastscan.o src/security.o src/citus.o src/verify.o src/verifyblob.o src/scanlists.o src/ivftables.o src/refine.o \
+       src/fastscan.o src/security.o src/citus.o src/verify.o src/verifyblob.o src/verifyheap.o src/scanlists.o src/ivftables.o src/refine.o \
        src/quant/quantizer.o src/quant/kmeans.o src/quant/pq.o src/quant/opq.o src/quant/aq.o src/quant/aqstart.o src/quant/ivf.o \
        src/quant/rowterm.o src/quant/rowtermfit.o \
        src/distill/teacher.o src/distill/train.o src/distill/retrain.o src/distill/chains.o src/distill/recall.o src/distill/codewords.o src/distill/ranking.o src/distill/student.o

@@ -48,11 +48,9 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
-#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogrecovery.h"
-#include "catalog/index.h"
 #include "catalog/pg_am_d.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -60,7 +58,6 @@
 #include "utils/snapmgr.h"
 
 #include "kdindex.h"
-#include "vector.h"
 #include "verify.h"
 
 PG_FUNCTION_INFO_V1(kdindex_verify);
@@ -91,12 +88,7 @@ typedef struct VerifyState
 	uint16	   *owner;			/* OWN_* of each block */
 	BlockNumber heap_nblocks;
 	OffsetNumber max_offset;	/* largest valid heap TID offset */
-	/* heapallindexed: the live chains' TIDs, as block << 16 | offset */
-	bool		collect;
-	uint64	   *tids;
-	int64		ntids;
-	int64		maxtids;
-	int64		tid_limit;
+	KdVerifyTids *tids;			/* heapallindexed: the live chains' TIDs */
 } VerifyState;
 
 /* One chain to walk, and what was found on it */
@@ -200,26 +192,6 @@ check_header(VerifyState *vs, Page page, BlockNumber blkno, uint16 owner, uint16
 	return NULL;
 }
 
-/* Remember a heap TID for heapallindexed, within maintenance_work_mem */
-static void
-collect_tid(VerifyState *vs, ItemPointer tid)
-{
-	if (vs->ntids == vs->maxtids)
-	{
-		if (vs->maxtids >= vs->tid_limit)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("index \"%s\" holds more rows than heapallindexed can keep in maintenance_work_mem",
-							RelationGetRelationName(vs->index)),
-					 errdetail("Each row takes 8 bytes."),
-					 errhint("Raise maintenance_work_mem.")));
-		vs->maxtids = Min(vs->maxtids * 2, vs->tid_limit);
-		vs->tids = repalloc_huge(vs->tids, sizeof(uint64) * vs->maxtids);
-	}
-	vs->tids[vs->ntids++] = ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 16) |
-		ItemPointerGetOffsetNumberNoCheck(tid);
-}
-
 /* Tuple count, tuple extent and (live chains) heap TIDs of a data page */
 static char *
 check_data_page(VerifyState *vs, Page page, BlockNumber blkno, const ChainWalk *w)
@@ -263,8 +235,8 @@ check_data_page(VerifyState *vs, Page page, BlockNumber blkno, const ChainWalk *
 			return psprintf("tuple %d on block %u of %s points to block %u of table \"%s\", "
 							"which has %u blocks", i, blkno, owner_name(vs, w->owner), hblk,
 							RelationGetRelationName(vs->heap), vs->heap_nblocks);
-		if (vs->collect)
-			collect_tid(vs, tid);
+		if (vs->tids)
+			kd_verify_tids_add(vs->tids, tid);
 	}
 	return NULL;
 }
@@ -683,62 +655,6 @@ count_leaked(VerifyState *vs)
 				 errhint("They are never used; REINDEX reclaims them.")));
 }
 
-static int
-cmp_tid(const void *a, const void *b)
-{
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
-
-	return x < y ? -1 : x > y;
-}
-
-static void
-heap_row_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
-				  bool tupleIsAlive, void *state)
-{
-	VerifyState *vs = (VerifyState *) state;
-	uint64		key = ((uint64) ItemPointerGetBlockNumber(tid) << 16) | ItemPointerGetOffsetNumber(tid);
-
-	if (isnull[0] || !kd_row_indexed(values[0], TupleDescAttr(RelationGetDescr(index), 0)->atttypid,
-									 kd_index_metric(index)))
-		return;					/* NULLs, zero vectors under cosine are not indexed */
-	if (bsearch(&key, vs->tids, vs->ntids, sizeof(uint64), cmp_tid) == NULL)
-		kd_corrupt(vs->index, "row (%u,%u) of table \"%s\" is not in the index",
-				ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),
-				RelationGetRelationName(vs->heap));
-}
-
-/*
- * heapallindexed: every TID once, and every row snapshot sees in the index
- * (the table's own index build scan decides which rows an index holds:
- * predicate, expressions, HOT chains).
- */
-static void
-check_heap(VerifyState *vs, Snapshot snapshot, bool check_duplicates)
-{
-	IndexInfo  *indexInfo = BuildIndexInfo(vs->index);
-	KdSecurityState sec;
-	TableScanDesc scan;
-
-	qsort(vs->tids, vs->ntids, sizeof(uint64), cmp_tid);
-	for (int64 i = 1; check_duplicates && i < vs->ntids; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		if (vs->tids[i] == vs->tids[i - 1])
-			kd_corrupt(vs->index, "row (%u,%u) of table \"%s\" is indexed twice",
-					(BlockNumber) (vs->tids[i] >> 16), (OffsetNumber) (vs->tids[i] & 0xFFFF),
-					RelationGetRelationName(vs->heap));
-	}
-
-	/* rows visible to the snapshot, not SnapshotAny's recently dead ones */
-	indexInfo->ii_Concurrent = true;
-	kd_become_owner(vs->heap, &sec);
-	scan = table_beginscan_strat(vs->heap, snapshot, 0, NULL, true, true);
-	table_index_build_scan(vs->heap, vs->index, indexInfo, true, false,
-						   heap_row_callback, vs, scan);
-	kd_restore_user(&sec);
-}
-
 static void
 verify_index(VerifyState *vs, bool heapallindexed)
 {
@@ -760,10 +676,8 @@ verify_index(VerifyState *vs, bool heapallindexed)
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("index \"%s\" cannot be verified using transaction snapshot",
 							RelationGetRelationName(vs->index))));
-		vs->collect = true;
-		vs->tid_limit = Max((int64) maintenance_work_mem * 1024 / (int64) sizeof(uint64), 1024);
-		vs->maxtids = 1024;
-		vs->tids = palloc(sizeof(uint64) * vs->maxtids);
+		vs->tids = palloc(sizeof(KdVerifyTids));
+		kd_verify_tids_init(vs->tids, vs->index);
 	}
 
 	vs->nblocks = RelationGetNumberOfBlocks(vs->index);
@@ -782,7 +696,7 @@ verify_index(VerifyState *vs, bool heapallindexed)
 	if (vs->stable)
 		count_leaked(vs);
 	if (heapallindexed)
-		check_heap(vs, snapshot, vs->stable || GetXLogReplayRecPtr(NULL) == replayed);
+		kd_verify_heap(vs->tids, vs->heap, snapshot, vs->stable || GetXLogReplayRecPtr(NULL) == replayed);
 	UnregisterSnapshot(snapshot);
 }
 
