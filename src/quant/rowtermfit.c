@@ -197,29 +197,45 @@ query_sign(KdMetric metric, const float *query, int dim)
 	return metric == KD_METRIC_IP ? -sqrtf(kd_dot(query, query, dim)) : 1;
 }
 
+/* hits[g] smoothed over neighbouring grid points */
+static double
+smoothed(const double *hits, int g)
+{
+	return (2 * hits[g] + hits[Max(g - 1, 0)] + hits[Min(g + 1, KD_ROWTERM_GRID - 1)]) / 4;
+}
+
 /*
- * Set q's weight to the grid point of most hits (hits[g] at a = g x step),
- * smoothed over neighbouring points, the smallest on ties
+ * Set q's weight to the grid point of most hits (hits[g] at a = g x step
+ * among the codes' first depth), smoothed over neighbouring points.  When
+ * depth > k, a re-rank's recall is often flat over a wide range of a, and the
+ * point of most hits is then a matter of sampling noise (at 245 lists, two
+ * seeds picked 0.35 and 0.6 on the same curve): so among the points within
+ * one standard error of the best (the binomial one of total trials), take
+ * the one of most codes-only hits (hits_k, the truth among the first k),
+ * which the scan without a re-rank, and the candidates a re-rank sees first,
+ * depend on.  Ties go to the best point, then to the smallest weight.
  */
 static void
-pick_weight(KdQuantizer *q, const double *hits, double total, int nq, int64 nd, int depth,
-			instr_time start)
+pick_weight(KdQuantizer *q, const double *hits, const double *hits_k, double total, int nq,
+			int64 nd, int depth, instr_time start)
 {
-	double		best_score = -1;
 	int			best = 0;
+	int			pick = 0;
+	double		p;
+	double		slack;
 	instr_time	duration;
 
-	for (int g = 0; g < KD_ROWTERM_GRID; g++)
-	{
-		double		s = 2 * hits[g] + hits[Max(g - 1, 0)] + hits[Min(g + 1, KD_ROWTERM_GRID - 1)];
-
-		if (s > best_score)
-		{
-			best_score = s;
+	for (int g = 1; g < KD_ROWTERM_GRID; g++)
+		if (smoothed(hits, g) > smoothed(hits, best))
 			best = g;
-		}
-	}
-	q->term.weight = (float) (best * KD_ROWTERM_GRID_STEP);
+	p = smoothed(hits, best) / Max(total, 1);
+	slack = depth > KD_ROWTERM_K ? sqrt(Max(total, 1) * p * (1 - p)) : 0;
+	pick = best;
+	for (int g = 0; g < KD_ROWTERM_GRID; g++)
+		if (smoothed(hits, g) >= smoothed(hits, best) - slack &&
+			smoothed(hits_k, g) > smoothed(hits_k, pick))
+			pick = g;
+	q->term.weight = (float) (pick * KD_ROWTERM_GRID_STEP);
 	if (message_level_is_interesting(DEBUG2))
 	{
 		StringInfoData curve;
@@ -227,11 +243,17 @@ pick_weight(KdQuantizer *q, const double *hits, double total, int nq, int64 nd, 
 		initStringInfo(&curve);
 		for (int g = 0; g < KD_ROWTERM_GRID; g++)
 			appendStringInfo(&curve, " %.4f", hits[g] / Max(total, 1));
+		if (depth > KD_ROWTERM_K)
+		{
+			appendStringInfo(&curve, "; in the top %d:", KD_ROWTERM_K);
+			for (int g = 0; g < KD_ROWTERM_GRID; g++)
+				appendStringInfo(&curve, " %.4f", hits_k[g] / Max(total, 1));
+		}
 		INSTR_TIME_SET_CURRENT(duration);
 		INSTR_TIME_SUBTRACT(duration, start);
-		elog(DEBUG2, "kdindex rowterm: a = %.2f on %d queries x " INT64_FORMAT " rows in %.2f s; recall@%d in the top %d at a = 0, %.2f, ...:%s",
-			 q->term.weight, nq, nd, INSTR_TIME_GET_DOUBLE(duration), KD_ROWTERM_K, depth,
-			 KD_ROWTERM_GRID_STEP, curve.data);
+		elog(DEBUG2, "kdindex rowterm: a = %.2f (best in the top %d: %.2f) on %d queries x " INT64_FORMAT " rows in %.2f s; recall@%d in the top %d at a = 0, %.2f, ...:%s",
+			 q->term.weight, depth, best * KD_ROWTERM_GRID_STEP, nq, nd,
+			 INSTR_TIME_GET_DOUBLE(duration), KD_ROWTERM_K, depth, KD_ROWTERM_GRID_STEP, curve.data);
 		pfree(curve.data);
 	}
 }
@@ -253,6 +275,7 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 	int			dim = q->dim;
 	float	   *level = palloc(sizeof(float) * Max(nd, 1));
 	double		hits[KD_ROWTERM_GRID] = {0};
+	double		hits_k[KD_ROWTERM_GRID] = {0};
 	float	   *cd;
 	float	   *hs;
 	int32	   *hid;
@@ -285,13 +308,18 @@ kd_rowterm_fit_ranked(KdQuantizer *q, KdMetric metric, const float *queries, int
 				for (int w = 0; w < k; w++)
 					if (want[w] == hid[h])
 					{
+						int			rank = 0;
+
+						for (int o = 0; o < n; o++)
+							rank += hs[o] < hs[h];
 						hits[g]++;
+						hits_k[g] += rank < k;
 						break;
 					}
 		}
 	}
 	if (fitted)
-		pick_weight(q, hits, (double) nq * k, nq, nd, depth, start);
+		pick_weight(q, hits, hits_k, (double) nq * k, nq, nd, depth, start);
 	pfree(cd);
 	pfree(level);
 	pfree(sign);
@@ -417,12 +445,13 @@ pool_index(const int32 *pool, int64 nd, int32 doc)
  * (k pool positions) counts when fewer than depth rows outrank it: those of
  * its own list (K pool positions) by count, and the table's sampled rows
  * beyond its list (ns of them from pool position nl, those with valid set)
- * each as w rows.  best (m) takes the sampled rows' least scores.
+ * each as w rows; *hits_k counts those fewer than k rows outrank.  best (m)
+ * takes the sampled rows' least scores.
  */
 static int
 weighted_hits(const float *cd, const float *level, float a, const int32 *truth, int k,
 			  const int32 *own, int K, int64 nl, int ns, const bool *valid, double w,
-			  int depth, float *best, int32 *bid, int m)
+			  int depth, float *best, int32 *bid, int m, double *hits_k)
 {
 	int			nbest = 0,
 				hits = 0;
@@ -445,6 +474,7 @@ weighted_hits(const float *cd, const float *level, float a, const int32 *truth, 
 			if (best[b] < st)
 				rank += w;
 		hits += rank < depth;
+		*hits_k += rank < k;
 	}
 	return hits;
 }
@@ -477,6 +507,7 @@ fit_with_table(KdQuantizer *q, KdMetric metric, const KdDistillSet *set, const i
 	int32	   *bid = palloc(sizeof(int32) * m);
 	float	   *sign = palloc(sizeof(float) * Max(nq, 1));
 	double		hits[KD_ROWTERM_GRID] = {0};
+	double		hits_k[KD_ROWTERM_GRID] = {0};
 	double		total = 0;
 	instr_time	start;
 
@@ -530,10 +561,10 @@ fit_with_table(KdQuantizer *q, KdMetric metric, const KdDistillSet *set, const i
 				hits[g] += weighted_hits(cd + (Size) i * nd, level,
 										 (float) (g * KD_ROWTERM_GRID_STEP) * sign[i],
 										 truth + (Size) i * k, k, o, set->k, nl, ns, valid, w,
-										 depth, best, bid, m);
+										 depth, best, bid, m, &hits_k[g]);
 			}
 		}
-		pick_weight(q, hits, total, nq, nd, depth, start);
+		pick_weight(q, hits, hits_k, total, nq, nd, depth, start);
 	}
 	pfree(pool);
 	pfree(docs);
