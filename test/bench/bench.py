@@ -310,6 +310,19 @@ def prepare(cur, table, op, argtype, k=K):
                 f"ORDER BY embedding {op} $1 LIMIT {k}")
 
 
+def backend_cpu_s(cur):
+    """CPU seconds (user + system) of this session's backend so far, from /proc when this
+    script runs on the server's machine with the right to read it; None otherwise.  On a
+    shared, loaded machine the wall-clock seconds per epoch overstate the work, this not."""
+    cur.execute("SELECT pg_backend_pid()")
+    try:
+        with open(f"/proc/{cur.fetchone()[0]}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_sql_point(cur, qargs, reps, warmup):
     """EXECUTE knn once per query, `reps` times over qargs.  Returns (ids of the first
     repetition, per-repetition QPS list, pooled latencies in ms, identical-across-reps)."""

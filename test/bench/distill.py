@@ -65,7 +65,7 @@ import psycopg2  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import datasets  # noqa: E402
-from bench import OPS, ensure_table, slug, build_identity  # noqa: E402
+from bench import OPS, ensure_table, slug, build_identity, backend_cpu_s  # noqa: E402
 
 
 def say(msg=""):
@@ -243,19 +243,6 @@ def bytes_per_row(cur, idx, table):
     cur.execute(f"SELECT pg_relation_size(%s::regclass)::float8 / greatest(count(*), 1) FROM {table}",
                 (idx,))
     return cur.fetchone()[0]
-
-
-def backend_cpu_s(cur):
-    """CPU seconds (user + system) of this session's backend so far, from /proc when this
-    script runs on the server's machine with the right to read it; None otherwise.  On a
-    shared, loaded machine the wall-clock seconds per epoch overstate the work, this not."""
-    cur.execute("SELECT pg_backend_pid()")
-    try:
-        with open(f"/proc/{cur.fetchone()[0]}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def rowterm_baseline(cur, a, table, opclass, cfg, truth):

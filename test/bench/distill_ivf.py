@@ -41,8 +41,9 @@ def grid(cur, a, idx, truth):
 
 
 def timed(cur, table, op, idx, other, probes, rerank, qtexts, nested=False):
-    """QPS of one pass through idx (other dropped inside the transaction, or inside a
-    savepoint when nested in one: --reuse-build's copy)"""
+    """(wall-clock QPS, backend-CPU QPS or None) of one pass through idx (other dropped
+    inside the transaction, or inside a savepoint when nested in one: --reuse-build's
+    copy).  On a loaded machine the backend's CPU seconds move less than the wall clock."""
     cur.execute("DEALLOCATE ALL")
     cur.execute("SAVEPOINT timed" if nested else "BEGIN")
     try:
@@ -51,16 +52,23 @@ def timed(cur, table, op, idx, other, probes, rerank, qtexts, nested=False):
         cur.execute(f"SET LOCAL kdindex.rerank = {rerank}")
         cur.execute("SET LOCAL enable_seqscan = off")
         cur.execute(f"PREPARE knn(real[]) AS SELECT id FROM {table} ORDER BY embedding {op} $1 LIMIT {B.K}")
-        _, qps, _, _ = B.run_sql_point(cur, qtexts, 1, min(20, len(qtexts)))
+        for q in qtexts[:20]:       # warm-up, outside the CPU count
+            cur.execute("EXECUTE knn(%s)", (q,))
+            cur.fetchall()
+        cpu0 = B.backend_cpu_s(cur)
+        _, qps, _, _ = B.run_sql_point(cur, qtexts, 1, 0)
+        cpu1 = B.backend_cpu_s(cur)
     finally:
         cur.execute("ROLLBACK TO SAVEPOINT timed" if nested else "ROLLBACK")
         cur.execute("DEALLOCATE ALL")
-    return qps[0]
+    cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+    return qps[0], (len(qtexts) / cpu if cpu else None)
 
 
 def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qtexts,
               probes_trained=None):
-    """median over paired rounds of (trained QPS / base QPS), and the medians; None with
+    """medians over paired rounds of (trained QPS / base QPS), wall-clock and backend CPU
+    (None when /proc cannot be read), and the wall-clock QPS medians; None with
     --qps-rounds 0 (recall only).  The trained index is timed at probes_trained when given."""
     if a.qps_rounds <= 0:
         return None
@@ -69,8 +77,24 @@ def qps_ratio(cur, a, table, op, base, trained, probes, rr_base, rr_trained, qte
         rb.append(timed(cur, table, op, base, trained, probes, rr_base, qtexts, a.reuse_build))
         rt.append(timed(cur, table, op, trained, base, probes_trained or probes, rr_trained,
                         qtexts, a.reuse_build))
-    ratio = statistics.median(t / b for t, b in zip(rt, rb))
-    return ratio, statistics.median(rb), statistics.median(rt)
+    ratio = statistics.median(t[0] / b[0] for t, b in zip(rt, rb))
+    cpu = (statistics.median(t[1] / b[1] for t, b in zip(rt, rb))
+           if all(x[1] for x in rt + rb) else None)
+    return ratio, statistics.median(b[0] for b in rb), statistics.median(t[0] for t in rt), cpu
+
+
+def ratios(qr):
+    """(wall-clock, backend-CPU) QPS ratios of a qps_ratio result (nan when not timed)"""
+    nan = float("nan")
+    return (qr[0], qr[3] if qr[3] is not None else nan) if qr else (nan, nan)
+
+
+def mean_ratios(rs):
+    return tuple(statistics.mean(r[i] for r in rs) for i in range(2))
+
+
+def fmt_ratios(r):
+    return f"x{r[0]:.2f} (CPU x{r[1]:.2f})"
 
 
 def rowterm_weight(cur, idx):
@@ -129,7 +153,8 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
           f"exact top-100 of {nq} other queries ({teacher_s:.0f} s); mean of {a.seeds} seeds ({a.first_seed}-{a.first_seed + a.seeds - 1}) with "
           f"the worst run's gain beside it. "
           + (f"QPS ratio = trained / undistilled, the median of {a.qps_rounds} paired rounds of "
-             f"{len(qtexts)} queries each (shared, loaded machine: ratios only)." if a.qps_rounds > 0
+             f"{len(qtexts)} queries each, by the wall clock and by the backend's CPU seconds "
+             f"(shared, loaded machine: ratios only)." if a.qps_rounds > 0
              else "QPS not timed (--qps-rounds 0): recall only."), ""]
     for cfg in cfgs:
         kind, m = cfg.split(":")[0], int(cfg.split(":")[1])
@@ -185,12 +210,12 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
                         eq[(p, r)] = []
                         for p2, r2, rec2 in cheaper_settings(cur, a, idx, truth, p, r, before[(p, r)]):
                             qr = qps_ratio(cur, a, table, op, base, idx, p, r, r2, qtexts, p2)
-                            eq[(p, r)].append((p2, r2, rec2, qr[0] if qr else float("nan")))
+                            eq[(p, r)].append((p2, r2, rec2) + (ratios(qr)))
             say(f"  seed {seed}: held-out {hb:.4f} -> {ha:.4f}, best epoch {best}/{ep}, "
                 f"{spe:.1f} s/epoch, train {secs:.0f} s; " +
                 ", ".join(f"p{p}/r{r} {after[(p, r)]:.4f} ({100 * (after[(p, r)] - before[(p, r)]):+.2f})"
-                          + (f" qps x{qps[(p, r)][0]:.2f}" if (p, r) in qps else "")
-                          + "".join(f" [p{e[0]}/r{e[1]}: {e[2]:.4f}, qps x{e[3]:.2f}]"
+                          + (" qps " + fmt_ratios(ratios(qps[(p, r)])) if (p, r) in qps else "")
+                          + "".join(f" [p{e[0]}/r{e[1]}: {e[2]:.4f}, qps {fmt_ratios(e[3:])}]"
                                     for e in eq.get((p, r), []))
                           for (p, r) in sorted(after)))
             runs.append(dict(after=after, qps=qps, eq=eq, spe=spe, secs=secs, hb=hb, ha=ha, best=best,
@@ -210,19 +235,19 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
                + "; ".join(f"{r['w0']} -> {r['w1']}" for r in runs) + ")", "",
                "| probes | re-rank | " + ("term off | " if off else "") +
                "undistilled | distilled (mean) | worst distilled | gain (pt) | worst gain (pt) | "
-               "QPS ratio (mean) | distilled at fewer probes or a lower re-rank: setting, recall, QPS ratio |",
+               "QPS ratio (mean; wall, backend CPU) | distilled at fewer probes or a lower re-rank: setting, recall, QPS ratio |",
                "|---:|---:|" + ("---:|" if off else "") + "---:|---:|---:|---:|---:|---:|---|"]
         for key in sorted(before):
             p, r = key
             gains = [100 * (x["after"][key] - before[key]) for x in runs]
             mean_after = statistics.mean(x["after"][key] for x in runs)
-            qr = [x["qps"][key][0] for x in runs if key in x["qps"]]
+            qr = [ratios(x["qps"][key]) for x in runs if key in x["qps"]]
             eqs = [e for x in runs for e in x["eq"].get(key, [])]
             md.append(f"| {p} | {r or 'codes only'} | " + (f"{off[key]:.4f} | " if off else "") +
                       f"{before[key]:.4f} | {mean_after:.4f} | {min(x['after'][key] for x in runs):.4f} | "
                       f"{statistics.mean(gains):+.2f} | {min(gains):+.2f} | "
-                      f"{'x%.2f' % statistics.mean(qr) if qr else ''} | "
-                      + "; ".join(f"p{e[0]}/r{e[1]}: {e[2]:.4f}, x{e[3]:.2f}" for e in eqs) + " |")
+                      f"{fmt_ratios(mean_ratios(qr)) if qr else ''} | "
+                      + "; ".join(f"p{e[0]}/r{e[1]}: {e[2]:.4f}, {fmt_ratios(e[3:])}" for e in eqs) + " |")
         md.append("")
     say("\n".join(md))
     if not a.no_commit_results:
