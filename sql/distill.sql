@@ -20,6 +20,17 @@ SELECT query_id, ids[1:2] FROM pts_cos ORDER BY query_id;
 SELECT kdindex_teacher('pts', 'v', 'pts_self', k => 4, nqueries => 3);
 SELECT count(*), bool_and(NOT (source = ANY (tids))) AS own_row_left_out,
 	   bool_and(array_length(tids, 1) = 4) AS full_lists FROM pts_self;
+-- a query table and table_queries of the table's rows after it: the query
+-- table's lists as without them, then the same rows a sample of as many takes,
+-- each leaving its own row out
+SELECT kdindex_teacher('pts', 'v', 'pts_mixed', queries => 'pts_q', k => 3, table_queries => 3);
+SELECT query_id, source IS NULL AS from_query_table, array_length(tids, 1) AS k,
+	   source IS NULL OR NOT (source = ANY (tids)) AS own_row_left_out
+  FROM pts_mixed ORDER BY query_id;
+SELECT (SELECT array_agg(ids ORDER BY query_id) FROM pts_mixed WHERE query_id <= 2) =
+	   (SELECT array_agg(ids ORDER BY query_id) FROM pts_t) AS query_table_lists_unchanged,
+	   (SELECT array_agg(source ORDER BY query_id) FROM pts_mixed WHERE query_id > 2) =
+	   (SELECT array_agg(source ORDER BY query_id) FROM pts_self) AS same_rows_as_the_sample;
 
 -- on items: the exact teacher and the index teacher agree, and an index is
 -- measured against it
@@ -41,6 +52,9 @@ SELECT kdindex_teacher('pts', 'w', 'x');
 SELECT kdindex_teacher('pts', 'id', 'x');
 SELECT kdindex_teacher('pts', 'v', 'x', k => 0);
 SELECT kdindex_teacher('pts', 'v', 'x', nqueries => 0);
+SELECT kdindex_teacher('pts', 'v', 'x', queries => 'pts_q', table_queries => -1);
+SELECT kdindex_teacher('pts', 'v', 'x', table_queries => 2);
+SELECT kdindex_teacher('pts', 'v', 'x', queries => 'pts_q', table_queries => NULL);
 SELECT kdindex_teacher('pts', 'v', 'x', teacher => 'oracle');
 SELECT kdindex_teacher('pts', 'v', 'x', metric => 'manhattan');
 SELECT kdindex_teacher('pts', 'v', 'pts_t');
@@ -57,4 +71,4 @@ SELECT kdindex_teacher('pts', 'v', 'x', queries => 'bad_q');
 SELECT * FROM kdindex_recall('pts', 'pts_t');
 SELECT * FROM kdindex_recall('items_kd', 'items_exact', k => 0);
 DROP INDEX items_kd;
-DROP TABLE pts, pts_q, pts_t, pts_ip, pts_cos, pts_self, items_exact, items_by_index, bad_q;
+DROP TABLE pts, pts_q, pts_t, pts_ip, pts_cos, pts_self, pts_mixed, items_exact, items_by_index, bad_q;

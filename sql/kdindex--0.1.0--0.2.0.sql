@@ -1,4 +1,5 @@
 -- kdindex 0.1.0 -> 0.2.0: kdindex_verify; L1 distance (<+>, float4_l1_ops);
+-- kdindex_teacher's table_queries;
 -- kdindex_recall in C (privilege checks, a pinned search_path, usable as a
 -- session's first statement); kdindex_info's rowterm and refine; pgvector's operator classes move to the
 -- extension kdindex_vector (see below).  Indexes built by 0.1.0 are read as
@@ -28,6 +29,14 @@ CREATE FUNCTION kdindex_verify(idx regclass, heapallindexed bool DEFAULT false) 
 CREATE OR REPLACE FUNCTION kdindex_recall(idx regclass, teacher regclass, k int DEFAULT 10,
 	OUT queries int, OUT codes_recall float8, OUT reranked_recall float8)
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+-- kdindex_teacher takes table_queries: that many of the table's own rows added
+-- after a query table's (each left out of its own list)
+DROP FUNCTION kdindex_teacher(regclass, name, text, regclass, int, int, text, text);
+CREATE FUNCTION kdindex_teacher(tbl regclass, col name, "into" text, queries regclass DEFAULT NULL,
+	k int DEFAULT 100, nqueries int DEFAULT 2000, teacher text DEFAULT 'exact',
+	metric text DEFAULT 'l2', table_queries int DEFAULT 0) RETURNS int
+	AS 'MODULE_PATHNAME' LANGUAGE C;
 
 -- kdindex_train takes a seed (the held-out pick and the batch order); before the
 -- block below, which pins search_path for the rest of the script
@@ -292,7 +301,7 @@ $$;
 -- source are NULL (TIDs are shard-local) and whose source_id is the query's
 -- own row.  "into" comes quoted and schema-qualified.
 CREATE FUNCTION @extschema@.kdindex_citus_teacher(tbl regclass, col name, "into" text, queries regclass,
-	k int, nqueries int, teacher text, metric text) RETURNS int
+	k int, nqueries int, teacher text, metric text, table_queries int) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	pk name := @extschema@.kdindex_citus_pk(tbl, 'kdindex_teacher');
@@ -305,6 +314,7 @@ DECLARE
 	ids bigint[];
 	dists float8[];
 	n int := 0;
+	part int;
 BEGIN
 	IF op IS NULL THEN
 		RAISE EXCEPTION 'no operator for metric % on type %', metric, typ USING ERRCODE = 'undefined_function';
@@ -312,23 +322,29 @@ BEGIN
 	dist := format('(%I %s $1)', col, op) || CASE WHEN teacher = 'exact' THEN ' + 0::float8' ELSE '' END;
 	EXECUTE format('CREATE TABLE %s (query_id int PRIMARY KEY, query %s, source tid, tids tid[], '
 				   'ids bigint[], distances float8[], source_id bigint)', "into", typ);
-	FOR q IN EXECUTE
-		CASE WHEN queries IS NULL
-		THEN format('SELECT %1$I::bigint AS id, %2$I AS v FROM %3$s WHERE %2$I IS NOT NULL '
-					'ORDER BY hashint8(%1$I::bigint), %1$I LIMIT %4$s', pk, col, tbl, nqueries)
-		ELSE format('SELECT NULL::bigint AS id, s.v FROM (SELECT t.id AS qid, t.%1$I AS v FROM %2$s t '
-					'WHERE t.%1$I IS NOT NULL ORDER BY t.id LIMIT %3$s) s ORDER BY s.qid',
-					col, queries, nqueries) END
-	LOOP
-		CONTINUE WHEN metric = 'cosine' AND @extschema@.kdindex_citus_zero(q.v, op);
-		EXECUTE format('SELECT array_agg(id ORDER BY d, id), array_agg(d ORDER BY d, id) FROM '
-					   '(SELECT %1$I::bigint AS id, %2$s AS d FROM %3$s WHERE %4$I IS NOT NULL '
-					   'AND %1$I IS DISTINCT FROM $2 AND %2$s <> ''NaN''::float8 '
-					   'ORDER BY %2$s, %1$I LIMIT %5$s) s', pk, dist, tbl, col, k)
-			INTO ids, dists USING q.v, q.id;
-		n := n + 1;
-		EXECUTE format('INSERT INTO %s VALUES ($1, $2, NULL, NULL, $3, $4, $5)', "into")
-			USING n, q.v, ids, dists, q.id;
+	-- part 0: the query table's rows (or, without one, nqueries sampled rows);
+	-- part 1: table_queries sampled rows after a query table's
+	FOR part IN 0..1 LOOP
+		CONTINUE WHEN part = 1 AND (queries IS NULL OR table_queries = 0);
+		FOR q IN EXECUTE
+			CASE WHEN queries IS NULL OR part = 1
+			THEN format('SELECT %1$I::bigint AS id, %2$I AS v FROM %3$s WHERE %2$I IS NOT NULL '
+						'ORDER BY hashint8(%1$I::bigint), %1$I LIMIT %4$s', pk, col, tbl,
+						CASE WHEN part = 1 THEN table_queries ELSE nqueries END)
+			ELSE format('SELECT NULL::bigint AS id, s.v FROM (SELECT t.id AS qid, t.%1$I AS v FROM %2$s t '
+						'WHERE t.%1$I IS NOT NULL ORDER BY t.id LIMIT %3$s) s ORDER BY s.qid',
+						col, queries, nqueries) END
+		LOOP
+			CONTINUE WHEN metric = 'cosine' AND @extschema@.kdindex_citus_zero(q.v, op);
+			EXECUTE format('SELECT array_agg(id ORDER BY d, id), array_agg(d ORDER BY d, id) FROM '
+						   '(SELECT %1$I::bigint AS id, %2$s AS d FROM %3$s WHERE %4$I IS NOT NULL '
+						   'AND %1$I IS DISTINCT FROM $2 AND %2$s <> ''NaN''::float8 '
+						   'ORDER BY %2$s, %1$I LIMIT %5$s) s', pk, dist, tbl, col, k)
+				INTO ids, dists USING q.v, q.id;
+			n := n + 1;
+			EXECUTE format('INSERT INTO %s VALUES ($1, $2, NULL, NULL, $3, $4, $5)', "into")
+				USING n, q.v, ids, dists, q.id;
+		END LOOP;
 	END LOOP;
 	IF n = 0 THEN
 		RAISE EXCEPTION 'no queries: the query source has no non-NULL vectors' USING ERRCODE = 'no_data_found';

@@ -41,6 +41,8 @@ CREATE TABLE mallory.mine (id int, v real[]);
 INSERT INTO mallory.mine SELECT i, make_vec(i, 8) FROM generate_series(1, 100) i;
 CREATE INDEX mine_kd ON mallory.mine USING kdindex (v) WITH (m = 4, nbits = 4);
 SELECT kdindex_teacher('mallory.mine', 'v', 'mallory.t1', queries => 'secret');
+-- her own queries do not open the table's rows to her
+SELECT kdindex_teacher('secret', 'v', 'mallory.t1', queries => 'mallory.mine', table_queries => 5);
 RESET ROLE;
 -- a teacher table mallory cannot read is refused for her own index
 REVOKE SELECT ON secret_t FROM regress_kd_mallory;

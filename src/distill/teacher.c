@@ -12,7 +12,10 @@
  *
  * Queries are a table's rows (queries => NULL: a deterministic sample of
  * the table itself, each query's own row left out of its list) or the rows
- * of a query table with an integer id and a vector column of the same name.
+ * of a query table with an integer id and a vector column of the same name,
+ * followed by table_queries sampled rows of the table (distillation from a
+ * few thousand real queries alone learns their neighbourhoods and little
+ * that carries over to other queries; the table's rows spread it).
  * The result has one row per query: query_id, query, source (the row a
  * sampled query came from), and the ranked neighbours as arrays of heap
  * TIDs, primary keys (when the table has a single integer one) and distances
@@ -69,12 +72,12 @@ typedef struct KdTeacher
 	KdMetric	metric;
 	int			k;
 	int			dim;
-	bool		self;			/* queries are rows of the table */
+	bool		self;			/* some queries are rows of the table */
 
 	int			nq;
 	float	   *queries;		/* nq x dim */
 	float	   *qnorms;
-	ItemPointerData *qtids;		/* self: the rows the queries came from */
+	ItemPointerData *qtids;		/* the rows queries came from (invalid: a query table's) */
 	Datum	   *qvalues;		/* the query values as given, for the result */
 
 	KdNeighbour *heaps;			/* nq x k, max-heaps on dist */
@@ -195,12 +198,73 @@ read_vector(KdTeacher *t, Datum value, float *dst)
 	memcpy(dst, x, sizeof(float) * dim);
 }
 
-/* Load the queries: the query table's rows, or a sample of the table's */
+/* Append the queries an SPI query returns: (tid or NULL, vector) rows */
 static void
-load_queries(KdTeacher *t, Oid queries, int nqueries)
+append_queries(KdTeacher *t, const char *sql, MemoryContext cxt)
 {
-	char	   *sql;
+	int			n0 = t->nq;
+
+	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "kdindex_teacher: reading the queries failed");
+	if (SPI_processed == 0)
+		return;
+	if ((uint64) t->nq + SPI_processed > (uint64) PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many queries")));
+	t->nq += (int) SPI_processed;
+	if (t->qtids == NULL)
+	{
+		bool		isnull;
+		int			dim;
+
+		kd_datum_floats(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull),
+						t->typid, &dim);
+		t->dim = dim;
+		t->qtids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * t->nq);
+		t->qvalues = MemoryContextAlloc(cxt, sizeof(Datum) * t->nq);
+		t->queries = MemoryContextAllocHuge(cxt, sizeof(float) * t->nq * t->dim);
+	}
+	else
+	{
+		t->qtids = repalloc(t->qtids, sizeof(ItemPointerData) * t->nq);
+		t->qvalues = repalloc(t->qvalues, sizeof(Datum) * t->nq);
+		t->queries = repalloc_huge(t->queries, sizeof(float) * t->nq * t->dim);
+	}
+	for (int i = n0; i < t->nq; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i - n0];
+		bool		notid;
+		bool		isnull;
+		Datum		tid = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &notid);
+		Datum		value = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		read_vector(t, value, t->queries + (int64) i * t->dim);
+		t->qvalues[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(value));
+		if (notid)
+			ItemPointerSetInvalid(&t->qtids[i]);
+		else
+		{
+			t->qtids[i] = *(ItemPointer) DatumGetPointer(tid);
+			t->self = true;
+		}
+		MemoryContextSwitchTo(old);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Load the queries: the query table's first nqueries rows by id and
+ * table_queries of the table's, or (no query table) nqueries of the table's.
+ * The table's rows are the first by a hash of their TID: the same table gives
+ * the same sample.
+ */
+static void
+load_queries(KdTeacher *t, Oid queries, int nqueries, int table_queries)
+{
 	MemoryContext cxt = CurrentMemoryContext;
+	int			nsampled = OidIsValid(queries) ? table_queries : nqueries;
 
 	if (OidIsValid(queries))
 	{
@@ -216,47 +280,19 @@ load_queries(KdTeacher *t, Oid queries, int nqueries)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("column \"%s\" has different types in the table and the query table", t->col)));
-		sql = psprintf("SELECT NULL::tid, %s FROM %s WHERE %s IS NOT NULL ORDER BY id LIMIT %d",
-					   quote_identifier(t->col), relation_name(queries),
-					   quote_identifier(t->col), nqueries);
+		append_queries(t, psprintf("SELECT NULL::tid, %s FROM %s WHERE %s IS NOT NULL ORDER BY id LIMIT %d",
+								   quote_identifier(t->col), relation_name(queries),
+								   quote_identifier(t->col), nqueries), cxt);
 	}
-	else
-		sql = psprintf("SELECT ctid, %s FROM %s WHERE %s IS NOT NULL "
-					   "ORDER BY hashtext(ctid::text), ctid LIMIT %d",
-					   quote_identifier(t->col), relation_name(t->relid),
-					   quote_identifier(t->col), nqueries);
-	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "kdindex_teacher: reading the queries failed");
-
-	t->nq = (int) SPI_processed;
+	if (nsampled > 0)
+		append_queries(t, psprintf("SELECT ctid, %s FROM %s WHERE %s IS NOT NULL "
+								   "ORDER BY hashtext(ctid::text), ctid LIMIT %d",
+								   quote_identifier(t->col), relation_name(t->relid),
+								   quote_identifier(t->col), nsampled), cxt);
 	if (t->nq == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("no queries: the query source has no non-NULL vectors")));
-	t->qtids = MemoryContextAlloc(cxt, sizeof(ItemPointerData) * t->nq);
-	t->qvalues = MemoryContextAlloc(cxt, sizeof(Datum) * t->nq);
-	for (int i = 0; i < t->nq; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		Datum		tid = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
-		Datum		value = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		if (t->queries == NULL)
-		{
-			int			dim;
-
-			kd_datum_floats(value, t->typid, &dim);
-			t->dim = dim;
-			t->queries = palloc_extended(sizeof(float) * t->nq * dim, MCXT_ALLOC_HUGE);
-		}
-		read_vector(t, value, t->queries + (int64) i * t->dim);
-		t->qvalues[i] = PointerGetDatum(PG_DETOAST_DATUM_COPY(value));
-		if (t->self)
-			t->qtids[i] = *(ItemPointer) DatumGetPointer(tid);
-		MemoryContextSwitchTo(old);
-	}
 	/*
 	 * A zero vector has no cosine distance to anything: such queries are left
 	 * out, as the index leaves such rows out
@@ -286,7 +322,14 @@ load_queries(KdTeacher *t, Oid queries, int nqueries)
 					 errmsg("no queries: every query vector is zero, which has no cosine distance")));
 		t->nq = kept;
 	}
-	SPI_freetuptable(SPI_tuptable);
+}
+
+/* Whether row tid is query qi's own (a sampled query leaves its row out) */
+static inline bool
+own_row(const KdTeacher *t, int qi, const ItemPointerData *tid)
+{
+	return t->self && ItemPointerIsValid(&t->qtids[qi]) &&
+		ItemPointerEquals((ItemPointer) &t->qtids[qi], (ItemPointer) tid);
 }
 
 static void
@@ -353,7 +396,7 @@ score_block(KdTeacher *t, int q0, int q1, const float *x, const float *xnorms,
 			const float *xr = x + (int64) r * t->dim;
 			bool		full = t->nheap[qi] == t->k;
 
-			if (t->self && ItemPointerEquals(&t->qtids[qi], (ItemPointer) &tids[r]))
+			if (own_row(t, qi, &tids[r]))
 				continue;
 			if (t->metric == KD_METRIC_L1)
 				n.dist = (float) kd_exact_distance(KD_METRIC_L1, q, xr, t->dim);
@@ -474,7 +517,7 @@ index_teacher(KdTeacher *t)
 			n.id = isnull ? 0 : DatumGetInt64(id);
 			n.tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 			n.dist = (float) DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
-			if (t->self && ItemPointerEquals(&t->qtids[qi], &n.tid))
+			if (own_row(t, qi, &n.tid))
 				continue;
 			heap_offer(t, qi, &n);
 		}
@@ -516,7 +559,8 @@ write_result(KdTeacher *t, const char *into)
 		KdNeighbour *heap = t->heaps + (int64) qi * t->k;
 		int			n = t->nheap[qi];
 		Datum		values[6];
-		char		nulls[6] = {' ', ' ', t->self ? ' ' : 'n', ' ', t->pk ? ' ' : 'n', ' '};
+		char		nulls[6] = {' ', ' ', ItemPointerIsValid(&t->qtids[qi]) ? ' ' : 'n', ' ',
+		t->pk ? ' ' : 'n', ' '};
 
 		qsort(heap, n, sizeof(KdNeighbour), neighbour_cmp);
 		for (int r = 0; r < n; r++)
@@ -589,11 +633,14 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 	char	   *into;
 	char	   *teacher;
 	int			nqueries;
+	/* an 0.1.0 install's declaration has no table_queries */
+	int			table_queries;
+	bool		has_queries = !PG_ARGISNULL(3);
 	int64		chunk;
 	int			nestlevel;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) ||
-		PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7))
+		PG_ARGISNULL(5) || PG_ARGISNULL(6) || PG_ARGISNULL(7) || (PG_NARGS() > 8 && PG_ARGISNULL(8)))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("only queries may be NULL")));
@@ -605,7 +652,7 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 	nqueries = PG_GETARG_INT32(5);
 	teacher = text_to_cstring(PG_GETARG_TEXT_PP(6));
 	t.metric = parse_metric(text_to_cstring(PG_GETARG_TEXT_PP(7)));
-	t.self = PG_ARGISNULL(3);
+	table_queries = PG_NARGS() > 8 ? PG_GETARG_INT32(8) : 0;
 	if (t.k < 1 || t.k > 10000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -614,6 +661,15 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("nqueries must be positive, not %d", nqueries)));
+	if (table_queries < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table_queries must not be negative, not %d", table_queries)));
+	if (table_queries > 0 && !has_queries)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("table_queries adds the table's rows to a query table"),
+				 errhint("Without queries, nqueries rows of the table are the queries.")));
 	if (strcmp(teacher, "exact") != 0 && strcmp(teacher, "index") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -621,7 +677,7 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 				 errdetail("Valid teachers are \"exact\" and \"index\".")));
 	into = qualified_result_name(into);
 	check_relation(t.relid, true);
-	if (!t.self)
+	if (has_queries)
 		check_relation(PG_GETARG_OID(3), false);
 	t.typid = vector_column_type(t.relid, t.col, "table");
 	/* TIDs are shard-local on Citus: lists by primary key there (citus.c) */
@@ -636,7 +692,7 @@ kdindex_teacher(PG_FUNCTION_ARGS)
 	SPI_connect();
 	nestlevel = kd_pin_search_path();
 	t.pk = integer_pk(t.relid);
-	load_queries(&t, t.self ? InvalidOid : PG_GETARG_OID(3), nqueries);
+	load_queries(&t, has_queries ? PG_GETARG_OID(3) : InvalidOid, nqueries, table_queries);
 	/* the lists are held until written: as much as maintenance_work_mem allows */
 	if ((double) t.nq * t.k * sizeof(KdNeighbour) > (double) maintenance_work_mem * 1024)
 		ereport(ERROR,

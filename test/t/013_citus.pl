@@ -260,6 +260,12 @@ SELECT kdindex_teacher('items', 'v', 'qs_teacher', queries => 'qs', k => 10);
 SELECT count(*), count(source_id), min(cardinality(ids)) FROM qs_teacher;
 SELECT round(reranked_recall::numeric, 2) FROM kdindex_recall('items_kd', 'qs_teacher', 10)}),
 	"40\n40|0|10\n1.00", 'kdindex_teacher with a query table on the distributed table');
+# table_queries: rows of the table after the query table's, each leaving itself out
+is($coord->safe_psql('postgres', q{
+SELECT kdindex_teacher('items', 'v', 'mix_teacher', queries => 'qs', k => 10, table_queries => 5);
+SELECT count(*), count(source_id), bool_and(source_id IS NULL OR source_id <> ALL (ids)),
+	   min(cardinality(ids)) FROM mix_teacher}),
+	"45\n45|5|t|10", 'kdindex_teacher with a query table and table_queries on the distributed table');
 my ($err) = ($coord->psql('postgres', q{
 CREATE TABLE nopk (a int, v real[]);
 SELECT create_distributed_table('nopk', 'a');
@@ -331,7 +337,7 @@ for my $case (
 	  qr/permission denied for table items/, 'kdindex_teacher' ],
 	[ "SELECT * FROM kdindex_recall('items_kd', 'items_teacher', 10)",
 	  qr/permission denied for table items/, 'kdindex_recall' ],
-	[ "SELECT kdindex_citus_teacher('items', 'v', 'nobody_teacher', NULL, 10, 10, 'exact', 'l2')",
+	[ "SELECT kdindex_citus_teacher('items', 'v', 'nobody_teacher', NULL, 10, 10, 'exact', 'l2', 0)",
 	  qr/permission denied/, 'kdindex_citus_teacher called directly' ],
 	[ "SELECT * FROM kdindex_citus_train('items_kd', 'items_teacher', 1, 5e-3, 1e-3, 'listmle', 0.1, 0, 0, 20, 0)",
 	  qr/must be owner|permission denied/, 'kdindex_citus_train called directly' ],
