@@ -4,7 +4,7 @@ after kdindex_train, on queries the training never saw.
 
     distill.py [--dataset fashion-mnist|synth-ip-256|fmnist1m] [--kdindex pq:16,opq:16,aq:16,...]
                [--epochs N] [--seeds 3] [--lists 245 --probes 4,8,16 --rerank 50,100]
-               [--no-sampled | --sampled-kdindex pq:16,...]
+               [--no-sampled | --sampled-kdindex pq:16,...] [--table-queries N]
                [--rowterm-off] [--first-seed N] [--results-suffix=-NAME] [--reuse-build]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
@@ -18,7 +18,8 @@ writes their exact top-100, and kdindex_train distils from it.  The second half
 their exact top-10, through the index, before and after training.  With --sampled (the
 default) the configurations of --sampled-kdindex are also trained from a teacher built
 on 5,000 rows sampled from the table instead of the test queries (the case without a
-query log).
+query log).  --table-queries N adds N of the table's rows to the first half's queries
+(kdindex_teacher's table_queries).
 
 Each configuration builds its index, measures, trains, measures again and drops it,
 so only one kdindex index exists on the table at a time; it does so --seeds times, with
@@ -97,12 +98,9 @@ def parse_args(argv=None):
                     help="skip the teacher on sampled rows")
     ap.add_argument("--sampled-kdindex", default="pq:16",
                     help="configurations also trained from the sampled-row teacher")
-    ap.add_argument("--augment", type=int, default=0,
-                    help="also train from a teacher of the test queries plus this many sampled rows")
-    ap.add_argument("--augment-kdindex", default="pq:16,opq:16,aq:16",
-                    help="configurations trained from the augmented teacher")
-    ap.add_argument("--only-augment", action="store_true",
-                    help="skip the plain test-query teacher")
+    ap.add_argument("--table-queries", type=int, default=0,
+                    help="the teacher's queries also take this many of the table's own rows "
+                         "(kdindex_teacher's table_queries)")
     ap.add_argument("--no-commit-results", action="store_true")
     ap.add_argument("--keep-extension", action="store_true",
                     help="use the installed extension as it is (same SQL) instead of re-creating it, "
@@ -123,6 +121,12 @@ def add_rowterm_args(ap):
                     help="appended to the results file name, e.g. \"-8byte\"")
     ap.add_argument("--reuse-build", action="store_true",
                     help="build each index once and train a rolled-back copy of it per seed")
+
+
+def teacher_label(a, nq):
+    """the training teacher's queries, as the results name them"""
+    return f"test queries 0-{nq - 1}" + (f" + {a.table_queries} of the table's rows"
+                                          if a.table_queries else "")
 
 
 def configs(spec):
@@ -325,10 +329,10 @@ def main(argv=None):
         cur.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")
     t = time.perf_counter()
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 100, "
-                "nqueries => %s, metric => %s)",
-                (table, f"{table}_teacher", f"{table}_qtrain", nq, metric))
+                "nqueries => %s, metric => %s, table_queries => %s)",
+                (table, f"{table}_teacher", f"{table}_qtrain", nq, metric, a.table_queries))
     teacher_s = time.perf_counter() - t
-    say(f"teacher: exact top-100 of {nq} queries in {teacher_s:.1f} s")
+    say(f"teacher: exact top-100 of {teacher_label(a, nq)} in {teacher_s:.1f} s")
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 10, "
                 "nqueries => %s, metric => %s)",
                 (table, f"{table}_truth", f"{table}_qeval", neval, metric))
@@ -338,28 +342,12 @@ def main(argv=None):
         distill_ivf.run_lists(cur, a, ds, table, opclass, op, cfgs, f"{table}_teacher",
                               f"{table}_truth", qeval, nq, teacher_s, commit)
         return
-    teachers = [(f"{table}_teacher", f"test queries 0-{nq - 1}", cfgs)]
+    teachers = [(f"{table}_teacher", teacher_label(a, nq), cfgs)]
     if not a.no_sampled:
         cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
                     "metric => %s)", (table, f"{table}_rows", nq, metric))
         teachers.append((f"{table}_rows", f"{nq} sampled rows",
                          configs(a.sampled_kdindex)))
-
-    if a.augment:
-        # one teacher table holding both kinds of queries: ids of the rows' part moved past
-        # the test queries'
-        cur.execute(f"DROP TABLE IF EXISTS {table}_augrows, {table}_aug")
-        t = time.perf_counter()
-        cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, k => 100, nqueries => %s, "
-                    "metric => %s)", (table, f"{table}_augrows", a.augment, metric))
-        say(f"teacher: exact top-100 of {a.augment} sampled rows in {time.perf_counter() - t:.1f} s")
-        cur.execute(f"CREATE TABLE {table}_aug AS SELECT * FROM {table}_teacher "
-                    f"UNION ALL SELECT query_id + {nq}, query, source, tids, ids, distances "
-                    f"FROM {table}_augrows")
-        cur.execute(f"ANALYZE {table}_aug")
-        augmented = (f"{table}_aug", f"test queries 0-{nq - 1} + {a.augment} sampled rows",
-                     configs(a.augment_kdindex))
-        teachers = [augmented] if a.only_augment else teachers + [augmented]
 
     rows = []
     for teacher, label, tcfgs in teachers:
@@ -372,7 +360,7 @@ def main(argv=None):
           f"of test queries {nq}-{nq + neval - 1} against their exact top-10, before and after "
           f"`kdindex_train` with its defaults, the mean of {a.seeds} runs (seeds 1-{a.seeds}) and the "
           f"worst run's gain; the teacher is the exact top-100 of the queries "
-          f"named (teacher: {nq} queries in {teacher_s:.1f} s). \"held-out teacher recall\" is "
+          f"named (teacher: {teacher_label(a, nq)} in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]
     md += table_md_rowterm(rows, a) if a.rowterm_off else table_md(rows, a)
     say("")

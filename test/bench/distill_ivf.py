@@ -150,7 +150,9 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
           f"{datetime.date.today()}, kdindex {commit or '?'}. IVF with {a.lists} lists. recall@10 of "
           f"{qeval.shape[0]} evaluation queries against their exact top-10 (codes only = "
           f"kdindex.rerank 0), before and after `kdindex_train` with its defaults from the "
-          f"exact top-100 of {nq} other queries ({teacher_s:.0f} s); mean of {a.seeds} seeds ({a.first_seed}-{a.first_seed + a.seeds - 1}) with "
+          f"exact top-100 of {nq} other queries"
+          + (f" and {a.table_queries} of the table's rows (table_queries)" if a.table_queries else "")
+          + f" ({teacher_s:.0f} s); mean of {a.seeds} seeds ({a.first_seed}-{a.first_seed + a.seeds - 1}) with "
           f"the worst run's gain beside it. "
           + (f"QPS ratio = trained / undistilled, the median of {a.qps_rounds} paired rounds of "
              f"{len(qtexts)} queries each, by the wall clock and by the backend's CPU seconds "
