@@ -85,6 +85,19 @@ DROP INDEX docs_distilled;
 -- directory (the old one and its lists retired, for VACUUM)
 CREATE INDEX docs_ivf ON docs USING kdindex (v) WITH (m = 8, lists = 8);
 SELECT rows AS ivf_rows FROM kdindex_info('docs_ivf') \gset
+-- the trainer's codes-only scans (held-out recall, mined negatives) and the
+-- guard's measure of the index read the kdindex.probes lists nearest each
+-- query, as the index scan does (two builds alike, one probe against all)
+CREATE INDEX docs_ivf_probes ON docs USING kdindex (v) WITH (m = 8, lists = 8);
+SET kdindex.probes = 1;
+SELECT recall_before AS one_probe FROM kdindex_train('docs_ivf_probes', 'docs_teacher', epochs => 1) \gset
+DROP INDEX docs_ivf_probes;
+CREATE INDEX docs_ivf_probes ON docs USING kdindex (v) WITH (m = 8, lists = 8);
+SET kdindex.probes = 8;
+SELECT recall_before AS all_probes FROM kdindex_train('docs_ivf_probes', 'docs_teacher', epochs => 1) \gset
+RESET kdindex.probes;
+DROP INDEX docs_ivf_probes;
+SELECT :one_probe < :all_probes AS one_list_finds_less;
 SELECT epochs, recall_before BETWEEN 0.2 AND 1 AND recall_after BETWEEN 0.2 AND 1 AS recalls_ok
   FROM kdindex_train('docs_ivf', 'docs_teacher', epochs => 2);
 SELECT rows = :ivf_rows AS same_rows, lists, generation FROM kdindex_info('docs_ivf');

@@ -77,8 +77,9 @@ top_codes(KdQuantizer *q, KdMetric metric, const float *lut, float bias, const c
 
 /*
  * Codes-only recall@topn (among the codes' first depth) of the held-out
- * queries over every code of the data
- * chains that meta describes (the flat one, or every list's), decoded with q.
+ * queries over the codes of the data chains that meta describes (the flat
+ * one, or each query's ho->probes nearest lists, as a scan reads them),
+ * decoded with q.
  */
 double
 kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
@@ -95,9 +96,23 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 	int		   *nbest = palloc0(sizeof(int) * ho->n);
 	BlockNumber *heads = palloc(sizeof(BlockNumber) * nchains);
 	float	   *dists;
+	bool	   *reads = NULL;	/* n x nchains: does query h read list c */
 	int64		hits = 0,
 				total = 0;
 
+	if (meta->nlists > 0 && ho->probes > 0 && ho->probes < meta->nlists)
+	{
+		int32	   *order = palloc(sizeof(int32) * meta->nlists);
+
+		reads = palloc_extended(Max((Size) ho->n * nchains, 1), MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		for (int h = 0; h < ho->n; h++)
+		{
+			kd_ivf_rank_lists(q, ho->queries + (Size) h * dim, metric, order, NULL);
+			for (int p = 0; p < ho->probes; p++)
+				reads[(Size) h * nchains + order[p]] = true;
+		}
+		pfree(order);
+	}
 	kd_layout(&layout, meta);
 	rows = palloc((Size) layout.capacity * tupsize);
 	dists = palloc(sizeof(float) * layout.capacity);
@@ -110,6 +125,8 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 		/* a list's codes are scored with the table of the query less its centroid */
 		for (int h = 0; BlockNumberIsValid(blkno) && h < ho->n; h++)
 		{
+			if (reads && !reads[(Size) h * nchains + c])
+				continue;
 			kd_ivf_list_lut(q, ho->queries + (Size) h * dim, metric, c, luts + (Size) h * lutsize, &bias[h]);
 			kd_rowterm_lut(q, metric, ho->queries + (Size) h * dim, luts + (Size) h * lutsize);
 		}
@@ -118,8 +135,9 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 			int			ntup = read_rows(index, &layout, tupsize, rows, &blkno);
 
 			for (int h = 0; h < ho->n; h++)
-				top_codes(q, metric, luts + (Size) h * lutsize, bias[h], rows, tupsize, ntup,
-						  &ho->sources[h], best + (Size) h * ho->depth, &nbest[h], ho->depth, dists);
+				if (!reads || reads[(Size) h * nchains + c])
+					top_codes(q, metric, luts + (Size) h * lutsize, bias[h], rows, tupsize, ntup,
+							  &ho->sources[h], best + (Size) h * ho->depth, &nbest[h], ho->depth, dists);
 		}
 	}
 	for (int h = 0; h < ho->n; h++)
@@ -144,6 +162,8 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 	pfree(heads);
 	pfree(dists);
 	pfree(rows);
+	if (reads)
+		pfree(reads);
 	return total > 0 ? (double) hits / total : 0;
 }
 

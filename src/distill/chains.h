@@ -13,6 +13,7 @@ typedef struct KdHeldOut
 	int			n;
 	int			topn;
 	int			depth;			/* recall of the top n among the codes' first depth */
+	int			probes;			/* lists: each query reads its probes nearest; 0 = all */
 	const float *queries;		/* n x dim */
 	ItemPointerData *sources;	/* rows to skip: the query's own */
 	ItemPointerData *truth;		/* n x topn; invalid = none */

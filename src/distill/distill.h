@@ -48,6 +48,9 @@ typedef struct KdDistillParams
 	int			depth;			/* > topn: recall@n is of the codes' first depth, as a
 								 * re-rank of that many finds it (held-out recall, the
 								 * row term's weight); 0 = codes only */
+	int			probes;			/* IVF: the student's codes-only scans (mined negatives,
+								 * held-out recall) read the lists a scan probes
+								 * first, as it does; 0 = every list */
 	double		lr;				/* Adam step, relative to the data's scale */
 	double		rec_weight;		/* weight of the reconstruction loss */
 	double		holdout;		/* fraction of queries held out: measured, and a guard */

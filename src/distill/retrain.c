@@ -316,7 +316,8 @@ check_params(const KdDistillParams *p)
 
 /* The held-out queries of a finished distillation, with their teacher top-n */
 static void
-held_out(const KdTeacherSet *ts, const KdDistillResult *res, int topn, int depth, KdHeldOut *ho)
+held_out(const KdTeacherSet *ts, const KdDistillResult *res, int topn, int depth, int probes,
+		 KdHeldOut *ho)
 {
 	const KdDistillSet *set = &ts->set;
 	float	   *queries = palloc_extended(sizeof(float) * Max(res->nheld, 1) * set->dim, MCXT_ALLOC_HUGE);
@@ -324,6 +325,7 @@ held_out(const KdTeacherSet *ts, const KdDistillResult *res, int topn, int depth
 	ho->n = res->nheld;
 	ho->topn = topn;
 	ho->depth = Max(depth, topn);
+	ho->probes = probes;
 	ho->sources = palloc(sizeof(ItemPointerData) * Max(res->nheld, 1));
 	ho->truth = palloc(sizeof(ItemPointerData) * Max(res->nheld, 1) * topn);
 	for (int h = 0; h < res->nheld; h++)
@@ -561,11 +563,14 @@ kdindex_train(PG_FUNCTION_ARGS)
 	 */
 	if (meta.nlists > 0 && kdindex_rerank > p.topn)
 		p.depth = Min(kdindex_rerank, Max(ts.set.k / 2, p.topn));
+	/* and its candidates come from the kdindex.probes lists nearest the query */
+	if (meta.nlists > 0)
+		p.probes = kdindex_probes;
 	/* the documents' vectors may use what the teacher lists leave */
 	p.mem_budget = (Size) maintenance_work_mem * 1024 / 2;
 	p.batch_budget = (Size) maintenance_work_mem * 1024 / 4;
 	kd_distill(q, ts.metric, &ts.set, &p, &res);
-	held_out(&ts, &res, p.topn, p.depth, &ho);
+	held_out(&ts, &res, p.topn, p.depth, p.probes, &ho);
 	values[2] = Float8GetDatum(kd_chain_recall(index, &meta, oldq, ts.metric, &ho, meta.dim));
 
 	INSTR_TIME_SET_CURRENT(duration);

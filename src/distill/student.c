@@ -12,7 +12,10 @@
  * inner-product table per query: under L2,
  *   ||q - c - r||^2 = ||q - c||^2 + (||r||^2 + 2 c.r) - 2 q.r
  * with the bracket a per-document constant refreshed with the codes; under
- * inner product -q.(c + r) = -q.c - q.r.
+ * inner product -q.(c + r) = -q.c - q.r.  With probes, such a scan reads the
+ * documents of the lists nearest the query only, as the index scan does:
+ * rows of other lists are neither negatives nor candidates there, and at 1M
+ * rows scanning every document cost most of an epoch.
  */
 #include "postgres.h"
 
@@ -67,6 +70,7 @@ student_lists(Student *st)
 	int32	   *ids = palloc(sizeof(int32) * block);
 	float	   *x = palloc_extended(sizeof(float) * block * st->dim, MCXT_ALLOC_HUGE);
 	float	   *shifted = palloc(sizeof(float) * q->nlists);
+	int32	   *fill = palloc(sizeof(int32) * q->nlists);
 
 	st->nlists = q->nlists;
 	if (q->kind == KD_QUANT_OPQ)
@@ -93,6 +97,17 @@ student_lists(Student *st)
 		kd_student_docs(st, ids, n, x);
 		kd_nearest(x, n, st->dim, st->dim, st->cents, q->nlists, shifted, st->doclist + start, NULL);
 	}
+	/* each list's documents, in document order (a counting sort) */
+	st->list_start = palloc0(sizeof(int32) * (q->nlists + 1));
+	st->list_docs = palloc_extended(sizeof(int32) * Max(ndocs, 1), MCXT_ALLOC_HUGE);
+	for (int32 d = 0; d < ndocs; d++)
+		st->list_start[st->doclist[d] + 1]++;
+	for (int l = 0; l < q->nlists; l++)
+		st->list_start[l + 1] += st->list_start[l];
+	memcpy(fill, st->list_start, sizeof(int32) * q->nlists);
+	for (int32 d = 0; d < ndocs; d++)
+		st->list_docs[fill[st->doclist[d]]++] = d;
+	pfree(fill);
 	pfree(ids);
 	pfree(x);
 	pfree(shifted);
@@ -196,59 +211,165 @@ kd_student_query(const Student *st, int32 qi, float *out)
 		memcpy(out, q, sizeof(float) * st->dim);
 }
 
+/* Scratch space of the codes-only scans */
+typedef struct ScanScratch
+{
+	float	   *qv;
+	float	   *lut;
+	float	   *qc;				/* per list: the centroid's part of a score */
+	float	   *dist;			/* per document scanned */
+	int32	   *scanned;		/* probed lists: the documents dist[] is of */
+	int32	   *probed;			/* nprobe lists, and their keys */
+	float	   *pkey;
+	int32	   *cand;
+	float	   *cdist;
+	int32	   *ids;
+	float	   *x;
+	double	   *exact;
+} ScanScratch;
+
+static void
+scratch_init(ScanScratch *sc, const Student *st, int r)
+{
+	sc->qv = palloc(sizeof(float) * st->dim);
+	sc->lut = palloc(sizeof(float) * st->sq->m * st->sq->ksub);
+	sc->qc = palloc(sizeof(float) * Max(st->nlists, 1));
+	sc->dist = palloc_extended(sizeof(float) * Max(st->set->ndocs, 1), MCXT_ALLOC_HUGE);
+	sc->scanned = st->nprobe > 0 ?
+		palloc_extended(sizeof(int32) * Max(st->set->ndocs, 1), MCXT_ALLOC_HUGE) : NULL;
+	sc->probed = palloc(sizeof(int32) * Max(st->nprobe, 1));
+	sc->pkey = palloc(sizeof(float) * Max(st->nprobe, 1));
+	sc->cand = palloc(sizeof(int32) * r);
+	sc->cdist = palloc(sizeof(float) * r);
+	sc->ids = palloc(sizeof(int32) * (r + 1));
+	sc->x = palloc_extended(sizeof(float) * (r + 1) * st->dim, MCXT_ALLOC_HUGE);
+	sc->exact = palloc(sizeof(double) * (r + 1));
+}
+
+static void
+scratch_free(ScanScratch *sc)
+{
+	pfree(sc->qv);
+	pfree(sc->lut);
+	pfree(sc->qc);
+	pfree(sc->dist);
+	if (sc->scanned)
+		pfree(sc->scanned);
+	pfree(sc->probed);
+	pfree(sc->pkey);
+	pfree(sc->cand);
+	pfree(sc->cdist);
+	pfree(sc->ids);
+	pfree(sc->x);
+	pfree(sc->exact);
+}
+
+/*
+ * The nprobe lists a scan of the query reads first, into sc->probed: least
+ * centroid score plus the list's balancing offset, the index's order
+ * (kd_ivf_rank_lists; ||q||^2, which it leaves out, orders nothing)
+ */
+static void
+probed_lists(const Student *st, ScanScratch *sc)
+{
+	int			n = 0;
+
+	for (int l = 0; l < st->nlists; l++)
+	{
+		float		key = sc->qc[l] + st->q->list_offsets[l];
+		int			pos;
+
+		if (n == st->nprobe && key >= sc->pkey[n - 1])
+			continue;
+		pos = n < st->nprobe ? n++ : n - 1;
+		while (pos > 0 && sc->pkey[pos - 1] > key)
+		{
+			sc->pkey[pos] = sc->pkey[pos - 1];
+			sc->probed[pos] = sc->probed[pos - 1];
+			pos--;
+		}
+		sc->pkey[pos] = key;
+		sc->probed[pos] = l;
+	}
+}
+
 /*
  * The r documents whose current codes are nearest to query vector qv (in
- * the student's space), nearest first, into cand / cdist; returns how many.
+ * the student's space), nearest first, into sc->cand / sc->cdist; returns
+ * how many.  With probes, of the probed lists' documents only.
  */
 static int
-code_nearest(const Student *st, const float *qv, int r, float *lut, float *qc, float *dist,
-			 int32 *cand, float *cdist)
+code_nearest(const Student *st, const float *qv, int r, ScanScratch *sc)
 {
 	KdQuantizer *sq = st->sq;
-	int			ndocs = st->set->ndocs;
+	int			nscan = st->set->ndocs;
+	float	   *dist = sc->dist;
+	const int32 *scanned = NULL;
 	int			n = 0;
 	float		bias;
 
 	if (st->nlists == 0)
 	{
-		sq->ops->compute_lut(sq, qv, st->metric, lut, &bias);
-		sq->ops->adc_scan(lut, sq->m, sq->nbits, st->metric, st->codes, sq->code_size, ndocs, dist);
+		sq->ops->compute_lut(sq, qv, st->metric, sc->lut, &bias);
+		sq->ops->adc_scan(sc->lut, sq->m, sq->nbits, st->metric, st->codes, sq->code_size, nscan, dist);
 	}
 	else
 	{
 		/* -q.r, then each document's list and constant (see the top) */
-		sq->ops->compute_lut(sq, qv, KD_METRIC_IP, lut, &bias);
-		sq->ops->adc_scan(lut, sq->m, sq->nbits, KD_METRIC_IP, st->codes, sq->code_size, ndocs, dist);
+		sq->ops->compute_lut(sq, qv, KD_METRIC_IP, sc->lut, &bias);
 		for (int l = 0; l < st->nlists; l++)
-			qc[l] = st->metric == KD_METRIC_IP ? -kd_dot(qv, student_centroid(st, l), st->dim) :
+			sc->qc[l] = st->metric == KD_METRIC_IP ? -kd_dot(qv, student_centroid(st, l), st->dim) :
 				kd_l2sq(qv, student_centroid(st, l), st->dim);
-		for (int d = 0; d < ndocs; d++)
-			dist[d] = st->metric == KD_METRIC_IP ? qc[st->doclist[d]] + dist[d] + bias :
-				qc[st->doclist[d]] + st->extra[d] + 2 * (dist[d] + bias);
+		if (st->nprobe > 0)
+		{
+			probed_lists(st, sc);
+			nscan = 0;
+			for (int p = 0; p < st->nprobe; p++)
+				for (int32 i = st->list_start[sc->probed[p]]; i < st->list_start[sc->probed[p] + 1]; i++)
+				{
+					int32		d = st->list_docs[i];
+
+					sq->ops->adc_scan(sc->lut, sq->m, sq->nbits, KD_METRIC_IP,
+									  st->codes + (Size) d * sq->code_size, sq->code_size, 1,
+									  dist + nscan);
+					sc->scanned[nscan++] = d;
+				}
+			scanned = sc->scanned;
+		}
+		else
+			sq->ops->adc_scan(sc->lut, sq->m, sq->nbits, KD_METRIC_IP, st->codes, sq->code_size,
+							  nscan, dist);
+		for (int k = 0; k < nscan; k++)
+		{
+			int32		d = scanned ? scanned[k] : k;
+
+			dist[k] = st->metric == KD_METRIC_IP ? sc->qc[st->doclist[d]] + dist[k] + bias :
+				sc->qc[st->doclist[d]] + st->extra[d] + 2 * (dist[k] + bias);
+		}
 	}
 	/* the row term, but for flat AQ under L2: its stored norms hold a r already */
 	if (st->a > 0 && !(st->additive && st->nlists == 0 && st->metric != KD_METRIC_IP))
 	{
 		double		coef = term_coef(st, qv);
 
-		for (int d = 0; d < ndocs; d++)
-			dist[d] += (float) (coef * st->term[d]);
+		for (int k = 0; k < nscan; k++)
+			dist[k] += (float) (coef * st->term[scanned ? scanned[k] : k]);
 	}
-	for (int d = 0; d < ndocs; d++)
+	for (int k = 0; k < nscan; k++)
 	{
 		int			pos;
 
-		if (n == r && dist[d] >= cdist[r - 1])
+		if (n == r && dist[k] >= sc->cdist[r - 1])
 			continue;
 		pos = n < r ? n++ : r - 1;
-		while (pos > 0 && cdist[pos - 1] > dist[d])
+		while (pos > 0 && sc->cdist[pos - 1] > dist[k])
 		{
-			cdist[pos] = cdist[pos - 1];
-			cand[pos] = cand[pos - 1];
+			sc->cdist[pos] = sc->cdist[pos - 1];
+			sc->cand[pos] = sc->cand[pos - 1];
 			pos--;
 		}
-		cdist[pos] = dist[d];
-		cand[pos] = d;
+		sc->cdist[pos] = dist[k];
+		sc->cand[pos] = scanned ? scanned[k] : k;
 	}
 	return n;
 }
@@ -269,48 +390,6 @@ exact_dists(Student *st, const float *qv, const int32 *docs, int n, float *x, do
 	kd_student_docs(st, docs, n, x);
 	for (int i = 0; i < n; i++)
 		out[i] = metric_dist(st->metric, qv, x + (Size) i * st->dim, st->dim);
-}
-
-/* Scratch space of the code scans over every document */
-typedef struct ScanScratch
-{
-	float	   *qv;
-	float	   *lut;
-	float	   *qc;				/* per list: the centroid's part of a score */
-	float	   *dist;			/* ndocs */
-	int32	   *cand;
-	float	   *cdist;
-	int32	   *ids;
-	float	   *x;
-	double	   *exact;
-} ScanScratch;
-
-static void
-scratch_init(ScanScratch *sc, const Student *st, int r)
-{
-	sc->qv = palloc(sizeof(float) * st->dim);
-	sc->lut = palloc(sizeof(float) * st->sq->m * st->sq->ksub);
-	sc->qc = palloc(sizeof(float) * Max(st->nlists, 1));
-	sc->dist = palloc_extended(sizeof(float) * Max(st->set->ndocs, 1), MCXT_ALLOC_HUGE);
-	sc->cand = palloc(sizeof(int32) * r);
-	sc->cdist = palloc(sizeof(float) * r);
-	sc->ids = palloc(sizeof(int32) * (r + 1));
-	sc->x = palloc_extended(sizeof(float) * (r + 1) * st->dim, MCXT_ALLOC_HUGE);
-	sc->exact = palloc(sizeof(double) * (r + 1));
-}
-
-static void
-scratch_free(ScanScratch *sc)
-{
-	pfree(sc->qv);
-	pfree(sc->lut);
-	pfree(sc->qc);
-	pfree(sc->dist);
-	pfree(sc->cand);
-	pfree(sc->cdist);
-	pfree(sc->ids);
-	pfree(sc->x);
-	pfree(sc->exact);
 }
 
 /*
@@ -351,7 +430,7 @@ kd_mine_negatives(Student *st, const KdDistillParams *p, const int32 *qs, int nq
 		if (last < 0)
 			continue;
 		kd_student_query(st, qs[i], sc.qv);
-		nc = code_nearest(st, sc.qv, r, sc.lut, sc.qc, sc.dist, sc.cand, sc.cdist);
+		nc = code_nearest(st, sc.qv, r, &sc);
 		for (int c = 0; c < nc; c++)
 			if (!in_list(list, set->k, sc.cand[c]))
 				sc.ids[nid++] = sc.cand[c];
@@ -394,7 +473,7 @@ kd_code_recall(Student *st, const KdDistillParams *p, const int32 *qs, int nq)
 		if (list[0] < 0)
 			continue;
 		kd_student_query(st, qs[i], sc.qv);
-		nc = code_nearest(st, sc.qv, r, sc.lut, sc.qc, sc.dist, sc.cand, sc.cdist);
+		nc = code_nearest(st, sc.qv, r, &sc);
 		memcpy(sc.ids, sc.cand, sizeof(int32) * nc);
 		sc.ids[nc] = list[0];
 		exact_dists(st, sc.qv, sc.ids, nc + 1, sc.x, sc.exact);
@@ -415,7 +494,7 @@ kd_code_recall(Student *st, const KdDistillParams *p, const int32 *qs, int nq)
 
 void
 kd_student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *set, Size budget,
-			 int negatives)
+				int negatives, int probes)
 {
 	memset(st, 0, sizeof(*st));
 	st->q = q;
@@ -453,6 +532,8 @@ kd_student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet
 	}
 	if (q->nlists > 0)
 		student_lists(st);
+	if (probes > 0 && probes < st->nlists)
+		st->nprobe = probes;
 	st->codes = palloc_extended((Size) Max(set->ndocs, 1) * st->sq->code_size, MCXT_ALLOC_HUGE);
 	if (st->a > 0)
 		st->term = palloc_extended(sizeof(float) * Max(set->ndocs, 1), MCXT_ALLOC_HUGE);

@@ -41,6 +41,9 @@ typedef struct Student
 	int			nlists;			/* 0: flat */
 	const float *cents;			/* nlists x dim, in the student's space */
 	int32	   *doclist;		/* ndocs: each document's list */
+	int			nprobe;			/* lists a codes-only scan reads (< nlists), or 0: all */
+	int32	   *list_start;		/* nlists + 1: list l's documents are */
+	int32	   *list_docs;		/* list_docs[list_start[l] .. list_start[l + 1] - 1] */
 	float	   *extra;			/* ndocs, L2: ||r||^2 + 2 c.r of the current codes */
 	float	   *term;			/* ndocs: t of the current codes (a > 0) */
 } Student;
@@ -87,7 +90,7 @@ term_value_of(const Student *st, const float *x, const float *xhat)
 
 /* student.c */
 extern void kd_student_init(Student *st, KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
-							Size budget, int negatives);
+							Size budget, int negatives, int probes);
 extern void kd_student_docs(Student *st, const int32 *docs, int n, float *out);
 extern void kd_student_query(const Student *st, int32 qi, float *out);
 extern void kd_student_encode(const Student *st, const float *x, const int32 *lists, int n,

@@ -71,6 +71,7 @@ kd_distill_defaults(KdDistillParams *p)
 	p->batch = 32;
 	p->topn = 10;
 	p->depth = 0;
+	p->probes = 0;
 	p->lr = 5e-3;
 	p->rec_weight = 1e-3;
 	p->holdout = 0.1;
@@ -413,7 +414,7 @@ kd_distill(KdQuantizer *q, KdMetric metric, const KdDistillSet *set,
 	res->held = order + ntrain + res->nfit;
 	res->nheld = nheld = nheld - res->nfit;
 
-	kd_student_init(&st, q, metric, set, p->mem_budget, p->negatives);
+	kd_student_init(&st, q, metric, set, p->mem_budget, p->negatives, p->probes);
 	/* a query brings k documents: vectors, reconstructions and gradients */
 	batch = (int) Min((Size) p->batch,
 					  p->batch_budget / ((Size) Max(set->k, 1) * st.dim * sizeof(float) * 3));
