@@ -93,9 +93,18 @@ SET kdindex.probes = 1;
 SELECT recall_before AS one_probe FROM kdindex_train('docs_ivf_probes', 'docs_teacher', epochs => 1) \gset
 DROP INDEX docs_ivf_probes;
 CREATE INDEX docs_ivf_probes ON docs USING kdindex (v) WITH (m = 8, lists = 8);
-SET kdindex.probes = 8;
+BEGIN;
+SET LOCAL kdindex.probes = 8;
 SELECT recall_before AS all_probes FROM kdindex_train('docs_ivf_probes', 'docs_teacher', epochs => 1) \gset
-RESET kdindex.probes;
+ROLLBACK;
+-- a rollback of the calling transaction does not undo the switch: the index
+-- stays trained, and whole
+SELECT generation FROM kdindex_info('docs_ivf_probes');
+SELECT kdindex_verify('docs_ivf_probes', heapallindexed => true);
+SET enable_seqscan = off;
+SELECT count(*) AS found FROM docs d
+ WHERE d.id IN (SELECT id FROM docs ORDER BY v <-> d.v LIMIT 1) AND d.id % 100 = 0;
+RESET enable_seqscan;
 DROP INDEX docs_ivf_probes;
 SELECT :one_probe < :all_probes AS one_list_finds_less;
 SELECT epochs, recall_before BETWEEN 0.2 AND 1 AND recall_after BETWEEN 0.2 AND 1 AS recalls_ok
