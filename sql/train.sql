@@ -54,6 +54,14 @@ SELECT pg_relation_size('docs_pq') <= :size_before AS pages_recycled, generation
 SELECT epochs, recall_after BETWEEN 0.2 AND 1 AS recall_ok
   FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1, tau => 1, balance => 0.03);
 
+-- a teacher of the query set and 600 of the table's rows (table_queries):
+-- the rows train, only the query set's queries are held out (30 of 300)
+SELECT kdindex_teacher('docs', 'v', 'docs_mixed', queries => 'docs_q', k => 20, nqueries => 300,
+					   table_queries => 600);
+SELECT train_queries, heldout_queries
+  FROM kdindex_train('docs_pq', 'docs_mixed', epochs => 1);
+DROP TABLE docs_mixed;
+
 -- 4. ListNet, no hold-out; no mined negatives; OPQ and AQ with inner product
 SELECT epochs, best_epoch, heldout_queries FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1,
 	loss => 'listnet', holdout => 0);

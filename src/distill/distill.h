@@ -33,6 +33,12 @@ typedef struct KdDistillSet
 	int32		ndocs;			/* documents are numbered 0..ndocs-1 */
 	KdDocFetch	fetch;
 	void	   *fetch_arg;
+	/*
+	 * Per query: one of the table's own rows (kdindex_teacher's table_queries),
+	 * not one of the workload's; NULL: no such mark.  With both kinds, only
+	 * workload queries are held out (see kd_distill).
+	 */
+	const bool *table_query;
 	/* kdindex_train: rows sampled from the whole table, each standing for table_weight */
 	const float *table;			/* ntable x dim, or NULL */
 	int32		ntable;

@@ -152,6 +152,7 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt, KdSecurityState *
 	int64		nall = 0;
 	int32		nvalid = 0;
 	bool	   *valid;
+	bool	   *table_query;
 	float	   *scratch;
 
 	if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
@@ -166,6 +167,8 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt, KdSecurityState *
 	set->k = 0;
 	set->queries = NULL;
 	ts->sources = palloc(sizeof(ItemPointerData) * set->nq);
+	table_query = palloc(sizeof(bool) * set->nq);
+	set->table_query = table_query;
 
 	/* pass 1: queries, list length, all TIDs */
 	for (int qi = 0; qi < set->nq; qi++)
@@ -197,6 +200,7 @@ load_teacher(KdTeacherSet *ts, Oid teacher, MemoryContext cxt, KdSecurityState *
 			ItemPointerSetInvalid(&ts->sources[qi]);
 		else
 			ts->sources[qi] = *(ItemPointer) DatumGetPointer(d);
+		table_query[qi] = !isnull;
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		kd_teacher_tids(d, isnull, teacher, &elems, &nulls, &n);
 		set->k = Max(set->k, n);
