@@ -97,6 +97,13 @@ def fmt_ratios(r):
     return f"x{r[0]:.2f} (CPU x{r[1]:.2f})"
 
 
+def train_extra(a):
+    """kdindex_train's arguments from --epochs and --train-args (", epochs => 10"), which
+    the flat path passes too"""
+    extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
+    return extra + (f", {a.train_args}" if a.train_args else "")
+
+
 def rowterm_weight(cur, idx):
     """kdindex_info(idx).rowterm rounded (None without a term)"""
     cur.execute("SELECT round(rowterm::numeric, 3) FROM kdindex_info(%s)", (idx,))
@@ -192,7 +199,8 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
             del cur.connection.notices[:]
             cur.execute("SET client_min_messages = debug2")   # the refit's curve, the guard
             cur.execute("SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, "
-                        "recall_after FROM kdindex_train(%s, %s, seed => %s)", (idx, teacher, seed))
+                        f"recall_after FROM kdindex_train(%s, %s, seed => %s{train_extra(a)})",
+                        (idx, teacher, seed))
             ep, best, spe, secs, hb, ha = cur.fetchone()
             cur.execute("RESET client_min_messages")
             notes = [n.strip() for n in cur.connection.notices if "kdindex" in n]
