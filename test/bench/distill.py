@@ -67,6 +67,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import datasets  # noqa: E402
 from bench import OPS, ensure_table, slug, build_identity, backend_cpu_s  # noqa: E402
+from distill_ivf import train_extra  # noqa: E402
 
 
 def say(msg=""):
@@ -187,13 +188,10 @@ def run_once(cur, a, table, opclass, cfg, teacher, truth, seed, built=None):
     else:
         idx, build_s, bpr = build_index(cur, table, opclass, cfg, "kd")
         before = recalls(cur, a, idx, truth)
-    extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
-    if a.train_args:
-        extra += f", {a.train_args}"
     cpu0 = backend_cpu_s(cur)
     del cur.connection.notices[:]
     cur.execute(f"SELECT epochs, best_epoch, seconds_per_epoch, seconds, recall_before, recall_after "
-                f"FROM kdindex_train(%s, %s, seed => %s{extra})", (idx, teacher, seed))
+                f"FROM kdindex_train(%s, %s, seed => %s{train_extra(a)})", (idx, teacher, seed))
     ep, best, spe, secs, hb, ha = cur.fetchone()
     say_notices(cur)
     cpu = backend_cpu_s(cur) - cpu0 if cpu0 is not None else None

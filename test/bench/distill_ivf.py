@@ -98,8 +98,8 @@ def fmt_ratios(r):
 
 
 def train_extra(a):
-    """kdindex_train's arguments from --epochs and --train-args (", epochs => 10"), which
-    the flat path passes too"""
+    """kdindex_train's arguments from --epochs and --train-args (", epochs => 10"), on both
+    paths"""
     extra = f", epochs => {a.epochs}" if a.epochs is not None else ""
     return extra + (f", {a.train_args}" if a.train_args else "")
 
