@@ -356,7 +356,7 @@ def main(argv=None):
     md = [f"# Distillation: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric})", "",
           f"{datetime.date.today()}, kdindex {commit or '?'}. Codes-only recall@10 (kdindex.rerank = 0) "
           f"of test queries {nq}-{nq + neval - 1} against their exact top-10, before and after "
-          f"`kdindex_train` with its defaults, the mean of {a.seeds} runs (seeds 1-{a.seeds}) and the "
+          f"`kdindex_train` with its defaults, the mean of {a.seeds} runs (seeds {a.first_seed}-{a.first_seed + a.seeds - 1}) and the "
           f"worst run's gain; the teacher is the exact top-100 of the queries "
           f"named (teacher: {teacher_label(a, nq)} in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]
