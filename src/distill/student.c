@@ -264,6 +264,25 @@ scratch_free(ScanScratch *sc)
 	pfree(sc->exact);
 }
 
+/* Keep id scored key among the cap least, sorted (keys[0..*n - 1], ids beside) */
+static inline void
+keep_nearest(float *keys, int32 *ids, int *n, int cap, float key, int32 id)
+{
+	int			pos;
+
+	if (*n == cap && key >= keys[cap - 1])
+		return;
+	pos = *n < cap ? (*n)++ : cap - 1;
+	while (pos > 0 && keys[pos - 1] > key)
+	{
+		keys[pos] = keys[pos - 1];
+		ids[pos] = ids[pos - 1];
+		pos--;
+	}
+	keys[pos] = key;
+	ids[pos] = id;
+}
+
 /*
  * The nprobe lists a scan of the query reads first, into sc->probed: least
  * centroid score plus the list's balancing offset, the index's order
@@ -275,22 +294,7 @@ probed_lists(const Student *st, ScanScratch *sc)
 	int			n = 0;
 
 	for (int l = 0; l < st->nlists; l++)
-	{
-		float		key = sc->qc[l] + st->q->list_offsets[l];
-		int			pos;
-
-		if (n == st->nprobe && key >= sc->pkey[n - 1])
-			continue;
-		pos = n < st->nprobe ? n++ : n - 1;
-		while (pos > 0 && sc->pkey[pos - 1] > key)
-		{
-			sc->pkey[pos] = sc->pkey[pos - 1];
-			sc->probed[pos] = sc->probed[pos - 1];
-			pos--;
-		}
-		sc->pkey[pos] = key;
-		sc->probed[pos] = l;
-	}
+		keep_nearest(sc->pkey, sc->probed, &n, st->nprobe, sc->qc[l] + st->q->list_offsets[l], l);
 }
 
 /*
@@ -356,21 +360,7 @@ code_nearest(const Student *st, const float *qv, int r, ScanScratch *sc)
 			dist[k] += (float) (coef * st->term[scanned ? scanned[k] : k]);
 	}
 	for (int k = 0; k < nscan; k++)
-	{
-		int			pos;
-
-		if (n == r && dist[k] >= sc->cdist[r - 1])
-			continue;
-		pos = n < r ? n++ : r - 1;
-		while (pos > 0 && sc->cdist[pos - 1] > dist[k])
-		{
-			sc->cdist[pos] = sc->cdist[pos - 1];
-			sc->cand[pos] = sc->cand[pos - 1];
-			pos--;
-		}
-		sc->cdist[pos] = dist[k];
-		sc->cand[pos] = scanned ? scanned[k] : k;
-	}
+		keep_nearest(sc->cdist, sc->cand, &n, r, dist[k], scanned ? scanned[k] : k);
 	return n;
 }
 
