@@ -54,6 +54,12 @@ SELECT pg_relation_size('docs_pq') <= :size_before AS pages_recycled, generation
 SELECT epochs, recall_after BETWEEN 0.2 AND 1 AS recall_ok
   FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1, tau => 1, balance => 0.03);
 
+-- a run whose average is clearly worse than the start on the held-out queries
+-- is followed by one from the start at a fifth of the rate (epochs counts
+-- both); a rate of 1 wrecks both here, so the start is kept (best_epoch 0)
+SELECT epochs, best_epoch, recall_after = recall_before AS start_kept
+  FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 2, learning_rate => 1);
+
 -- a teacher of the query set and 600 of the table's rows (table_queries):
 -- the rows train, only the query set's queries are held out (30 of 300)
 SELECT kdindex_teacher('docs', 'v', 'docs_mixed', queries => 'docs_q', k => 20, nqueries => 300,
