@@ -73,7 +73,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import datasets  # noqa: E402
 from bench import OPS, ensure_table, slug, build_identity, backend_cpu_s  # noqa: E402
-from distill_ivf import train_extra, ORACLE_TITLE, ORACLE_NOTE  # noqa: E402
+from distill_ivf import train_extra, train_args_md, ORACLE_TITLE, ORACLE_NOTE  # noqa: E402
 
 
 def say(msg=""):
@@ -369,7 +369,7 @@ def main(argv=None):
           f"{ds.metric})", ""] + ([ORACLE_NOTE, ""] if a.oracle else []) + [
           f"{datetime.date.today()}, kdindex {commit or '?'}. Codes-only recall@10 (kdindex.rerank = 0) "
           f"of test queries {nq}-{nq + neval - 1} against their exact top-10, before and after "
-          f"`kdindex_train` with its defaults, the mean of {a.seeds} runs (seeds {a.first_seed}-{a.first_seed + a.seeds - 1}) and the "
+          f"`kdindex_train` with {train_args_md(a)}, the mean of {a.seeds} runs (seeds {a.first_seed}-{a.first_seed + a.seeds - 1}) and the "
           f"worst run's gain; the teacher is the exact top-100 of the queries "
           f"named (teacher: {teacher_label(a, nq)} in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]

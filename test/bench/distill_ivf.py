@@ -110,6 +110,12 @@ def train_extra(a):
     return extra + (f", {a.train_args}" if a.train_args else "")
 
 
+def train_args_md(a):
+    """how the results name kdindex_train's arguments: its defaults, or those given"""
+    extra = train_extra(a)
+    return f"its defaults but `{extra[2:]}`" if extra else "its defaults"
+
+
 def rowterm_weight(cur, idx):
     """kdindex_info(idx).rowterm rounded (None without a term)"""
     cur.execute("SELECT round(rowterm::numeric, 3) FROM kdindex_info(%s)", (idx,))
@@ -163,7 +169,7 @@ def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, t
           f"({ds.train.shape[0]} x {ds.dim}, {ds.metric})", ""] + ([ORACLE_NOTE, ""] if a.oracle else []) + [
           f"{datetime.date.today()}, kdindex {commit or '?'}. IVF with {a.lists} lists. recall@10 of "
           f"{qeval.shape[0]} evaluation queries against their exact top-10 (codes only = "
-          f"kdindex.rerank 0), before and after `kdindex_train` with its defaults from the "
+          f"kdindex.rerank 0), before and after `kdindex_train` with {train_args_md(a)} from the "
           f"exact top-100 of " + (f"the same {nq} evaluation queries (oracle)" if a.oracle
                                   else f"{nq} other queries")
           + (f" and {a.table_queries} of the table's rows (table_queries)" if a.table_queries else "")
