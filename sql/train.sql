@@ -164,6 +164,26 @@ SELECT recall_before > :codes_only + 0.1 AS reranked_recall, recall_after <= 1 A
 RESET kdindex.rerank;
 DROP INDEX docs_ivf_rr;
 DROP TABLE docs_teacher60;
+-- the guard judges an index with lists both ways a session scans it: here
+-- one probe reads a list no longer than the re-rank, so re-ranked recall is
+-- the probe's and cannot move, and a rate of 1 wrecks the codes; codes-only
+-- recall falls, and the starting codebooks are written back (generation 2)
+SELECT kdindex_teacher('docs', 'v', 'docs_teacher240', queries => 'docs_q', k => 240, nqueries => 300);
+CREATE INDEX docs_ivf_guard ON docs USING kdindex (v) WITH (m = 8, lists = 200);
+SET kdindex.probes = 1;
+SET kdindex.rerank = 120;
+SELECT max(rows) <= 120 AS lists_within_rerank FROM kdindex_lists('docs_ivf_guard');
+SELECT codes_recall AS codes_before FROM kdindex_recall('docs_ivf_guard', 'docs_teacher240') \gset
+\set VERBOSITY terse
+SELECT recall_after = recall_before AS recall_kept, best_epoch
+  FROM kdindex_train('docs_ivf_guard', 'docs_teacher240', epochs => 3, learning_rate => 1);
+\set VERBOSITY default
+SELECT codes_recall = :codes_before AS codes_kept FROM kdindex_recall('docs_ivf_guard', 'docs_teacher240');
+SELECT generation FROM kdindex_info('docs_ivf_guard');
+RESET kdindex.rerank;
+RESET kdindex.probes;
+DROP INDEX docs_ivf_guard;
+DROP TABLE docs_teacher240;
 
 -- 7. Bad input
 SELECT * FROM kdindex_train('docs', 'docs_teacher');

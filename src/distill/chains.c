@@ -79,11 +79,12 @@ top_codes(KdQuantizer *q, KdMetric metric, const float *lut, float bias, const c
  * Codes-only recall@topn (among the codes' first depth) of the held-out
  * queries over the codes of the data chains that meta describes (the flat
  * one, or each query's ho->probes nearest lists, as a scan reads them),
- * decoded with q.
+ * decoded with q; and into *first that among the codes' first topn, the
+ * recall of a scan without re-rank.
  */
 double
 kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMetric metric,
-			 const KdHeldOut *ho, int dim)
+			 const KdHeldOut *ho, int dim, double *first)
 {
 	int			lutsize = kd_lut_rows(q) * q->ksub;
 	int			tupsize = KdTupleSize(meta->code_size);
@@ -98,6 +99,7 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 	float	   *dists;
 	bool	   *reads = NULL;	/* n x nchains: does query h read list c */
 	int64		hits = 0,
+				first_hits = 0,
 				total = 0;
 
 	if (meta->nlists > 0 && ho->probes > 0 && ho->probes < meta->nlists)
@@ -152,6 +154,7 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 				if (ItemPointerEquals(&best[(Size) h * ho->depth + i].tid, truth))
 				{
 					hits++;
+					first_hits += i < ho->topn;
 					break;
 				}
 		}
@@ -164,6 +167,7 @@ kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q, KdMe
 	pfree(rows);
 	if (reads)
 		pfree(reads);
+	*first = total > 0 ? (double) first_hits / total : 0;
 	return total > 0 ? (double) hits / total : 0;
 }
 

@@ -20,7 +20,7 @@ typedef struct KdHeldOut
 } KdHeldOut;
 
 extern double kd_chain_recall(Relation index, const KdMetaPageData *meta, KdQuantizer *q,
-							  KdMetric metric, const KdHeldOut *ho, int dim);
+							  KdMetric metric, const KdHeldOut *ho, int dim, double *first);
 extern int	kd_chain_sample(Relation index, const KdMetaPageData *meta, int n, ItemPointerData *tids,
 							int64 *rows);
 
