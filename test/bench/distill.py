@@ -5,7 +5,7 @@ after kdindex_train, on queries the training never saw.
     distill.py [--dataset fashion-mnist|synth-ip-256|fmnist1m] [--kdindex pq:16,opq:16,aq:16,...]
                [--epochs N] [--seeds 3] [--lists 245 --probes 4,8,16 --rerank 50,100]
                [--no-sampled | --sampled-kdindex pq:16,...] [--table-queries N]
-               [--rowterm-off] [--first-seed N] [--results-suffix=-NAME] [--reuse-build]
+               [--rowterm-off] [--first-seed N] [--results-suffix=-NAME] [--reuse-build] [--oracle]
 
 Run by `make bench SUITE=distill` (Fashion-MNIST) or `SUITE=distill-ip` (the
 asymmetric inner-product set) through test/scripts/bench.sh, which starts the
@@ -49,6 +49,12 @@ Writes distill-<dataset>-lists<N>.md.  --dataset fmnist1m: the 1M-row set; its t
 is the exact top-100 of --queries (2,000) other queries made like fmnist1m's own from
 test images none of its 2,000 evaluation queries came from (datasets.fmnist1m_more_queries),
 and evaluation is on those 2,000 (their exact top-10).
+
+--oracle: the teacher's queries are the evaluation queries themselves (the same vectors,
+all of them), everything else unchanged: training sees the very queries recall is then
+measured on, so the gain is an upper bound on what distilling the codebooks can give on
+this data, not a held-out result.  The results say so in their header and their file
+name gets -oracle (after --results-suffix).
 """
 
 import os
@@ -67,7 +73,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import datasets  # noqa: E402
 from bench import OPS, ensure_table, slug, build_identity, backend_cpu_s  # noqa: E402
-from distill_ivf import train_extra  # noqa: E402
+from distill_ivf import train_extra, train_args_md, ORACLE_TITLE, ORACLE_NOTE  # noqa: E402
 
 
 def say(msg=""):
@@ -102,6 +108,9 @@ def parse_args(argv=None):
     ap.add_argument("--table-queries", type=int, default=0,
                     help="the teacher's queries also take this many of the table's own rows "
                          "(kdindex_teacher's table_queries)")
+    ap.add_argument("--oracle", action="store_true",
+                    help="the teacher's queries are the evaluation queries themselves (an upper "
+                         "bound, not held out); the results file name gets -oracle")
     ap.add_argument("--no-commit-results", action="store_true")
     ap.add_argument("--keep-extension", action="store_true",
                     help="use the installed extension as it is (same SQL) instead of re-creating it, "
@@ -126,8 +135,8 @@ def add_rowterm_args(ap):
 
 def teacher_label(a, nq):
     """the training teacher's queries, as the results name them"""
-    return f"test queries 0-{nq - 1}" + (f" + {a.table_queries} of the table's rows"
-                                          if a.table_queries else "")
+    queries = "the evaluation queries themselves (oracle)" if a.oracle else f"test queries 0-{nq - 1}"
+    return queries + (f" + {a.table_queries} of the table's rows" if a.table_queries else "")
 
 
 def configs(spec):
@@ -306,6 +315,9 @@ def main(argv=None):
         nq = min(a.queries, ds.test.shape[0] // 2)
         qtrain, qeval = ds.test[:nq], ds.test[nq:nq + (a.eval_queries or nq)]
     neval = qeval.shape[0]
+    if a.oracle:    # the upper bound: train on the queries recall is measured on
+        qtrain, a.results_suffix = qeval, a.results_suffix + "-oracle"
+    nteach = qtrain.shape[0]
     conn = psycopg2.connect("")
     conn.autocommit = True
     cur = conn.cursor()
@@ -328,9 +340,9 @@ def main(argv=None):
     t = time.perf_counter()
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 100, "
                 "nqueries => %s, metric => %s, table_queries => %s)",
-                (table, f"{table}_teacher", f"{table}_qtrain", nq, metric, a.table_queries))
+                (table, f"{table}_teacher", f"{table}_qtrain", nteach, metric, a.table_queries))
     teacher_s = time.perf_counter() - t
-    say(f"teacher: exact top-100 of {teacher_label(a, nq)} in {teacher_s:.1f} s")
+    say(f"teacher: exact top-100 of {teacher_label(a, nq)} ({nteach}) in {teacher_s:.1f} s")
     cur.execute("SELECT kdindex_teacher(%s, 'embedding', %s, queries => %s, k => 10, "
                 "nqueries => %s, metric => %s)",
                 (table, f"{table}_truth", f"{table}_qeval", neval, metric))
@@ -338,7 +350,7 @@ def main(argv=None):
     if a.lists:
         import distill_ivf
         distill_ivf.run_lists(cur, a, ds, table, opclass, op, cfgs, f"{table}_teacher",
-                              f"{table}_truth", qeval, nq, teacher_s, commit)
+                              f"{table}_truth", qeval, nteach, teacher_s, commit)
         return
     teachers = [(f"{table}_teacher", teacher_label(a, nq), cfgs)]
     if not a.no_sampled:
@@ -353,10 +365,11 @@ def main(argv=None):
             r = run_config(cur, a, table, opclass, cfg, teacher, f"{table}_truth")
             r["teacher"] = label
             rows.append(r)
-    md = [f"# Distillation: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric})", "",
+    md = [f"# Distillation{ORACLE_TITLE if a.oracle else ''}: {ds.name} ({ds.train.shape[0]} x {ds.dim}, "
+          f"{ds.metric})", ""] + ([ORACLE_NOTE, ""] if a.oracle else []) + [
           f"{datetime.date.today()}, kdindex {commit or '?'}. Codes-only recall@10 (kdindex.rerank = 0) "
           f"of test queries {nq}-{nq + neval - 1} against their exact top-10, before and after "
-          f"`kdindex_train` with its defaults, the mean of {a.seeds} runs (seeds {a.first_seed}-{a.first_seed + a.seeds - 1}) and the "
+          f"`kdindex_train` with {train_args_md(a)}, the mean of {a.seeds} runs (seeds {a.first_seed}-{a.first_seed + a.seeds - 1}) and the "
           f"worst run's gain; the teacher is the exact top-100 of the queries "
           f"named (teacher: {teacher_label(a, nq)} in {teacher_s:.1f} s). \"held-out teacher recall\" is "
           f"what kdindex_train itself reports on the 10% of its teacher queries it holds out.", ""]

@@ -11,6 +11,12 @@ from bench import slug
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# distill.py --oracle: the results' title and the first thing their header says
+ORACLE_TITLE = " ORACLE (training saw the evaluation queries)"
+ORACLE_NOTE = ("**Oracle run (--oracle): the teacher's queries are the evaluation queries themselves "
+               "(the same vectors), so kdindex_train saw the very queries recall is measured on. "
+               "The gain is an upper bound on what distillation can give here, not a held-out result.**")
+
 
 def say(msg=""):
     print(msg, flush=True)
@@ -104,6 +110,12 @@ def train_extra(a):
     return extra + (f", {a.train_args}" if a.train_args else "")
 
 
+def train_args_md(a):
+    """how the results name kdindex_train's arguments: its defaults, or those given"""
+    extra = train_extra(a)
+    return f"its defaults but `{extra[2:]}`" if extra else "its defaults"
+
+
 def rowterm_weight(cur, idx):
     """kdindex_info(idx).rowterm rounded (None without a term)"""
     cur.execute("SELECT round(rowterm::numeric, 3) FROM kdindex_info(%s)", (idx,))
@@ -153,11 +165,13 @@ def rowterm_off(cur, a, table, opclass, cfg, truth):
 
 def run_lists(cur, a, ds, table, opclass, op, cfgs, teacher, truth, qeval, nq, teacher_s, commit):
     qtexts = ["{" + ",".join(repr(float(v)) for v in row) + "}" for row in qeval[:a.qps_queries]]
-    md = [f"# Distillation with lists: {ds.name} ({ds.train.shape[0]} x {ds.dim}, {ds.metric})", "",
+    md = [f"# Distillation with lists{ORACLE_TITLE if a.oracle else ''}: {ds.name} "
+          f"({ds.train.shape[0]} x {ds.dim}, {ds.metric})", ""] + ([ORACLE_NOTE, ""] if a.oracle else []) + [
           f"{datetime.date.today()}, kdindex {commit or '?'}. IVF with {a.lists} lists. recall@10 of "
           f"{qeval.shape[0]} evaluation queries against their exact top-10 (codes only = "
-          f"kdindex.rerank 0), before and after `kdindex_train` with its defaults from the "
-          f"exact top-100 of {nq} other queries"
+          f"kdindex.rerank 0), before and after `kdindex_train` with {train_args_md(a)} from the "
+          f"exact top-100 of " + (f"the same {nq} evaluation queries (oracle)" if a.oracle
+                                  else f"{nq} other queries")
           + (f" and {a.table_queries} of the table's rows (table_queries)" if a.table_queries else "")
           + f" ({teacher_s:.0f} s); mean of {a.seeds} seeds ({a.first_seed}-{a.first_seed + a.seeds - 1}) with "
           f"the worst run's gain beside it. "
