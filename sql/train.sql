@@ -54,9 +54,9 @@ SELECT pg_relation_size('docs_pq') <= :size_before AS pages_recycled, generation
 SELECT epochs, recall_after BETWEEN 0.2 AND 1 AS recall_ok
   FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 1, tau => 1, balance => 0.03);
 
--- a run whose average is clearly worse than the start on the held-out queries
--- is followed by one from the start at a fifth of the rate (epochs counts
--- both); a rate of 1 wrecks both here, so the start is kept (best_epoch 0)
+-- a run whose average does not gain on the held-out queries is followed by
+-- one from the start at a fifth of the rate (epochs counts both); a rate of 1
+-- wrecks both here, so the start is kept (best_epoch 0)
 SELECT epochs, best_epoch, recall_after = recall_before AS start_kept
   FROM kdindex_train('docs_pq', 'docs_teacher', epochs => 2, learning_rate => 1);
 
