@@ -604,18 +604,17 @@ kdindex_train(PG_FUNCTION_ARGS)
 	if (ho.n > 0 && (DatumGetFloat8(values[3]) < DatumGetFloat8(values[2]) || first_after < first_before) &&
 		newmeta.nretired < KDINDEX_MAX_RETIRED)
 	{
-		if (ho.depth > ho.topn)
-			ereport(NOTICE,
-					(errmsg("kdindex_train kept the starting codebooks of \"%s\"",
-							RelationGetRelationName(index)),
-					 errdetail("Held-out recall with the trained ones: %.4f, codes only %.4f; before: %.4f, codes only %.4f.",
-							   DatumGetFloat8(values[3]), first_after, DatumGetFloat8(values[2]), first_before)));
-		else
-			ereport(NOTICE,
-					(errmsg("kdindex_train kept the starting codebooks of \"%s\"",
-							RelationGetRelationName(index)),
-					 errdetail("Held-out recall with the trained ones: %.4f; before: %.4f.",
-							   DatumGetFloat8(values[3]), DatumGetFloat8(values[2]))));
+		/* with a re-rank, the codes-only figures too */
+		bool		both = ho.depth > ho.topn;
+
+		ereport(NOTICE,
+				(errmsg("kdindex_train kept the starting codebooks of \"%s\"",
+						RelationGetRelationName(index)),
+				 errdetail("Held-out recall with the trained ones: %.4f%s; before: %.4f%s.",
+						   DatumGetFloat8(values[3]),
+						   both ? psprintf(", codes only %.4f", first_after) : "",
+						   DatumGetFloat8(values[2]),
+						   both ? psprintf(", codes only %.4f", first_before) : "")));
 		kd_retrain_switch(index, heap, oldq, sample, nsample, seconds, &newmeta);
 		values[3] = values[2];
 		res.best_epoch = 0;
