@@ -153,8 +153,9 @@ sub scenarios
 	KdTest::verify_ok($node, 't_kd', 'after the crash');
 
 	# and the index can be trained again
-	is($node->safe_psql('postgres', "SELECT epochs FROM kdindex_train('t_kd', 't_teacher', epochs => 1)"),
-		'1', 'training after recovery works');
+	# (2 epochs when the first run gains nothing and the step backs off)
+	is($node->safe_psql('postgres', "SELECT epochs IN (1, 2) FROM kdindex_train('t_kd', 't_teacher', epochs => 1)"),
+		't', 'training after recovery works');
 	all_found('after retraining');
 	KdTest::verify_ok($node, 't_kd', 'after retraining');
 }
